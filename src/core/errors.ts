@@ -1,0 +1,116 @@
+/** Exit codes, as documented in the README. */
+export const ExitCode = {
+  ok: 0,
+  itemsFailed: 1,
+  usage: 2,
+  aborted: 3,
+  locked: 4,
+  interrupted: 130,
+} as const;
+export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
+
+/** Kinds of failure that come from talking to a provider. */
+export type ProviderErrorKind =
+  | 'rate_limit'
+  | 'server'
+  | 'timeout'
+  | 'network'
+  | 'invalid_response'
+  | 'auth'
+  | 'quota'
+  | 'bad_request'
+  | 'circuit_open'
+  | 'cancelled';
+
+/** Kinds of failure that come from the user's side or the local machine. */
+export type LocalErrorKind = 'usage' | 'config' | 'input' | 'database' | 'locked' | 'deadline' | 'internal';
+
+export type ErrorKind = ProviderErrorKind | LocalErrorKind;
+
+const marker = Symbol.for('flashcards.error');
+
+export interface FlashcardsErrorOptions {
+  hint?: string | undefined;
+  exitCode?: ExitCode;
+  cause?: unknown;
+}
+
+const defaultExit: Record<ErrorKind, ExitCode> = {
+  usage: ExitCode.usage,
+  config: ExitCode.usage,
+  input: ExitCode.usage,
+  database: ExitCode.usage,
+  locked: ExitCode.locked,
+  deadline: ExitCode.aborted,
+  internal: ExitCode.itemsFailed,
+  rate_limit: ExitCode.itemsFailed,
+  server: ExitCode.itemsFailed,
+  timeout: ExitCode.itemsFailed,
+  network: ExitCode.itemsFailed,
+  invalid_response: ExitCode.itemsFailed,
+  bad_request: ExitCode.itemsFailed,
+  auth: ExitCode.aborted,
+  quota: ExitCode.aborted,
+  circuit_open: ExitCode.aborted,
+  cancelled: ExitCode.interrupted,
+};
+
+/**
+ * Every error that reaches the CLI. The CLI prints `error: <message>` and `hint: <hint>`
+ * and exits with `exitCode`; nothing else calls process.exit.
+ */
+export class FlashcardsError extends Error {
+  readonly [marker] = true;
+  readonly kind: ErrorKind;
+  readonly exitCode: ExitCode;
+  readonly hint: string | undefined;
+
+  constructor(kind: ErrorKind, message: string, options: FlashcardsErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'FlashcardsError';
+    this.kind = kind;
+    this.exitCode = options.exitCode ?? defaultExit[kind];
+    this.hint = options.hint;
+  }
+}
+
+export interface ProviderErrorOptions extends FlashcardsErrorOptions {
+  retryable: boolean;
+  /** Earliest time to try again, from Retry-After / retry-after-ms, in ms from when the error was seen. */
+  retryAfterMs?: number | undefined;
+  status?: number | undefined;
+}
+
+/** A failed provider call, classified so retry, breaker and limiter can each decide what it means. */
+export class ProviderError extends FlashcardsError {
+  override readonly kind: ProviderErrorKind;
+  readonly retryable: boolean;
+  readonly retryAfterMs: number | undefined;
+  readonly status: number | undefined;
+
+  constructor(kind: ProviderErrorKind, message: string, options: ProviderErrorOptions) {
+    super(kind, message, options);
+    this.name = 'ProviderError';
+    this.kind = kind;
+    this.retryable = options.retryable;
+    this.retryAfterMs = options.retryAfterMs;
+    this.status = options.status;
+  }
+}
+
+/** Recognises our errors by a marker, so detection survives duplicate module copies. */
+export function isFlashcardsError(e: unknown): e is FlashcardsError {
+  return typeof e === 'object' && e !== null && (e as Record<symbol, unknown>)[marker] === true;
+}
+
+export function isProviderError(e: unknown): e is ProviderError {
+  return isFlashcardsError(e) && 'retryable' in e;
+}
+
+export function usageError(message: string, hint?: string): FlashcardsError {
+  return new FlashcardsError('usage', message, { hint });
+}
+
+export function errorMessage(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
