@@ -2,7 +2,10 @@
 export interface Clock {
   /** Milliseconds since the Unix epoch. */
   now(): number;
-  /** Resolves after `ms`; rejects with the signal's reason when aborted. Never keeps the process alive. */
+  /**
+   * Resolves after `ms`; rejects with the signal's reason when aborted. A pending sleep keeps the
+   * process alive (the run is waiting on it); stopping a run aborts its sleeps through the signal.
+   */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
@@ -20,7 +23,6 @@ export const systemClock: Clock = {
         signal?.removeEventListener('abort', onAbort);
         resolve();
       }, ms);
-      timer.unref();
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   },

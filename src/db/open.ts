@@ -25,7 +25,7 @@ export function openDatabase(file: string, options: OpenOptions = {}): Db {
     });
     db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 10_000}`);
     if (!options.readonly) {
-      db.pragma('journal_mode = WAL');
+      setWalMode(db);
       // WAL + NORMAL: commits are atomic and durable across process crashes; only an OS crash
       // can lose the last few commits, never corrupt the file.
       db.pragma('synchronous = NORMAL');
@@ -37,6 +37,22 @@ export function openDatabase(file: string, options: OpenOptions = {}): Db {
   } catch (e) {
     db?.close();
     throw databaseError(file, e);
+  }
+}
+
+/**
+ * Switching a brand-new file to WAL needs an exclusive lock and SQLite answers SQLITE_BUSY at once
+ * (without the busy timeout) when another process is opening the same file: retry briefly.
+ */
+function setWalMode(db: Db): void {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      db.pragma('journal_mode = WAL');
+      return;
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'SQLITE_BUSY' || attempt >= 40) throw e;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5 * attempt);
+    }
   }
 }
 

@@ -1,0 +1,298 @@
+import type { ResponseCache, SingleFlight } from '../cache/index.ts';
+import { cacheKey } from '../cache/index.ts';
+import type { ChatClient, ChatRequest, TokenUsage } from '../client/chat-client.ts';
+import { estimateTokens } from '../client/chat-client.ts';
+import type { Clock } from '../core/clock.ts';
+import { FlashcardsError, isProviderError, ProviderError } from '../core/errors.ts';
+import type { EventSink } from '../core/events.ts';
+import type { Limiter } from '../limiter/index.ts';
+import type { Stage, StageInput } from '../pipeline/types.ts';
+import type { CircuitBreaker, RetryPolicy } from '../resilience/index.ts';
+import { classifyFetchError, invalidResponseError } from '../resilience/index.ts';
+
+/** Everything a job needs from the outside world; composed once per run. */
+export interface JobContext {
+  batchId: string;
+  model: string;
+  baseUrl: string;
+  temperature: number;
+  maxTokens: number;
+  client: ChatClient;
+  limiter: Limiter;
+  breaker: CircuitBreaker;
+  retry: RetryPolicy;
+  cache: ResponseCache | undefined;
+  cacheMode: 'normal' | 'refresh' | 'off';
+  staleIfError: boolean;
+  singleFlight: SingleFlight;
+  clock: Clock;
+  events: EventSink;
+  /** How long to wait for an open circuit before giving up the run. */
+  maxWaitMs: number;
+  deadlineMs: number | undefined;
+  /** Aborted to cancel in-flight work at once (second signal, end of grace period). */
+  signal: AbortSignal;
+  /** Aborted when the run stops taking new work: waits (breaker, limiter, backoff) end early. */
+  stopSignal: AbortSignal;
+  counters: { requests: number; retries: number; cacheHits: number; cacheMisses: number };
+}
+
+export type JobResult =
+  | { ok: true; value: unknown; cached: boolean; usage: TokenUsage; attempts: number; requests: number }
+  | { ok: false; error: ProviderError; attempts: number; requests: number };
+
+/** Errors that end the whole run rather than one item: nothing else can succeed until a person acts. */
+export function isRunFatal(error: FlashcardsError): boolean {
+  return ['auth', 'quota', 'circuit_open', 'deadline', 'cancelled'].includes(error.kind);
+}
+
+const zeroUsage: TokenUsage = { promptTokens: 0, completionTokens: 0, totalTokens: 0 };
+
+function validate(
+  stage: Stage,
+  content: string,
+): { ok: true; value: unknown } | { ok: false; detail: string } {
+  let json: unknown;
+  try {
+    json = JSON.parse(content);
+  } catch {
+    return { ok: false, detail: `the ${stage.name} answer is not valid JSON` };
+  }
+  const parsed = stage.schema.safeParse(json);
+  if (parsed.success) return { ok: true, value: parsed.data };
+  const issues = parsed.error.issues
+    .slice(0, 3)
+    .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
+    .join('; ');
+  return { ok: false, detail: `the ${stage.name} answer does not match its schema (${issues})` };
+}
+
+function stoppedError(ctx: JobContext): FlashcardsError {
+  if (ctx.deadlineMs !== undefined && ctx.clock.now() >= ctx.deadlineMs) {
+    return new FlashcardsError('deadline', 'the run reached its --max-duration');
+  }
+  return new ProviderError('cancelled', 'the run was stopped', { retryable: false });
+}
+
+/**
+ * Runs one job (one item, one stage): cache, then the retry loop around breaker, limiter and
+ * provider, then validation. The order of the policies is visible here and nowhere else.
+ * Throws only run-fatal errors; an item's own failure comes back as `{ ok: false }`.
+ */
+export async function executeJob(
+  ctx: JobContext,
+  stage: Stage,
+  input: StageInput,
+  item: number,
+): Promise<JobResult> {
+  const messages = stage.buildMessages(input);
+  const request: ChatRequest = {
+    model: ctx.model,
+    messages,
+    responseFormat: {
+      type: 'json_schema',
+      json_schema: { name: stage.name, strict: true, schema: stage.jsonSchema },
+    },
+    temperature: ctx.temperature,
+    maxTokens: ctx.maxTokens,
+  };
+  const key = cacheKey({
+    baseUrl: ctx.baseUrl,
+    model: ctx.model,
+    messages,
+    responseFormat: request.responseFormat,
+    params: { temperature: ctx.temperature, max_tokens: ctx.maxTokens },
+  });
+
+  if (ctx.cache && ctx.cacheMode === 'normal') {
+    const hit = ctx.cache.get(key);
+    if (hit) {
+      const checked = validate(stage, hit.body);
+      if (checked.ok) {
+        ctx.counters.cacheHits++;
+        return { ok: true, value: checked.value, cached: true, usage: zeroUsage, attempts: 0, requests: 0 };
+      }
+    }
+  }
+  if (ctx.cache && ctx.cacheMode !== 'off') ctx.counters.cacheMisses++;
+
+  // Identical requests in flight in this process share one upstream call.
+  return ctx.singleFlight.run(key, () =>
+    callWithPolicies(ctx, stage, request, key, `${ctx.batchId}:${item}:${stage.name}`, item),
+  );
+}
+
+async function callWithPolicies(
+  ctx: JobContext,
+  stage: Stage,
+  baseRequest: ChatRequest,
+  key: string,
+  jobId: string,
+  item: number,
+): Promise<JobResult> {
+  const promptText = baseRequest.messages.map((m) => m.content).join('\n');
+  const tokenEstimate = estimateTokens(promptText) + ctx.maxTokens;
+  let request = baseRequest;
+  let attempts = 0;
+  let requests = 0;
+  let feedbackGiven = false;
+  let lastWaitEvent = 0;
+
+  for (;;) {
+    if (ctx.signal.aborted || ctx.stopSignal.aborted) throw stoppedError(ctx);
+
+    const decision = ctx.breaker.acquire();
+    if (!decision.allowed) {
+      if (ctx.staleIfError && ctx.cache) {
+        const stale = ctx.cache.get(key, { allowStale: true });
+        const checked = stale ? validate(stage, stale.body) : undefined;
+        if (checked?.ok) {
+          ctx.counters.cacheHits++;
+          return { ok: true, value: checked.value, cached: true, usage: zeroUsage, attempts, requests };
+        }
+      }
+      const now = ctx.clock.now();
+      const waitMs = decision.retryAtMs === null ? Number.POSITIVE_INFINITY : decision.retryAtMs - now;
+      const resumeAt = decision.retryAtMs === null ? null : new Date(decision.retryAtMs).toISOString();
+      if (
+        waitMs > ctx.maxWaitMs ||
+        (ctx.deadlineMs !== undefined && now + Math.max(waitMs, 0) > ctx.deadlineMs)
+      ) {
+        throw new ProviderError(
+          'circuit_open',
+          decision.state === 'isolated'
+            ? `the circuit breaker is isolated (${decision.reason})`
+            : `the provider is failing and the circuit breaker is open until ${resumeAt} (${decision.reason})`,
+          {
+            retryable: false,
+            hint:
+              decision.state === 'isolated'
+                ? 'run `flashcards breaker close` when the provider is healthy, then run the same command again'
+                : `run the same command again after ${resumeAt} to resume; finished items are kept`,
+          },
+        );
+      }
+      if (now - lastWaitEvent > 5000) {
+        lastWaitEvent = now;
+        ctx.events.emit({
+          type: 'breaker_wait',
+          batchId: ctx.batchId,
+          state: decision.state,
+          untilMs: decision.retryAtMs,
+        });
+      }
+      // Re-check at least every second: another process may close or isolate the breaker.
+      await sleepOrStop(ctx, Math.min(Math.max(waitMs, 50), 1000));
+      continue;
+    }
+
+    const maxWaitMs = ctx.deadlineMs === undefined ? 120_000 : Math.max(0, ctx.deadlineMs - ctx.clock.now());
+    const reservation = ctx.limiter.reserve({ jobId, tokens: tokenEstimate }, { maxWaitMs });
+    if (!reservation.ok) {
+      // Give an unused half-open probe back at once (a cancelled outcome has no effect on health).
+      if (decision.probe) {
+        ctx.breaker.record(
+          { ok: false, error: new ProviderError('cancelled', 'probe not sent', { retryable: false }) },
+          decision,
+        );
+      }
+      if (ctx.deadlineMs !== undefined && ctx.clock.now() + reservation.delayMs > ctx.deadlineMs) {
+        throw new FlashcardsError(
+          'deadline',
+          'the run reached its --max-duration while waiting for the rate limit',
+        );
+      }
+      await sleepOrStop(ctx, Math.min(Math.max(reservation.delayMs, 10), 1000));
+      continue;
+    }
+    if (reservation.delayMs > 0) {
+      if (reservation.delayMs >= 2000) {
+        ctx.events.emit({
+          type: 'rate_limited',
+          batchId: ctx.batchId,
+          waitMs: reservation.delayMs,
+          reason: 'rate limit budget',
+        });
+      }
+      try {
+        await sleepOrStop(ctx, reservation.delayMs);
+      } catch (e) {
+        reservation.cancel();
+        throw e;
+      }
+    }
+
+    attempts++;
+    requests++;
+    ctx.counters.requests++;
+    let error: ProviderError;
+    try {
+      const result = await ctx.client.complete(request, ctx.signal);
+      reservation.settle(result.usage.totalTokens);
+      ctx.breaker.record({ ok: true }, decision);
+      const checked = validate(stage, result.content);
+      if (checked.ok) {
+        ctx.retry.onSuccess();
+        ctx.cache?.put(key, { body: result.content, model: ctx.model, term: undefined, stage: stage.name });
+        return { ok: true, value: checked.value, cached: false, usage: result.usage, attempts, requests };
+      }
+      error = invalidResponseError(checked.detail);
+      // Once, tell the model what was wrong with its answer; a second failure gets a plain retry.
+      if (!feedbackGiven) {
+        feedbackGiven = true;
+        request = {
+          ...baseRequest,
+          messages: [
+            ...baseRequest.messages,
+            { role: 'assistant', content: result.content.slice(0, 4000) },
+            {
+              role: 'user',
+              content: `That answer was rejected: ${checked.detail}. Answer again with JSON that matches the schema exactly.`,
+            },
+          ],
+        };
+      }
+    } catch (e) {
+      error = isProviderError(e)
+        ? e
+        : classifyFetchError(e, { timedOut: false, timeoutMs: 0, cancelled: ctx.signal.aborted });
+      // A 429 or a request that never left spent no provider tokens; anything else may have.
+      if (error.kind === 'rate_limit' || error.kind === 'cancelled') reservation.cancel();
+      else reservation.settle(estimateTokens(promptText));
+      ctx.breaker.record({ ok: false, error }, decision);
+      if (error.kind === 'cancelled') throw stoppedError(ctx);
+      if (error.kind === 'auth' || error.kind === 'quota') throw error;
+    }
+
+    const verdict = ctx.retry.decide(error, attempts, { nowMs: ctx.clock.now(), deadlineMs: ctx.deadlineMs });
+    if (!verdict.retry) {
+      if (verdict.reason === 'deadline' && error.retryable) {
+        throw new FlashcardsError(
+          'deadline',
+          `the run reached its --max-duration (last error: ${error.message})`,
+        );
+      }
+      return { ok: false, error, attempts, requests };
+    }
+    ctx.counters.retries++;
+    ctx.events.emit({
+      type: 'retry_scheduled',
+      batchId: ctx.batchId,
+      item,
+      stage: stage.name,
+      attempt: attempts,
+      delayMs: Math.round(verdict.delayMs),
+      errorKind: error.kind,
+      message: error.message,
+    });
+    await sleepOrStop(ctx, verdict.delayMs);
+  }
+}
+
+async function sleepOrStop(ctx: JobContext, ms: number): Promise<void> {
+  try {
+    await ctx.clock.sleep(ms, AbortSignal.any([ctx.signal, ctx.stopSignal]));
+  } catch {
+    throw stoppedError(ctx);
+  }
+}

@@ -1,0 +1,165 @@
+import pLimit from 'p-limit';
+import type { Clock } from '../core/clock.ts';
+import { errorMessage, FlashcardsError, isFlashcardsError } from '../core/errors.ts';
+import type { EventSink } from '../core/events.ts';
+import type { Pipeline } from '../pipeline/types.ts';
+import { executeJob, isRunFatal, type JobContext } from './execute-job.ts';
+import { isOwnerAlive } from './owner.ts';
+import type { BatchCounts, BatchRecord, BatchStore, ClaimedItem } from './store.ts';
+
+/** A lease outlives a crash by this much at most when the owner's liveness cannot be checked (other host). */
+export const LEASE_MS = 30_000;
+const HEARTBEAT_MS = 10_000;
+
+export interface RunnerOptions {
+  batch: BatchRecord;
+  store: BatchStore;
+  pipeline: Pipeline;
+  job: JobContext;
+  owner: string;
+  concurrency: number;
+  clock: Clock;
+  events: EventSink;
+}
+
+export type RunOutcome =
+  | { status: 'complete'; counts: BatchCounts }
+  | { status: 'stopped'; reason: FlashcardsError; counts: BatchCounts };
+
+/**
+ * Drives a batch to completion: claims items in input order (leases shared with other processes),
+ * runs each item's stages in turn through `executeJob`, and stores every result as it arrives.
+ * Stopping (signal, deadline, a run-fatal error) takes no new items, lets running ones end,
+ * and hands unfinished items back so any later run picks them up.
+ */
+export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
+  const { batch, store, pipeline, job, owner, clock, events } = options;
+  const limit = pLimit(options.concurrency);
+  const running = new Set<Promise<void>>();
+  let fatal: FlashcardsError | undefined;
+  const stages = pipeline.stages;
+
+  const heartbeat = setInterval(() => store.heartbeat(owner, LEASE_MS), HEARTBEAT_MS);
+  heartbeat.unref();
+
+  const stopping = (): boolean => fatal !== undefined || job.stopSignal.aborted || job.signal.aborted;
+
+  const processItem = async (item: ClaimedItem): Promise<void> => {
+    const results = item.attempts > 1 ? store.results(batch.id, item.idx) : {};
+    for (let s = 0; s < stages.length; s++) {
+      const stage = stages[s]!;
+      if (stage.name in results) continue;
+      const started = clock.now();
+      let result: Awaited<ReturnType<typeof executeJob>>;
+      try {
+        result = await executeJob(job, stage, { item, previous: results }, item.idx);
+      } catch (e) {
+        store.releaseItem(batch.id, item.idx);
+        if (isFlashcardsError(e) && isRunFatal(e)) {
+          fatal ??= e;
+          return;
+        }
+        throw e;
+      }
+      const outcome = {
+        batchId: batch.id,
+        idx: item.idx,
+        stage: stage.name,
+        attempts: result.attempts,
+        requests: result.requests,
+        promptTokens: result.ok ? result.usage.promptTokens : 0,
+        completionTokens: result.ok ? result.usage.completionTokens : 0,
+        cached: result.ok && result.cached,
+        durationMs: clock.now() - started,
+      };
+      if (!result.ok) {
+        store.failJob(outcome, result.error.kind, result.error.message);
+        events.emit({
+          type: 'job_failed',
+          batchId: batch.id,
+          item: item.idx,
+          stage: stage.name,
+          durationMs: outcome.durationMs,
+          attempts: result.attempts,
+          errorKind: result.error.kind,
+          message: result.error.message,
+        });
+        return;
+      }
+      results[stage.name] = result.value;
+      store.completeJob(outcome, result.value, s === stages.length - 1);
+      events.emit({
+        type: 'job_succeeded',
+        batchId: batch.id,
+        item: item.idx,
+        stage: stage.name,
+        durationMs: outcome.durationMs,
+        attempts: result.attempts,
+        cached: result.cached,
+        tokens: result.usage.totalTokens,
+      });
+    }
+  };
+
+  const launch = (item: ClaimedItem): void => {
+    const task = limit(() => processItem(item)).catch((e: unknown) => {
+      // A bug or a database failure: stop the run rather than spin on the same item.
+      store.releaseItem(batch.id, item.idx);
+      fatal ??= isFlashcardsError(e)
+        ? e
+        : new FlashcardsError('internal', `unexpected error: ${errorMessage(e)}`, { cause: e });
+    });
+    const tracked = task.finally(() => running.delete(tracked));
+    running.add(tracked);
+  };
+
+  try {
+    while (!stopping()) {
+      // Claim only when a worker is free, so queued items never sit on leases another process could use.
+      if (running.size >= options.concurrency) {
+        await Promise.race(running);
+        continue;
+      }
+      const item = store.claim(batch.id, owner, LEASE_MS);
+      if (item) {
+        launch(item);
+        continue;
+      }
+      if (running.size > 0) {
+        await Promise.race(running);
+        continue;
+      }
+      // Nothing claimable here: the rest is either finished or leased by other runs.
+      const others = store.leaseOwners(batch.id).filter((o) => o !== owner);
+      if (others.length === 0) break;
+      let freed = false;
+      for (const other of others) {
+        if (!isOwnerAlive(other)) {
+          store.releaseLeases(other);
+          freed = true;
+        }
+      }
+      if (freed) continue;
+      try {
+        await clock.sleep(250, job.stopSignal);
+      } catch {
+        break;
+      }
+    }
+    await Promise.all(running);
+  } finally {
+    clearInterval(heartbeat);
+    store.releaseLeases(owner);
+  }
+
+  const counts = store.counts(batch.id);
+  if (fatal) return { status: 'stopped', reason: fatal, counts };
+  if (job.stopSignal.aborted || job.signal.aborted || counts.pending > 0) {
+    const reason =
+      job.deadlineMs !== undefined && clock.now() >= job.deadlineMs
+        ? new FlashcardsError('deadline', 'the run reached its --max-duration')
+        : new FlashcardsError('usage', 'the run was interrupted', { exitCode: 130 });
+    return { status: 'stopped', reason, counts };
+  }
+  return { status: 'complete', counts };
+}

@@ -1,0 +1,484 @@
+import type { Db } from '../db/open.ts';
+import { migrate } from '../db/open.ts';
+
+export type BatchStatus = 'loading' | 'running' | 'done' | 'failed' | 'interrupted' | 'aborted';
+export type ItemStatus = 'pending' | 'done' | 'failed';
+
+export interface BatchMeta {
+  id: string;
+  inputName: string;
+  inputDigest: string;
+  settingsHash: string;
+  pipeline: string;
+  stages: readonly string[];
+  model: string;
+  baseUrl: string;
+  outputPath: string | null;
+  format: string;
+  /** Settings that shape results, kept so `batches export` can rebuild the output without the config. */
+  settings: Record<string, unknown>;
+}
+
+export interface BatchRecord extends BatchMeta {
+  createdAt: number;
+  updatedAt: number;
+  status: BatchStatus;
+  total: number;
+  loader: string | null;
+}
+
+export interface ItemData {
+  term: string;
+  line: number;
+  position?: string | undefined;
+  type?: string | undefined;
+  context: Record<string, string>;
+}
+
+export interface ClaimedItem extends ItemData {
+  idx: number;
+  attempts: number;
+}
+
+export interface JobOutcome {
+  batchId: string;
+  idx: number;
+  stage: string;
+  attempts: number;
+  requests: number;
+  promptTokens: number;
+  completionTokens: number;
+  cached: boolean;
+  durationMs: number;
+}
+
+export interface BatchCounts {
+  total: number;
+  done: number;
+  failed: number;
+  pending: number;
+  leased: number;
+}
+
+export interface JobTotals {
+  requests: number;
+  promptTokens: number;
+  completionTokens: number;
+  cachedJobs: number;
+}
+
+const migrations = [
+  `CREATE TABLE batches (
+     id TEXT PRIMARY KEY,
+     input_name TEXT NOT NULL,
+     input_digest TEXT NOT NULL,
+     settings_hash TEXT NOT NULL,
+     pipeline TEXT NOT NULL,
+     stages TEXT NOT NULL,
+     model TEXT NOT NULL,
+     base_url TEXT NOT NULL,
+     output_path TEXT,
+     format TEXT NOT NULL,
+     settings TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL,
+     status TEXT NOT NULL,
+     total INTEGER NOT NULL DEFAULT 0,
+     loader TEXT
+   );
+   CREATE TABLE runs (
+     batch_id TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+     owner TEXT NOT NULL,
+     exclusive INTEGER NOT NULL,
+     started_at INTEGER NOT NULL,
+     alive_until INTEGER NOT NULL,
+     PRIMARY KEY (batch_id, owner)
+   ) WITHOUT ROWID;
+   CREATE TABLE items (
+     batch_id TEXT NOT NULL REFERENCES batches(id) ON DELETE CASCADE,
+     idx INTEGER NOT NULL,
+     data TEXT NOT NULL,
+     status TEXT NOT NULL DEFAULT 'pending',
+     stage_done INTEGER NOT NULL DEFAULT 0,
+     owner TEXT,
+     lease_until INTEGER NOT NULL DEFAULT 0,
+     attempts INTEGER NOT NULL DEFAULT 0,
+     error_kind TEXT,
+     error TEXT,
+     updated_at INTEGER NOT NULL DEFAULT 0,
+     PRIMARY KEY (batch_id, idx)
+   ) WITHOUT ROWID;
+   CREATE INDEX items_by_status ON items (batch_id, status, idx);
+   CREATE TABLE jobs (
+     batch_id TEXT NOT NULL,
+     idx INTEGER NOT NULL,
+     stage TEXT NOT NULL,
+     status TEXT NOT NULL DEFAULT 'pending',
+     attempts INTEGER NOT NULL DEFAULT 0,
+     requests INTEGER NOT NULL DEFAULT 0,
+     result TEXT,
+     error_kind TEXT,
+     error TEXT,
+     prompt_tokens INTEGER NOT NULL DEFAULT 0,
+     completion_tokens INTEGER NOT NULL DEFAULT 0,
+     cached INTEGER NOT NULL DEFAULT 0,
+     duration_ms INTEGER,
+     finished_at INTEGER,
+     PRIMARY KEY (batch_id, idx, stage),
+     FOREIGN KEY (batch_id, idx) REFERENCES items(batch_id, idx) ON DELETE CASCADE
+   ) WITHOUT ROWID;`,
+];
+
+interface BatchRow {
+  id: string;
+  input_name: string;
+  input_digest: string;
+  settings_hash: string;
+  pipeline: string;
+  stages: string;
+  model: string;
+  base_url: string;
+  output_path: string | null;
+  format: string;
+  settings: string;
+  created_at: number;
+  updated_at: number;
+  status: BatchStatus;
+  total: number;
+  loader: string | null;
+}
+
+function toBatch(row: BatchRow): BatchRecord {
+  return {
+    id: row.id,
+    inputName: row.input_name,
+    inputDigest: row.input_digest,
+    settingsHash: row.settings_hash,
+    pipeline: row.pipeline,
+    stages: JSON.parse(row.stages) as string[],
+    model: row.model,
+    baseUrl: row.base_url,
+    outputPath: row.output_path,
+    format: row.format,
+    settings: JSON.parse(row.settings) as Record<string, unknown>,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    status: row.status,
+    total: row.total,
+    loader: row.loader,
+  };
+}
+
+/**
+ * Batches, their items and jobs (one per item and stage) in the state database. Items carry the
+ * lease: a worker owns every job of an item while it holds the item's lease, so two processes on
+ * one batch split the work and never run the same job at once.
+ */
+export class BatchStore {
+  readonly db: Db;
+  readonly #now: () => number;
+  readonly #stmts;
+
+  constructor(db: Db, now: () => number) {
+    this.db = db;
+    this.#now = now;
+    migrate(db, 'batch', migrations);
+    this.#stmts = {
+      batch: db.prepare('SELECT * FROM batches WHERE id = ?'),
+      insertBatch: db.prepare(
+        `INSERT INTO batches (id, input_name, input_digest, settings_hash, pipeline, stages, model, base_url,
+           output_path, format, settings, created_at, updated_at, status, loader)
+         VALUES (@id, @inputName, @inputDigest, @settingsHash, @pipeline, @stages, @model, @baseUrl,
+           @outputPath, @format, @settings, @now, @now, 'loading', @loader)
+         ON CONFLICT(id) DO NOTHING`,
+      ),
+      insertItem: db.prepare('INSERT INTO items (batch_id, idx, data, updated_at) VALUES (?, ?, ?, ?)'),
+      insertJob: db.prepare('INSERT INTO jobs (batch_id, idx, stage) VALUES (?, ?, ?)'),
+      claim: db.prepare(
+        `UPDATE items SET owner = @owner, lease_until = @until, attempts = attempts + 1, updated_at = @now
+         WHERE batch_id = @batch AND idx = (
+           SELECT idx FROM items WHERE batch_id = @batch AND status = 'pending' AND lease_until < @now
+           ORDER BY idx LIMIT 1)
+         RETURNING idx, data, attempts`,
+      ),
+      renew: db.prepare(
+        "UPDATE items SET lease_until = @until WHERE owner = @owner AND status = 'pending' AND lease_until > 0",
+      ),
+      release: db.prepare(
+        "UPDATE items SET lease_until = 0, owner = NULL WHERE owner = ? AND status = 'pending'",
+      ),
+      releaseOne: db.prepare('UPDATE items SET lease_until = 0, owner = NULL WHERE batch_id = ? AND idx = ?'),
+      leaseOwners: db.prepare(
+        "SELECT DISTINCT owner FROM items WHERE batch_id = ? AND status = 'pending' AND lease_until >= ? AND owner IS NOT NULL",
+      ),
+      results: db.prepare(
+        "SELECT stage, result FROM jobs WHERE batch_id = ? AND idx = ? AND status = 'done'",
+      ),
+      jobDone: db.prepare(
+        `UPDATE jobs SET status = 'done', result = @result, attempts = attempts + @attempts, requests = requests + @requests,
+           prompt_tokens = prompt_tokens + @promptTokens, completion_tokens = completion_tokens + @completionTokens,
+           cached = @cached, duration_ms = @durationMs, finished_at = @now, error_kind = NULL, error = NULL
+         WHERE batch_id = @batchId AND idx = @idx AND stage = @stage`,
+      ),
+      jobFailed: db.prepare(
+        `UPDATE jobs SET status = 'failed', attempts = attempts + @attempts, requests = requests + @requests,
+           prompt_tokens = prompt_tokens + @promptTokens, completion_tokens = completion_tokens + @completionTokens,
+           duration_ms = @durationMs, finished_at = @now, error_kind = @errorKind, error = @error
+         WHERE batch_id = @batchId AND idx = @idx AND stage = @stage`,
+      ),
+      itemStage: db.prepare(
+        'UPDATE items SET stage_done = stage_done + 1, updated_at = ? WHERE batch_id = ? AND idx = ?',
+      ),
+      itemDone: db.prepare(
+        "UPDATE items SET status = 'done', owner = NULL, lease_until = 0, updated_at = ? WHERE batch_id = ? AND idx = ?",
+      ),
+      itemFailed: db.prepare(
+        `UPDATE items SET status = 'failed', owner = NULL, lease_until = 0, error_kind = ?, error = ?, updated_at = ?
+         WHERE batch_id = ? AND idx = ?`,
+      ),
+      counts: db.prepare(
+        `SELECT count(*) AS total,
+           coalesce(sum(status = 'done'), 0) AS done,
+           coalesce(sum(status = 'failed'), 0) AS failed,
+           coalesce(sum(status = 'pending'), 0) AS pending,
+           coalesce(sum(status = 'pending' AND lease_until >= @now), 0) AS leased
+         FROM items WHERE batch_id = @batch`,
+      ),
+      totals: db.prepare(
+        `SELECT coalesce(sum(requests), 0) AS requests, coalesce(sum(prompt_tokens), 0) AS promptTokens,
+           coalesce(sum(completion_tokens), 0) AS completionTokens, coalesce(sum(cached), 0) AS cachedJobs
+         FROM jobs WHERE batch_id = ?`,
+      ),
+      setStatus: db.prepare('UPDATE batches SET status = ?, updated_at = ? WHERE id = ?'),
+      setOutput: db.prepare('UPDATE batches SET output_path = ?, format = ?, updated_at = ? WHERE id = ?'),
+      finishLoading: db.prepare(
+        "UPDATE batches SET status = 'running', total = ?, loader = NULL, updated_at = ? WHERE id = ?",
+      ),
+      deleteBatch: db.prepare('DELETE FROM batches WHERE id = ?'),
+      requeueFailed: db.prepare(
+        "UPDATE items SET status = 'pending', attempts = 0, error_kind = NULL, error = NULL, owner = NULL, lease_until = 0 WHERE batch_id = ? AND status = 'failed'",
+      ),
+      requeueFailedJobs: db.prepare(
+        "UPDATE jobs SET status = 'pending', error_kind = NULL, error = NULL WHERE batch_id = ? AND status = 'failed'",
+      ),
+      cardRows: db.prepare(
+        `SELECT i.idx AS idx, i.data AS data, group_concat(j.stage || char(31) || j.result, char(30)) AS results
+         FROM items i JOIN jobs j ON j.batch_id = i.batch_id AND j.idx = i.idx AND j.status = 'done'
+         WHERE i.batch_id = ? AND i.status = 'done'
+         GROUP BY i.idx ORDER BY i.idx`,
+      ),
+      failures: db.prepare(
+        "SELECT idx, data, error_kind AS errorKind, error FROM items WHERE batch_id = ? AND status = 'failed' ORDER BY idx LIMIT ?",
+      ),
+      runsOf: db.prepare('SELECT owner, exclusive, alive_until AS aliveUntil FROM runs WHERE batch_id = ?'),
+      dropRun: db.prepare('DELETE FROM runs WHERE batch_id = ? AND owner = ?'),
+      addRun: db.prepare(
+        'INSERT OR REPLACE INTO runs (batch_id, owner, exclusive, started_at, alive_until) VALUES (?, ?, ?, ?, ?)',
+      ),
+      renewRun: db.prepare('UPDATE runs SET alive_until = ? WHERE owner = ?'),
+      endRun: db.prepare('DELETE FROM runs WHERE owner = ?'),
+    };
+  }
+
+  get(id: string): BatchRecord | undefined {
+    const row = this.#stmts.batch.get(id) as BatchRow | undefined;
+    return row ? toBatch(row) : undefined;
+  }
+
+  /** Creates the batch in `loading` state; false if it already existed (another run made it). */
+  create(meta: BatchMeta, loader: string): boolean {
+    const info = this.#stmts.insertBatch.run({
+      ...meta,
+      stages: JSON.stringify(meta.stages),
+      settings: JSON.stringify(meta.settings),
+      now: this.#now(),
+      loader,
+    });
+    return info.changes === 1;
+  }
+
+  /** Inserts a chunk of items and their jobs in one transaction (the caller streams the input in chunks). */
+  insertItems(
+    batchId: string,
+    items: readonly (ItemData & { idx: number })[],
+    stages: readonly string[],
+  ): void {
+    const now = this.#now();
+    this.db.transaction(() => {
+      for (const item of items) {
+        const { idx, ...data } = item;
+        this.#stmts.insertItem.run(batchId, idx, JSON.stringify(data), now);
+        for (const stage of stages) this.#stmts.insertJob.run(batchId, idx, stage);
+      }
+    })();
+  }
+
+  finishLoading(batchId: string, total: number): void {
+    this.#stmts.finishLoading.run(total, this.#now(), batchId);
+  }
+
+  delete(batchId: string): void {
+    this.#stmts.deleteBatch.run(batchId);
+  }
+
+  setStatus(batchId: string, status: BatchStatus): void {
+    this.#stmts.setStatus.run(status, this.#now(), batchId);
+  }
+
+  setOutput(batchId: string, outputPath: string | null, format: string): void {
+    this.#stmts.setOutput.run(outputPath, format, this.#now(), batchId);
+  }
+
+  /** Leases the next pending item in input order, in one statement. */
+  claim(batchId: string, owner: string, leaseMs: number): ClaimedItem | undefined {
+    const now = this.#now();
+    const row = this.#stmts.claim.get({ owner, until: now + leaseMs, now, batch: batchId }) as
+      | { idx: number; data: string; attempts: number }
+      | undefined;
+    if (!row) return undefined;
+    return { idx: row.idx, attempts: row.attempts, ...(JSON.parse(row.data) as ItemData) };
+  }
+
+  renewLeases(owner: string, leaseMs: number): void {
+    this.#stmts.renew.run({ owner, until: this.#now() + leaseMs });
+  }
+
+  releaseLeases(owner: string): void {
+    this.#stmts.release.run(owner);
+  }
+
+  releaseItem(batchId: string, idx: number): void {
+    this.#stmts.releaseOne.run(batchId, idx);
+  }
+
+  /** Owners currently holding live leases in a batch. */
+  leaseOwners(batchId: string): string[] {
+    return (this.#stmts.leaseOwners.all(batchId, this.#now()) as { owner: string }[]).map((r) => r.owner);
+  }
+
+  /** Validated results of the finished stages of one item, by stage name. */
+  results(batchId: string, idx: number): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const row of this.#stmts.results.all(batchId, idx) as { stage: string; result: string }[]) {
+      out[row.stage] = JSON.parse(row.result);
+    }
+    return out;
+  }
+
+  /** Stores a stage's validated result as soon as it arrives; the item is done after its last stage. */
+  completeJob(outcome: JobOutcome, result: unknown, lastStage: boolean): void {
+    const now = this.#now();
+    this.db.transaction(() => {
+      this.#stmts.jobDone.run({
+        ...outcome,
+        cached: outcome.cached ? 1 : 0,
+        result: JSON.stringify(result),
+        now,
+      });
+      this.#stmts.itemStage.run(now, outcome.batchId, outcome.idx);
+      if (lastStage) this.#stmts.itemDone.run(now, outcome.batchId, outcome.idx);
+    })();
+  }
+
+  failJob(outcome: JobOutcome, errorKind: string, error: string): void {
+    const now = this.#now();
+    this.db.transaction(() => {
+      this.#stmts.jobFailed.run({ ...outcome, errorKind, error, now });
+      this.#stmts.itemFailed.run(errorKind, error, now, outcome.batchId, outcome.idx);
+    })();
+  }
+
+  counts(batchId: string): BatchCounts {
+    return this.#stmts.counts.get({ batch: batchId, now: this.#now() }) as BatchCounts;
+  }
+
+  totals(batchId: string): JobTotals {
+    return this.#stmts.totals.get(batchId) as JobTotals;
+  }
+
+  failures(
+    batchId: string,
+    limit: number,
+  ): { item: number; term: string; errorKind: string; message: string }[] {
+    return (
+      this.#stmts.failures.all(batchId, limit) as {
+        idx: number;
+        data: string;
+        errorKind: string;
+        error: string;
+      }[]
+    ).map((r) => ({
+      item: r.idx,
+      term: (JSON.parse(r.data) as ItemData).term,
+      errorKind: r.errorKind,
+      message: r.error,
+    }));
+  }
+
+  requeueFailed(batchId: string): number {
+    return this.db.transaction(() => {
+      this.#stmts.requeueFailedJobs.run(batchId);
+      return this.#stmts.requeueFailed.run(batchId).changes;
+    })();
+  }
+
+  /** Finished items in input order with their stage results, streamed from SQLite. */
+  *finishedItems(
+    batchId: string,
+  ): Generator<{ idx: number; item: ItemData; results: Record<string, unknown> }> {
+    for (const row of this.#stmts.cardRows.iterate(batchId) as Iterable<{
+      idx: number;
+      data: string;
+      results: string;
+    }>) {
+      const results: Record<string, unknown> = {};
+      for (const part of row.results.split('\x1e')) {
+        const cut = part.indexOf('\x1f');
+        results[part.slice(0, cut)] = JSON.parse(part.slice(cut + 1));
+      }
+      yield { idx: row.idx, item: JSON.parse(row.data) as ItemData, results };
+    }
+  }
+
+  /**
+   * Registers this run on the batch. Runs cooperate by default; an exclusive run (`--lock`) refuses
+   * to start beside any other live run, and no run starts beside an exclusive one. Returns the
+   * conflicting owner, or undefined when registered.
+   */
+  joinRun(
+    batchId: string,
+    owner: string,
+    exclusive: boolean,
+    aliveMs: number,
+    isAlive: (owner: string) => boolean,
+  ): string | undefined {
+    const now = this.#now();
+    return this.db
+      .transaction(() => {
+        const others = (
+          this.#stmts.runsOf.all(batchId) as { owner: string; exclusive: number; aliveUntil: number }[]
+        ).filter((r) => r.owner !== owner);
+        const live = others.filter((r) => {
+          const alive = r.aliveUntil >= now && isAlive(r.owner);
+          if (!alive) this.#stmts.dropRun.run(batchId, r.owner);
+          return alive;
+        });
+        const conflict = live.find((r) => exclusive || r.exclusive === 1);
+        if (conflict) return conflict.owner;
+        this.#stmts.addRun.run(batchId, owner, exclusive ? 1 : 0, now, now + aliveMs);
+        return undefined;
+      })
+      .immediate();
+  }
+
+  /** Keeps this run's registration and leases alive. */
+  heartbeat(owner: string, leaseMs: number): void {
+    const until = this.#now() + leaseMs;
+    this.#stmts.renewRun.run(until, owner);
+    this.#stmts.renew.run({ owner, until });
+  }
+
+  leaveRun(owner: string): void {
+    this.#stmts.endRun.run(owner);
+  }
+}

@@ -1,0 +1,153 @@
+import { isProviderError } from '../core/errors.ts';
+import type { ChatMessage } from '../pipeline/types.ts';
+import { classifyFetchError, classifyHttpError, invalidResponseError } from '../resilience/classify.ts';
+
+export interface ChatRequest {
+  model: string;
+  messages: ChatMessage[];
+  responseFormat: {
+    type: 'json_schema';
+    json_schema: { name: string; strict: true; schema: Record<string, unknown> };
+  };
+  temperature: number;
+  maxTokens: number;
+}
+
+export interface TokenUsage {
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+}
+
+export interface ChatResult {
+  /** The message content: JSON text, not yet validated against the stage schema. */
+  content: string;
+  usage: TokenUsage;
+  /** True when the provider sent no usage and it was estimated from text lengths. */
+  usageEstimated: boolean;
+  status: number;
+}
+
+export interface ChatClientOptions {
+  baseUrl: string;
+  apiKey: string | undefined;
+  timeoutMs: number;
+  fetch?: typeof fetch;
+  now?: () => number;
+  /** Called for every HTTP response, success or not, before its body is read (rate-limit headers). */
+  onResponse?: (status: number, headers: Headers) => void;
+}
+
+export interface ChatClient {
+  complete(request: ChatRequest, signal: AbortSignal): Promise<ChatResult>;
+}
+
+/** Rough token estimate (about 4 characters a token) used for limiter reservations and missing usage. */
+export function estimateTokens(text: string): number {
+  return Math.ceil(text.length / 4);
+}
+
+export function requestBody(request: ChatRequest): Record<string, unknown> {
+  return {
+    model: request.model,
+    messages: request.messages,
+    response_format: request.responseFormat,
+    temperature: request.temperature,
+    max_tokens: request.maxTokens,
+  };
+}
+
+interface CompletionBody {
+  choices?: { message?: { content?: unknown; refusal?: unknown }; finish_reason?: unknown }[];
+  usage?: { prompt_tokens?: unknown; completion_tokens?: unknown; total_tokens?: unknown };
+  error?: { message?: unknown };
+}
+
+/** Local models sometimes wrap JSON in a Markdown fence despite response_format. */
+function unfence(content: string): string {
+  const m = /^\s*```(?:json)?\s*\n([\s\S]*?)\n?```\s*$/.exec(content);
+  return m ? (m[1] ?? '') : content;
+}
+
+function num(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : undefined;
+}
+
+/** Parses a 200 response body into content and usage, or explains exactly what is wrong with it. */
+export function parseCompletion(text: string, promptText: string): Omit<ChatResult, 'status'> {
+  let body: CompletionBody;
+  try {
+    body = JSON.parse(text) as CompletionBody;
+  } catch {
+    throw invalidResponseError(
+      `provider sent a body that is not valid JSON (${text.length} bytes; truncated?)`,
+    );
+  }
+  if (body === null || typeof body !== 'object')
+    throw invalidResponseError('provider sent a non-object body');
+  if (body.error)
+    throw invalidResponseError(`provider sent an error in a 200 response: ${String(body.error.message)}`);
+  const choice = body.choices?.[0];
+  const content = choice?.message?.content;
+  if (typeof choice?.message?.refusal === 'string' && choice.message.refusal) {
+    throw invalidResponseError(`the model refused: ${choice.message.refusal.slice(0, 200)}`);
+  }
+  if (typeof content !== 'string' || content.trim() === '') {
+    throw invalidResponseError('provider response has no choices[0].message.content');
+  }
+  if (choice?.finish_reason === 'length') {
+    throw invalidResponseError(
+      'the answer was cut off at max_tokens (finish_reason "length"); raise maxTokens',
+    );
+  }
+  const u = body.usage;
+  const prompt = num(u?.prompt_tokens);
+  const completion = num(u?.completion_tokens);
+  const total = num(u?.total_tokens);
+  const usageEstimated = prompt === undefined && completion === undefined && total === undefined;
+  const promptTokens = prompt ?? estimateTokens(promptText);
+  const completionTokens = completion ?? estimateTokens(content);
+  return {
+    content: unfence(content),
+    usage: { promptTokens, completionTokens, totalTokens: total ?? promptTokens + completionTokens },
+    usageEstimated,
+  };
+}
+
+/** OpenAI-compatible Chat Completions over fetch. One instance per run; it holds no state besides options. */
+export function createChatClient(options: ChatClientOptions): ChatClient {
+  const doFetch = options.fetch ?? fetch;
+  const now = options.now ?? Date.now;
+  const url = `${options.baseUrl.replace(/\/+$/, '')}/chat/completions`;
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    accept: 'application/json',
+    'x-title': 'flashcards',
+  };
+  if (options.apiKey) headers['authorization'] = `Bearer ${options.apiKey}`;
+
+  return {
+    async complete(request, signal) {
+      const timeout = AbortSignal.timeout(options.timeoutMs);
+      const combined = AbortSignal.any([signal, timeout]);
+      const body = JSON.stringify(requestBody(request));
+      let status = 0;
+      try {
+        const response = await doFetch(url, { method: 'POST', headers, body, signal: combined });
+        status = response.status;
+        options.onResponse?.(response.status, response.headers);
+        // The body is read under the same timeout: a provider that hangs mid-body is a timeout too.
+        const text = await response.text();
+        if (!response.ok) throw classifyHttpError(response.status, text, response.headers, now());
+        return { ...parseCompletion(text, body), status };
+      } catch (e) {
+        if (isProviderError(e)) throw e;
+        throw classifyFetchError(e, {
+          timedOut: timeout.aborted,
+          timeoutMs: options.timeoutMs,
+          cancelled: signal.aborted && !timeout.aborted,
+        });
+      }
+    },
+  };
+}

@@ -1,0 +1,208 @@
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { exportBatch } from '../batch/export.ts';
+import { type BatchRecord, BatchStore } from '../batch/store.ts';
+import { formatDuration } from '../core/duration.ts';
+import { ExitCode, FlashcardsError } from '../core/errors.ts';
+import { dataPaths } from '../core/home.ts';
+import { openDatabase } from '../db/open.ts';
+import { parseOutputFormat } from '../output/index.ts';
+import { vocabularyPipeline } from '../pipeline/vocabulary.ts';
+import type { CommandContext } from './context.ts';
+
+function openStore(ctx: CommandContext): BatchStore | undefined {
+  const file = dataPaths(ctx.home).stateDb;
+  if (!existsSync(file)) return undefined;
+  return new BatchStore(openDatabase(file), () => ctx.clock.now());
+}
+
+function findBatch(store: BatchStore | undefined, id: string): BatchRecord {
+  const batch = store?.get(id);
+  if (!batch)
+    throw new FlashcardsError('usage', `no batch ${id}`, {
+      hint: 'list batches with `flashcards batches list`',
+    });
+  return batch;
+}
+
+function percentile(sorted: number[], p: number): number | null {
+  if (sorted.length === 0) return null;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? null;
+}
+
+async function table(head: string[]): Promise<{ push(row: string[]): void; toString(): string }> {
+  const { default: Table } = await import('cli-table3');
+  return new Table({ head, style: { head: [], border: [] } });
+}
+
+export async function batchesList(ctx: CommandContext, opts: { json: boolean }): Promise<number> {
+  const store = openStore(ctx);
+  try {
+    const rows = store
+      ? (store.db.prepare('SELECT id FROM batches ORDER BY created_at DESC').all() as { id: string }[]).map(
+          (r) => {
+            const b = store.get(r.id)!;
+            const c = store.counts(b.id);
+            const t = store.totals(b.id);
+            return {
+              id: b.id,
+              input: b.inputName,
+              created: new Date(b.createdAt).toISOString(),
+              status: b.status,
+              done: c.done,
+              failed: c.failed,
+              total: c.total,
+              tokens: t.promptTokens + t.completionTokens,
+              requests: t.requests,
+              model: b.model,
+              output: b.outputPath,
+            };
+          },
+        )
+      : [];
+    if (opts.json) {
+      ctx.io.out(`${JSON.stringify({ batches: rows })}\n`);
+      return ExitCode.ok;
+    }
+    if (rows.length === 0) {
+      ctx.io.err('no batches yet\n');
+      return ExitCode.ok;
+    }
+    const t = await table(['id', 'input', 'created', 'status', 'done/failed/total', 'tokens', 'model']);
+    for (const r of rows) {
+      t.push([
+        r.id,
+        r.input,
+        r.created.slice(0, 16).replace('T', ' '),
+        r.status,
+        `${r.done}/${r.failed}/${r.total}`,
+        String(r.tokens),
+        r.model,
+      ]);
+    }
+    ctx.io.err(`${t.toString()}\n`);
+    return ExitCode.ok;
+  } finally {
+    store?.db.close();
+  }
+}
+
+export async function batchesShow(ctx: CommandContext, opts: { id: string; json: boolean }): Promise<number> {
+  const store = openStore(ctx);
+  try {
+    const batch = findBatch(store, opts.id);
+    const db = store!.db;
+    const stages = (
+      db
+        .prepare(
+          `SELECT stage, count(*) AS total, sum(status = 'done') AS done, sum(status = 'failed') AS failed,
+             sum(status = 'pending') AS pending, sum(cached) AS cached, sum(requests) AS requests,
+             sum(prompt_tokens) AS promptTokens, sum(completion_tokens) AS completionTokens
+           FROM jobs WHERE batch_id = ? GROUP BY stage`,
+        )
+        .all(batch.id) as Record<string, number | string>[]
+    ).sort((a, b) => batch.stages.indexOf(String(a['stage'])) - batch.stages.indexOf(String(b['stage'])));
+    const durations = (
+      db
+        .prepare(
+          "SELECT duration_ms AS d FROM jobs WHERE batch_id = ? AND status = 'done' AND cached = 0 AND duration_ms IS NOT NULL ORDER BY d",
+        )
+        .all(batch.id) as { d: number }[]
+    ).map((r) => r.d);
+    const timing = {
+      p50: percentile(durations, 50),
+      p90: percentile(durations, 90),
+      p99: percentile(durations, 99),
+      max: durations.at(-1) ?? null,
+    };
+    const failures = store!.failures(batch.id, 1000);
+    const counts = store!.counts(batch.id);
+    const result = { ...batch, counts, stages, timingMs: timing, failures };
+    if (opts.json) {
+      ctx.io.out(`${JSON.stringify(result)}\n`);
+      return ExitCode.ok;
+    }
+    ctx.io.err(
+      `batch ${batch.id} (${batch.status}) · input ${batch.inputName} · ${batch.model} · created ${new Date(batch.createdAt).toISOString()}\n` +
+        `items: ${counts.done} done, ${counts.failed} failed, ${counts.pending} pending of ${counts.total}\n`,
+    );
+    const t = await table(['stage', 'done', 'failed', 'pending', 'cached', 'requests', 'tokens in/out']);
+    for (const s of stages) {
+      t.push([
+        String(s['stage']),
+        String(s['done']),
+        String(s['failed']),
+        String(s['pending']),
+        String(s['cached']),
+        String(s['requests']),
+        `${s['promptTokens']}/${s['completionTokens']}`,
+      ]);
+    }
+    ctx.io.err(`${t.toString()}\n`);
+    const fmt = (v: number | null): string => (v === null ? '-' : formatDuration(v));
+    ctx.io.err(
+      `request time: p50 ${fmt(timing.p50)} · p90 ${fmt(timing.p90)} · p99 ${fmt(timing.p99)} · max ${fmt(timing.max)}\n`,
+    );
+    for (const f of failures.slice(0, 20))
+      ctx.io.err(`failed item ${f.item + 1} "${f.term}": ${f.errorKind}: ${f.message}\n`);
+    return ExitCode.ok;
+  } finally {
+    store?.db.close();
+  }
+}
+
+export async function batchesRetry(ctx: CommandContext, opts: { id: string }): Promise<number> {
+  const store = openStore(ctx);
+  try {
+    const batch = findBatch(store, opts.id);
+    const n = store!.requeueFailed(batch.id);
+    if (n > 0) store!.setStatus(batch.id, 'running');
+    ctx.io.err(
+      `${n} failed item(s) of ${batch.id} queued again; run \`flashcards process --batch ${batch.id} <input>\` or the original command\n`,
+    );
+    return ExitCode.ok;
+  } finally {
+    store?.db.close();
+  }
+}
+
+export async function batchesExport(
+  ctx: CommandContext,
+  opts: { id: string; output: string; format?: string | undefined },
+): Promise<number> {
+  const store = openStore(ctx);
+  try {
+    const batch = findBatch(store, opts.id);
+    const s = batch.settings;
+    const format = parseOutputFormat(opts.format ?? batch.format);
+    const pipeline = vocabularyPipeline({
+      sourceLanguage: String(s['sourceLanguage'] ?? 'Korean'),
+      targetLanguage: String(s['targetLanguage'] ?? 'English'),
+    });
+    const output = opts.output === '-' ? '-' : resolve(ctx.cwd, opts.output);
+    const written = await exportBatch(store!, batch.id, pipeline, output, format, {
+      deck: String(s['deck'] ?? 'Korean Vocabulary'),
+      noteType: String(s['noteType'] ?? 'Basic'),
+      tags: Array.isArray(s['tags']) ? (s['tags'] as string[]) : [],
+    });
+    const counts = store!.counts(batch.id);
+    ctx.io.err(
+      `wrote ${written.cards} cards for ${counts.done} of ${counts.total} items to ${written.path}\n`,
+    );
+    return ExitCode.ok;
+  } finally {
+    store?.db.close();
+  }
+}
+
+export async function batchesRm(ctx: CommandContext, opts: { id: string }): Promise<number> {
+  const store = openStore(ctx);
+  try {
+    const batch = findBatch(store, opts.id);
+    store!.delete(batch.id);
+    ctx.io.err(`deleted batch ${batch.id}\n`);
+    return ExitCode.ok;
+  } finally {
+    store?.db.close();
+  }
+}

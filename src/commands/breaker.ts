@@ -1,0 +1,259 @@
+import { existsSync } from 'node:fs';
+import { Chalk, type ChalkInstance } from 'chalk';
+import Table from 'cli-table3';
+import { formatDuration } from '../core/duration.ts';
+import { usageError } from '../core/errors.ts';
+import { dataPaths } from '../core/home.ts';
+import { type Db, openDatabase } from '../db/open.ts';
+import {
+  type BreakerState,
+  type BreakerStatus,
+  CircuitBreaker,
+  defaultBreakerSettings,
+  listBreakers,
+  breakerHistory as readHistory,
+} from '../resilience/breaker.ts';
+import type { CommandContext } from './context.ts';
+
+export interface BreakerStatusOptions {
+  json: boolean;
+  /** Human output: a full block per breaker instead of one table row each. */
+  all?: boolean | undefined;
+}
+
+export interface BreakerIsolateOptions {
+  reason?: string | undefined;
+  /** Provider key (base URL|model|key hash); omitted: every breaker. */
+  key?: string | undefined;
+  /** The configured provider's key, used when no breaker exists yet so isolating before a run works. */
+  defaultKey?: string | undefined;
+}
+
+export interface BreakerCloseOptions {
+  key?: string | undefined;
+  defaultKey?: string | undefined;
+}
+
+export interface BreakerHistoryOptions {
+  json: boolean;
+  limit?: number | undefined;
+}
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+/** One breaker as `breaker status --json` prints it (times as ISO strings). */
+function toJson(s: BreakerStatus, now: number) {
+  return {
+    key: s.key,
+    state: s.state,
+    failureRatio: Math.round(s.failureRatio * 1000) / 1000,
+    calls: s.calls,
+    failures: s.failures,
+    windowSeconds: defaultBreakerSettings.samplingWindowMs / 1000,
+    openedAt: iso(s.openedAt),
+    retryAfter: iso(s.retryAtMs),
+    retryAfterSeconds: s.retryAtMs === null ? null : Math.max(0, Math.ceil((s.retryAtMs - now) / 1000)),
+    consecutiveOpens: s.consecutiveOpens,
+    reason: s.reason,
+    lastError: s.lastError && {
+      kind: s.lastError.kind,
+      message: s.lastError.message,
+      at: iso(s.lastError.at),
+    },
+    probe: s.probe && { owner: s.probe.owner, until: iso(s.probe.until) },
+    lastActiveAt: iso(s.lastActiveAt),
+  };
+}
+
+/** Opens state.db only if it exists: looking at breakers must not create a data directory. */
+function withExistingDb<T>(ctx: CommandContext, fn: (db: Db) => T, none: T): T {
+  const file = dataPaths(ctx.home).stateDb;
+  if (!existsSync(file)) return none;
+  const db = openDatabase(file);
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
+}
+
+function withDb<T>(ctx: CommandContext, fn: (db: Db) => T): T {
+  const db = openDatabase(dataPaths(ctx.home).stateDb);
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
+}
+
+function painter(ctx: CommandContext): { c: ChalkInstance; state: (s: BreakerState) => string } {
+  const c = new Chalk({ level: ctx.io.color ? 1 : 0 });
+  const colours: Record<BreakerState, (t: string) => string> = {
+    closed: c.green,
+    open: c.red,
+    half_open: c.yellow,
+    isolated: c.magenta,
+  };
+  return { c, state: (s) => colours[s](s) };
+}
+
+function table(head: string[]): Table.Table {
+  return new Table({ head, style: { head: [], border: [] } });
+}
+
+function retryText(s: BreakerStatus, now: number): string {
+  if (s.retryAtMs === null) return s.state === 'isolated' ? 'until closed by hand' : '-';
+  return `${iso(s.retryAtMs)} (in ${formatDuration(Math.max(0, s.retryAtMs - now))})`;
+}
+
+function windowText(s: BreakerStatus): string {
+  if (s.calls === 0) return 'no calls';
+  return `${s.failures}/${s.calls} failed (${Math.round(s.failureRatio * 100)}%)`;
+}
+
+function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
+}
+
+export async function breakerStatus(ctx: CommandContext, opts: BreakerStatusOptions): Promise<number> {
+  const now = ctx.clock.now();
+  const all = withExistingDb(ctx, (db) => listBreakers(db, now), []);
+  if (opts.json) {
+    const rows = all.map((s) => toJson(s, now));
+    ctx.io.out(
+      `${JSON.stringify(rows[0] ? { ...rows[0], breakers: rows } : { state: 'closed', breakers: [] })}\n`,
+    );
+    return 0;
+  }
+  if (all.length === 0) {
+    ctx.io.err(
+      'no circuit breaker yet: nothing has been sent to a provider from this data directory (closed)\n',
+    );
+    return 0;
+  }
+  const p = painter(ctx);
+  if (opts.all) {
+    for (const s of all) {
+      const lines: [string, string][] = [
+        ['breaker', s.key],
+        [
+          'state',
+          `${p.state(s.state)}${s.consecutiveOpens > 0 ? ` (${s.consecutiveOpens} consecutive open${s.consecutiveOpens === 1 ? '' : 's'})` : ''}`,
+        ],
+        ['window', `${windowText(s)} in the last ${formatDuration(defaultBreakerSettings.samplingWindowMs)}`],
+        ['opened at', iso(s.openedAt) ?? '-'],
+        ['retry after', retryText(s, now)],
+        ['reason', s.reason ?? '-'],
+        [
+          'last error',
+          s.lastError ? `${s.lastError.kind}: ${s.lastError.message} (${iso(s.lastError.at)})` : '-',
+        ],
+      ];
+      if (s.probe) lines.push(['probe', `${s.probe.owner} until ${iso(s.probe.until)}`]);
+      ctx.io.err(`${lines.map(([k, v]) => `${p.c.bold(k.padEnd(12))}${v}`).join('\n')}\n\n`);
+    }
+    return 0;
+  }
+  const t = table(['key', 'state', 'window', 'opened at', 'retry after', 'opens', 'last error']);
+  for (const s of all) {
+    t.push([
+      s.key,
+      p.state(s.state),
+      windowText(s),
+      iso(s.openedAt) ?? '-',
+      retryText(s, now),
+      String(s.consecutiveOpens),
+      s.lastError ? clip(`${s.lastError.kind}: ${s.lastError.message}`, 50) : '-',
+    ]);
+  }
+  ctx.io.err(`${t.toString()}\n`);
+  return 0;
+}
+
+/** The keys a manual action applies to: the one given, else every breaker, else the configured provider. */
+function targetKeys(db: Db, now: number, key: string | undefined, defaultKey: string | undefined): string[] {
+  if (key) return [key];
+  const keys = listBreakers(db, now).map((s) => s.key);
+  if (keys.length > 0) return keys;
+  if (defaultKey) return [defaultKey];
+  throw usageError(
+    'no circuit breaker exists yet and no provider is configured',
+    'pass --key <base URL|model|key hash>',
+  );
+}
+
+function manual(ctx: CommandContext, db: Db, key: string): CircuitBreaker {
+  return new CircuitBreaker(db, key, defaultBreakerSettings, {
+    clock: ctx.clock,
+    ownerId: `cli-${process.pid}`,
+  });
+}
+
+export async function breakerIsolate(ctx: CommandContext, opts: BreakerIsolateOptions): Promise<number> {
+  const now = ctx.clock.now();
+  withDb(ctx, (db) => {
+    for (const key of targetKeys(db, now, opts.key, opts.defaultKey)) {
+      const breaker = manual(ctx, db, key);
+      const before = breaker.status().state;
+      breaker.isolate(opts.reason ?? '');
+      ctx.io.err(
+        `isolated breaker ${key} (was ${before}): running batches stop sending within a second; ` +
+          'undo with `flashcards breaker close`\n',
+      );
+    }
+  });
+  return 0;
+}
+
+export async function breakerClose(ctx: CommandContext, opts: BreakerCloseOptions): Promise<number> {
+  const now = ctx.clock.now();
+  withDb(ctx, (db) => {
+    const known = listBreakers(db, now).map((s) => s.key);
+    if (opts.key && !known.includes(opts.key) && opts.key !== opts.defaultKey) {
+      throw usageError(
+        `no circuit breaker with key "${opts.key}"`,
+        known.length > 0 ? `known keys: ${known.join(', ')}` : 'no breaker exists yet; nothing to close',
+      );
+    }
+    for (const key of targetKeys(db, now, opts.key, opts.defaultKey)) {
+      const breaker = manual(ctx, db, key);
+      const before = breaker.status().state;
+      breaker.close();
+      ctx.io.err(
+        before === 'closed'
+          ? `breaker ${key} was already closed; its statistics were reset\n`
+          : `closed breaker ${key} (was ${before})\n`,
+      );
+    }
+  });
+  return 0;
+}
+
+export async function breakerHistory(ctx: CommandContext, opts: BreakerHistoryOptions): Promise<number> {
+  const limit = opts.limit ?? 20;
+  if (!Number.isInteger(limit) || limit < 1)
+    throw usageError(`--limit must be an integer >= 1, got ${limit}`);
+  const entries = withExistingDb(ctx, (db) => readHistory(db, limit), []);
+  if (opts.json) {
+    const transitions = entries.map((e) => ({
+      at: iso(e.at),
+      key: e.key,
+      from: e.from,
+      to: e.to,
+      cause: e.cause,
+    }));
+    ctx.io.out(`${JSON.stringify({ transitions })}\n`);
+    return 0;
+  }
+  if (entries.length === 0) {
+    ctx.io.err('no breaker transitions recorded\n');
+    return 0;
+  }
+  const p = painter(ctx);
+  const t = table(['time', 'key', 'transition', 'cause']);
+  for (const e of entries) {
+    t.push([iso(e.at) ?? '', e.key, `${p.state(e.from)} -> ${p.state(e.to)}`, clip(e.cause, 90)]);
+  }
+  ctx.io.err(`${t.toString()}\n`);
+  return 0;
+}

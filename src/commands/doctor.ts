@@ -1,0 +1,255 @@
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Chalk } from 'chalk';
+import { type LoadedSettings, loadSettings } from '../config/load.ts';
+import { apiKeyVars, needsApiKey, PRESETS, suggestedKeyVar } from '../config/presets.ts';
+import { describeSource, displayPath } from '../config/sources.ts';
+import { errorMessage, isFlashcardsError } from '../core/errors.ts';
+import { dataPaths } from '../core/home.ts';
+import { renderTable } from './config.ts';
+import type { CommandContext } from './context.ts';
+
+export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';
+
+export interface CheckResult {
+  name: string;
+  status: CheckStatus;
+  detail: string;
+  /** What to do about a warn or fail. */
+  fix?: string | undefined;
+}
+
+export interface DoctorOptions {
+  json?: boolean;
+  /** Same record as loadSettings' flags. */
+  flags?: Record<string, unknown>;
+  /** Injected in tests; the global fetch otherwise. */
+  fetch?: typeof fetch;
+  /** Injected in tests; process.versions.node otherwise. */
+  nodeVersion?: string;
+}
+
+const MIN_NODE = [22, 12] as const;
+const PROBE_TIMEOUT_MS = 5000;
+
+/**
+ * `flashcards doctor`: checks what a first run needs, prints pass/fail with a fix for each
+ * failure. Exit 0 when nothing failed (warnings allowed), 1 otherwise. Never prints the key.
+ */
+export async function doctor(ctx: CommandContext, opts: DoctorOptions): Promise<number> {
+  const checks: CheckResult[] = [
+    checkNode(opts.nodeVersion ?? process.versions.node),
+    checkDataDir(ctx.home),
+  ];
+  checks.push(...(await checkDatabases(ctx.home)));
+  let loaded: LoadedSettings | undefined;
+  try {
+    loaded = await loadSettings({
+      cwd: ctx.cwd,
+      env: ctx.env,
+      configFile: ctx.configFile,
+      flags: opts.flags ?? {},
+    });
+    const file = loaded.configFile ? displayPath(loaded.configFile, ctx.cwd) : undefined;
+    const other = loaded.warnings.filter((w) => !/contains apiKey/.test(w));
+    checks.push({
+      name: 'config',
+      status: other.length > 0 ? 'warn' : 'pass',
+      detail: `${file ? `valid: ${file}` : 'no config file (defaults)'}${other.length > 0 ? `; ${other.join('; ')}` : ''}`,
+    });
+  } catch (e) {
+    checks.push({
+      name: 'config',
+      status: 'fail',
+      detail: errorMessage(e),
+      fix: (isFlashcardsError(e) ? e.hint : undefined) ?? 'fix the value named above',
+    });
+  }
+  if (loaded) {
+    checks.push(checkApiKey(loaded));
+    checks.push(await checkProvider(loaded, opts.fetch ?? fetch));
+  } else {
+    const skipped = 'skipped: the configuration is invalid';
+    checks.push({ name: 'API key', status: 'skip', detail: skipped });
+    checks.push({ name: 'provider', status: 'skip', detail: skipped });
+  }
+
+  const failed = checks.filter((c) => c.status === 'fail' || c.status === 'skip').length;
+  if (opts.json) {
+    ctx.io.out(`${JSON.stringify({ ok: failed === 0, checks })}\n`);
+  } else {
+    const c = new Chalk({ level: ctx.io.color ? 1 : 0 });
+    const paint: Record<CheckStatus, (s: string) => string> = {
+      pass: c.green,
+      warn: c.yellow,
+      fail: c.red,
+      skip: c.dim,
+    };
+    const rows = checks.map((k) => [k.name, paint[k.status](k.status), k.detail, k.fix ?? '']);
+    ctx.io.err(renderTable(['check', 'status', 'detail', 'fix'], rows, ctx.io.color));
+    ctx.io.err(
+      failed === 0
+        ? `all ${checks.length} checks passed\n`
+        : `${failed} of ${checks.length} checks did not pass\n`,
+    );
+  }
+  return failed === 0 ? 0 : 1;
+}
+
+export function checkNode(version: string): CheckResult {
+  const [major = 0, minor = 0] = version.split('.').map(Number);
+  const ok = major > MIN_NODE[0] || (major === MIN_NODE[0] && minor >= MIN_NODE[1]);
+  return {
+    name: 'Node.js',
+    status: ok ? 'pass' : 'fail',
+    detail: `${version}${ok ? '' : ` (needs >= ${MIN_NODE.join('.')})`}`,
+    fix: ok ? undefined : `install Node.js ${MIN_NODE.join('.')} or newer`,
+  };
+}
+
+function checkDataDir(home: string): CheckResult {
+  const probe = join(home, `.doctor-${process.pid}`);
+  try {
+    mkdirSync(home, { recursive: true });
+    writeFileSync(probe, 'ok');
+    rmSync(probe);
+    return { name: 'data directory', status: 'pass', detail: `writable: ${home}` };
+  } catch (e) {
+    return {
+      name: 'data directory',
+      status: 'fail',
+      detail: `${home} is not writable (${errorMessage(e)})`,
+      fix: 'set FLASHCARDS_HOME or --home to a writable directory',
+    };
+  }
+}
+
+async function checkDatabases(home: string): Promise<CheckResult[]> {
+  const paths = dataPaths(home);
+  const results: CheckResult[] = [];
+  for (const [name, file] of [
+    ['state.db', paths.stateDb],
+    ['cache.db', paths.cacheDb],
+  ] as const) {
+    if (!existsSync(file)) {
+      results.push({ name, status: 'pass', detail: 'not created yet' });
+      continue;
+    }
+    // better-sqlite3 is a native module: load it only when there is a database to look at.
+    const { openDatabase } = await import('../db/open.ts');
+    try {
+      const db = openDatabase(file, { readonly: true });
+      try {
+        const rows = db.pragma('quick_check') as { quick_check: string }[];
+        const problems = rows.map((r) => r.quick_check).filter((r) => r !== 'ok');
+        results.push(
+          problems.length === 0
+            ? { name, status: 'pass', detail: `integrity ok: ${file}` }
+            : {
+                name,
+                status: 'fail',
+                detail: `${file} is damaged: ${problems.slice(0, 2).join('; ')}`,
+                fix: `move it aside (mv ${file} ${file}.bad); a fresh one is created on the next run`,
+              },
+        );
+      } finally {
+        db.close();
+      }
+    } catch (e) {
+      results.push({
+        name,
+        status: 'fail',
+        detail: errorMessage(e),
+        fix: (isFlashcardsError(e) ? e.hint : undefined) ?? `move it aside (mv ${file} ${file}.bad)`,
+      });
+    }
+  }
+  return results;
+}
+
+function checkApiKey({ settings, sources }: LoadedSettings): CheckResult {
+  const name = 'API key';
+  const source = sources['apiKey'];
+  if (settings.apiKey && source?.kind === 'file') {
+    return {
+      name,
+      status: 'warn',
+      detail: `set in ${source.detail}`,
+      fix: `keep keys out of files: export ${suggestedKeyVar(settings.provider)}=... and delete apiKey from the file`,
+    };
+  }
+  if (settings.apiKey) {
+    return { name, status: 'pass', detail: `set (from ${source ? describeSource(source) : 'unknown'})` };
+  }
+  if (!needsApiKey(settings.provider, settings.baseUrl)) {
+    return { name, status: 'pass', detail: `not needed for ${settings.provider} at ${settings.baseUrl}` };
+  }
+  const vars = apiKeyVars(settings.provider);
+  const where = PRESETS[settings.provider].keyUrl;
+  return {
+    name,
+    status: 'fail',
+    detail: `no API key for provider ${settings.provider}; looked in ${vars.join(', ')}`,
+    fix: `export ${suggestedKeyVar(settings.provider)}=<your key>${where ? ` (get one at ${where})` : ''}`,
+  };
+}
+
+async function checkProvider({ settings }: LoadedSettings, fetchFn: typeof fetch): Promise<CheckResult> {
+  const name = 'provider';
+  if (settings.provider === 'mock' || settings.baseUrl.startsWith('mock:')) {
+    return { name, status: 'pass', detail: 'mock provider (offline, no network needed)' };
+  }
+  if (!settings.apiKey && needsApiKey(settings.provider, settings.baseUrl)) {
+    return { name, status: 'skip', detail: 'skipped: needs an API key first' };
+  }
+  const url = `${settings.baseUrl}/models`;
+  const headers: Record<string, string> = settings.apiKey
+    ? { Authorization: `Bearer ${settings.apiKey}` }
+    : {};
+  let response: Response;
+  try {
+    response = await fetchFn(url, { headers, signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+  } catch (e) {
+    const timedOut = e instanceof Error && (e.name === 'TimeoutError' || e.name === 'AbortError');
+    const cause = (e as { cause?: unknown }).cause;
+    const why = timedOut ? `no answer within ${PROBE_TIMEOUT_MS / 1000}s` : errorMessage(cause ?? e);
+    const local = PRESETS[settings.provider].local || !needsApiKey(settings.provider, settings.baseUrl);
+    return {
+      name,
+      status: 'fail',
+      detail: `cannot reach GET ${url}: ${why}`,
+      fix: local
+        ? `start the server (${settings.provider === 'ollama' ? 'ollama serve' : 'llama-server'}) or fix baseUrl`
+        : 'check your network connection and baseUrl',
+    };
+  }
+  // The body is not needed; release the connection.
+  await response.body?.cancel().catch(() => undefined);
+  if (response.ok) return { name, status: 'pass', detail: `GET ${url}: HTTP ${response.status}` };
+  const keyVar = settings.apiKeySource ?? suggestedKeyVar(settings.provider);
+  if (response.status === 401 || response.status === 403) {
+    return {
+      name,
+      status: 'fail',
+      detail: `key rejected: GET ${url} answered HTTP ${response.status}`,
+      fix: `check the key (${keyVar}) is valid for ${settings.provider}`,
+    };
+  }
+  if (response.status === 429) {
+    return {
+      name,
+      status: 'warn',
+      detail: `reachable, but rate limited right now (HTTP 429)`,
+      fix: 'wait a minute, or lower limiter.rpm / concurrency',
+    };
+  }
+  return {
+    name,
+    status: 'fail',
+    detail: `GET ${url} answered HTTP ${response.status}`,
+    fix:
+      response.status === 404
+        ? 'check baseUrl: most OpenAI-compatible servers expect it to end in /v1'
+        : 'the provider may be down; try again later',
+  };
+}

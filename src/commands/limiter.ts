@@ -1,0 +1,153 @@
+import { existsSync } from 'node:fs';
+import { Chalk, type ChalkInstance } from 'chalk';
+import Table from 'cli-table3';
+import { formatDuration } from '../core/duration.ts';
+import { ExitCode } from '../core/errors.ts';
+import { dataPaths } from '../core/home.ts';
+import { type Db, openDatabase } from '../db/open.ts';
+import { type BucketStatus, type KeyStatus, readLimiterStatus, resetLimiterState } from '../limiter/status.ts';
+import type { CommandContext } from './context.ts';
+
+export interface LimiterStatusOptions {
+  json: boolean;
+}
+
+export interface LimiterResetOptions {
+  /** A provider key or a prefix of one; all keys when omitted. */
+  key?: string | undefined;
+}
+
+/** `flashcards limiter status [--json]`: every key's buckets and shards as they stand now. */
+export async function limiterStatus(ctx: CommandContext, opts: LimiterStatusOptions): Promise<number> {
+  const now = ctx.clock.now();
+  const keys = withStateDb(ctx, (db) => readLimiterStatus(db, now)) ?? [];
+  if (opts.json) {
+    ctx.io.out(`${JSON.stringify({ version: 1, now: iso(now), keys: keys.map(toJson) })}\n`);
+    return ExitCode.ok;
+  }
+  if (keys.length === 0) {
+    ctx.io.err('no limiter state yet\n');
+    return ExitCode.ok;
+  }
+  const c = new Chalk({ level: ctx.io.color ? 1 : 0 });
+  for (const k of keys) printKey(ctx, c, k, now);
+  return ExitCode.ok;
+}
+
+/** `flashcards limiter reset [key]`: forgets buckets, learned limits and pauses. */
+export async function limiterReset(ctx: CommandContext, opts: LimiterResetOptions): Promise<number> {
+  const removed = withStateDb(ctx, (db) => resetLimiterState(db, opts.key));
+  if (removed === undefined) {
+    ctx.io.err('no limiter state yet\n');
+    return ExitCode.ok;
+  }
+  if (removed.length === 0) {
+    ctx.io.err(
+      opts.key === undefined ? 'no limiter state to reset\n' : `no limiter state matches "${opts.key}", nothing reset\n`,
+    );
+    return ExitCode.ok;
+  }
+  ctx.io.err(`reset limiter state for ${removed.length} key${removed.length === 1 ? '' : 's'}:\n`);
+  for (const key of removed) ctx.io.err(`  ${key}\n`);
+  return ExitCode.ok;
+}
+
+/** Read-only commands never create the data directory or the database. */
+function withStateDb<T>(ctx: CommandContext, fn: (db: Db) => T): T | undefined {
+  const file = dataPaths(ctx.home).stateDb;
+  if (!existsSync(file)) return undefined;
+  const db = openDatabase(file);
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
+}
+
+function toJson(k: KeyStatus): Record<string, unknown> {
+  return {
+    key: k.key,
+    shards: k.shards,
+    pausedUntil: iso(k.pausedUntil),
+    pauseReason: k.pauseReason,
+    strikes: k.strikes,
+    provider: { rpm: k.provider.rpm, tpm: k.provider.tpm, seenAt: iso(k.provider.seenAt) },
+    aimd: k.aimd === null ? null : { rpm: round(k.aimd.rpm), since: iso(k.aimd.since) },
+    observedAt: iso(k.observedAt),
+    updatedAt: iso(k.updatedAt),
+    buckets: k.buckets.map((b) => ({
+      kind: b.kind,
+      rate: b.rate,
+      burst: round(b.burst),
+      configured: b.configured,
+      available: round(b.available),
+      shards: b.shards.map((s) => ({
+        shard: s.shard,
+        available: round(s.available),
+        tat: iso(s.tat),
+        updatedAt: iso(s.updatedAt),
+      })),
+    })),
+  };
+}
+
+function printKey(ctx: CommandContext, c: ChalkInstance, k: KeyStatus, now: number): void {
+  const learned = [
+    k.provider.rpm === null ? '' : `${k.provider.rpm} requests/min`,
+    k.provider.tpm === null ? '' : `${k.provider.tpm} tokens/min`,
+  ].filter(Boolean);
+  const lines = [
+    c.bold(k.key),
+    `  provider says: ${learned.length > 0 ? `${learned.join(', ')} (seen ${ago(k.provider.seenAt, now)})` : k.observedAt === null ? 'nothing yet' : 'no rate-limit headers'}`,
+  ];
+  if (k.aimd !== null) lines.push(`  learned from 429s: ${round(k.aimd.rpm)} requests/min (since ${ago(k.aimd.since, now)})`);
+  if (k.pausedUntil !== null) {
+    lines.push(
+      c.yellow(`  paused for ${formatDuration(k.pausedUntil - now)}, until ${iso(k.pausedUntil)} (${k.pauseReason ?? '429'})`),
+    );
+  }
+  lines.push(`  updated ${ago(k.updatedAt, now)}`);
+  ctx.io.err(`${lines.join('\n')}\n`);
+  if (k.buckets.length === 0) {
+    ctx.io.err('  no buckets: limits unknown, requests are not paced\n\n');
+    return;
+  }
+  const table = new Table({
+    head: ['bucket', 'rate/min', 'configured', 'burst', 'available now', `shards (${k.shards}): available each`].map(
+      (h) => c.bold(h),
+    ),
+    style: { head: [], border: [] },
+  });
+  for (const b of k.buckets) {
+    table.push([
+      b.kind.toUpperCase(),
+      fmt(b.rate),
+      b.configured === null ? '-' : fmt(b.configured),
+      fmt(b.burst),
+      `${fmt(b.available)} / ${fmt(b.burst)}`,
+      shardList(b),
+    ]);
+  }
+  ctx.io.err(`${table.toString()}\n\n`);
+}
+
+function shardList(b: BucketStatus): string {
+  const values = b.shards.map((s) => fmt(s.available));
+  return values.length <= 16 ? values.join(' ') : `${values.slice(0, 16).join(' ')} ... (${values.length} shards)`;
+}
+
+function fmt(n: number): string {
+  return Number.isInteger(n) ? String(n) : n.toFixed(1);
+}
+
+function round(n: number): number {
+  return Math.round(n * 10) / 10;
+}
+
+function iso(ms: number | null): string | null {
+  return ms === null || ms <= 0 ? null : new Date(ms).toISOString();
+}
+
+function ago(ms: number | null, now: number): string {
+  return ms === null || ms <= 0 ? 'never' : `${formatDuration(Math.max(0, now - ms))} ago`;
+}

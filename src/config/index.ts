@@ -1,0 +1,32 @@
+/** The config module's public surface: one schema, one loader, the provider presets. */
+export {
+  checkConfigObject,
+  findConfig,
+  type LoadedSettings,
+  type LoadInput,
+  loadSettings,
+  parseSetting,
+  SEARCH_PLACES,
+  type SourceKind,
+  type ValueSource,
+} from './load.ts';
+export {
+  apiKeyVars,
+  needsApiKey,
+  PRESETS,
+  PROVIDERS,
+  type PresetInfo,
+  type ProviderPreset,
+  suggestedKeyVar,
+} from './presets.ts';
+export {
+  type ConfigValues,
+  configSchema,
+  DEFAULT_PRICES,
+  describeKeys,
+  formatMs,
+  type Price,
+  type Settings,
+  settingValue,
+} from './schema.ts';
+export { describeSource, displayPath, ENV_VARS, flagName } from './sources.ts';

@@ -1,0 +1,82 @@
+/** What a run reports. One stream feeds both the progress display and the JSON-lines log. */
+export type RunEvent =
+  | {
+      type: 'run_started';
+      batchId: string;
+      input: string;
+      total: number;
+      remaining: number;
+      resumed: boolean;
+      model: string;
+      baseUrl: string;
+      concurrency: number;
+    }
+  | {
+      type: 'job_succeeded';
+      batchId: string;
+      item: number;
+      stage: string;
+      durationMs: number;
+      attempts: number;
+      cached: boolean;
+      tokens: number;
+    }
+  | {
+      type: 'job_failed';
+      batchId: string;
+      item: number;
+      stage: string;
+      durationMs: number;
+      attempts: number;
+      errorKind: string;
+      message: string;
+    }
+  | {
+      type: 'retry_scheduled';
+      batchId: string;
+      item: number;
+      stage: string;
+      attempt: number;
+      delayMs: number;
+      errorKind: string;
+      message: string;
+    }
+  | { type: 'rate_limited'; batchId: string; waitMs: number; reason: string }
+  | { type: 'breaker_transition'; key: string; from: string; to: string; cause: string }
+  | { type: 'breaker_wait'; batchId: string; state: string; untilMs: number | null }
+  | { type: 'output_written'; batchId: string; path: string; cards: number; format: string }
+  | { type: 'run_stopping'; batchId: string; reason: string }
+  | { type: 'run_finished'; batchId: string; status: string; exitCode: number; durationMs: number };
+
+export type EventLevel = 'debug' | 'info' | 'warn' | 'error';
+
+export interface EventSink {
+  emit(event: RunEvent): void;
+}
+
+export function levelOf(event: RunEvent): EventLevel {
+  switch (event.type) {
+    case 'job_failed':
+      return 'error';
+    case 'retry_scheduled':
+    case 'rate_limited':
+    case 'breaker_wait':
+    case 'run_stopping':
+      return 'warn';
+    case 'breaker_transition':
+      return event.to === 'closed' ? 'info' : 'warn';
+    case 'job_succeeded':
+      return 'debug';
+    default:
+      return 'info';
+  }
+}
+
+/** Fans one event out to several sinks (progress, log file). */
+export function fanOut(...sinks: EventSink[]): EventSink {
+  return {
+    emit(event) {
+      for (const sink of sinks) sink.emit(event);
+    },
+  };
+}

@@ -1,0 +1,123 @@
+import { randomBytes } from 'node:crypto';
+import { type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { errorMessage, FlashcardsError } from '../core/errors.ts';
+
+interface Where {
+  /** The path as given, for messages. */
+  file: string;
+  base: string;
+  /** The directory as given, with a trailing slash: "out/", "./". */
+  dir: string;
+}
+
+/**
+ * Streams `chunks` into a temp file beside `file`, fsyncs it and renames it over `file`, so readers
+ * (and a crash at any moment) see either the old file or the complete new one. On failure the temp
+ * file is removed; file-system errors become usage errors naming the path, anything else (such
+ * as an error from the chunk source) is rethrown as it is.
+ */
+export async function writeFileAtomic(
+  file: string,
+  chunks: AsyncIterable<string>,
+): Promise<{ bytes: number; path: string }> {
+  const target = resolve(file);
+  const dir = dirname(target);
+  const shown = dirname(file);
+  const where: Where = { file, base: basename(target), dir: shown.endsWith('/') ? shown : `${shown}/` };
+  const mode = await checkTarget(target, dir, where);
+  const temp = join(dir, `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(temp, 'wx');
+    // Replacing a file keeps its permissions, as an in-place write would have.
+    if (mode !== undefined) await handle.chmod(mode);
+    let bytes = 0;
+    for await (const chunk of chunks) bytes += await writeAll(handle, Buffer.from(chunk, 'utf8'));
+    await handle.sync();
+    await handle.close();
+    handle = undefined;
+    await rename(temp, target);
+    await syncDirectory(dir);
+    return { bytes, path: target };
+  } catch (e) {
+    await handle?.close().catch(() => {});
+    await rm(temp, { force: true }).catch(() => {});
+    throw isFsError(e) ? writeError(where, e) : e;
+  }
+}
+
+/** Fails before any work when the target cannot be written; returns the mode of a file being replaced. */
+async function checkTarget(target: string, dir: string, where: Where): Promise<number | undefined> {
+  try {
+    if (!(await stat(dir)).isDirectory())
+      throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+  } catch (e) {
+    throw writeError(where, e as NodeJS.ErrnoException);
+  }
+  try {
+    const existing = await stat(target);
+    if (existing.isDirectory()) throw Object.assign(new Error('is a directory'), { code: 'EISDIR' });
+    return existing.mode & 0o7777;
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ENOENT') return undefined;
+    throw writeError(where, err);
+  }
+}
+
+async function writeAll(handle: FileHandle, buffer: Buffer): Promise<number> {
+  let offset = 0;
+  while (offset < buffer.length) {
+    const { bytesWritten } = await handle.write(buffer, offset, buffer.length - offset);
+    if (bytesWritten === 0) throw Object.assign(new Error('wrote 0 bytes'), { code: 'EIO' });
+    offset += bytesWritten;
+  }
+  return buffer.length;
+}
+
+/** Makes the rename itself durable. Best-effort: some platforms cannot open or fsync a directory. */
+async function syncDirectory(dir: string): Promise<void> {
+  try {
+    const handle = await open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    // The file content is already synced; only the rename's durability is at stake.
+  }
+}
+
+/** errno-style codes only, so a SQLite or card-source error passing through keeps its own identity. */
+function isFsError(e: unknown): e is NodeJS.ErrnoException {
+  const code = e instanceof Error ? (e as NodeJS.ErrnoException).code : undefined;
+  return typeof code === 'string' && /^E[A-Z]+$/.test(code);
+}
+
+function writeError(where: Where, e: NodeJS.ErrnoException): FlashcardsError {
+  const start = `cannot write ${where.base}`;
+  const make = (reason: string, hint?: string): FlashcardsError =>
+    new FlashcardsError('usage', `${start}: ${reason}`, { hint, cause: e });
+  switch (e.code) {
+    case 'ENOENT':
+      return make(`directory ${where.dir} does not exist`, `create it first: mkdir -p ${where.dir}`);
+    case 'ENOTDIR':
+      return make(`${where.dir} is not a directory`);
+    case 'EISDIR':
+      return make(`${where.file} is a directory`, 'name a file inside it, e.g. --output deck.txt');
+    case 'EACCES':
+    case 'EPERM':
+      return make(
+        `permission denied in ${where.dir}`,
+        `check the directory's permissions: ls -ld ${where.dir}`,
+      );
+    case 'ENOSPC':
+      return make(`no space left on the device holding ${where.dir}`);
+    case 'EROFS':
+      return make(`${where.dir} is on a read-only file system`);
+    default:
+      return make(errorMessage(e));
+  }
+}

@@ -1,0 +1,124 @@
+import { type ProviderError, usageError } from '../core/errors.ts';
+import type { Random } from '../core/random.ts';
+
+export interface RetrySettings {
+  /** Total attempts for one request, the first included. */
+  maxAttempts: number;
+  baseDelayMs: number;
+  maxDelayMs: number;
+}
+
+export const defaultRetrySettings: RetrySettings = { maxAttempts: 6, baseDelayMs: 1000, maxDelayMs: 30_000 };
+
+/**
+ * A retry budget (gRPC retry throttling / AWS retry quota): every retry spends one token, every success
+ * earns back `successCredit`. A full bucket allows a burst of `maxTokens - 1` retries in a row; once it is
+ * drained, retries continue only at about `successCredit` per success (one retry per ten successes by
+ * default), so an outage cannot multiply the load by `maxAttempts`.
+ */
+export interface RetryBudgetSettings {
+  maxTokens: number;
+  successCredit: number;
+}
+
+export const defaultRetryBudget: RetryBudgetSettings = { maxTokens: 20, successCredit: 0.1 };
+
+/**
+ * A 429 is the provider telling us when to come back, not a sign that the request is bad: it gets this many
+ * times `maxAttempts`, and spends no budget (the limiter paces it). The deadline still applies.
+ */
+export const rateLimitAttemptFactor = 3;
+
+export type RetryDecision =
+  | { retry: true; delayMs: number }
+  | { retry: false; reason: 'permanent' | 'attempts' | 'budget' | 'deadline' };
+
+/** Budget arithmetic in thousandths of a token, so fractional credits add up exactly. */
+const scale = 1000;
+
+/**
+ * Decides whether and when a failed call is tried again. One instance per process (per provider), shared by
+ * all workers, so the budget sees every outcome. The caller sleeps `delayMs`, then takes a fresh limiter
+ * reservation and asks the breaker again before the next attempt.
+ */
+export class RetryPolicy {
+  readonly settings: RetrySettings;
+  readonly #random: Random;
+  readonly #maxUnits: number;
+  readonly #creditUnits: number;
+  #units: number;
+
+  constructor(settings: RetrySettings, deps: { random: Random; budget?: RetryBudgetSettings | undefined }) {
+    checkSettings(settings);
+    const budget = deps.budget ?? defaultRetryBudget;
+    if (!(budget.maxTokens >= 1) || !(budget.successCredit >= 0)) {
+      throw usageError(
+        `retry budget needs maxTokens >= 1 and successCredit >= 0, got ${budget.maxTokens} and ${budget.successCredit}`,
+      );
+    }
+    this.settings = { ...settings };
+    this.#random = deps.random;
+    this.#maxUnits = Math.round(budget.maxTokens * scale);
+    this.#creditUnits = Math.round(budget.successCredit * scale);
+    this.#units = this.#maxUnits;
+  }
+
+  /** attempt = number of attempts already made (1 after the first failure). */
+  decide(
+    error: ProviderError,
+    attempt: number,
+    ctx: { nowMs: number; deadlineMs?: number | undefined },
+  ): RetryDecision {
+    if (!error.retryable) return { retry: false, reason: 'permanent' };
+    const rateLimited = error.kind === 'rate_limit';
+    const limit = rateLimited
+      ? this.settings.maxAttempts * rateLimitAttemptFactor
+      : this.settings.maxAttempts;
+    if (attempt >= limit) return { retry: false, reason: 'attempts' };
+    const jitter = fullJitterDelay(
+      attempt - 1,
+      this.settings.baseDelayMs,
+      this.settings.maxDelayMs,
+      this.#random,
+    );
+    // Retry-After is a floor: the provider knows better than our backoff when it can take us again.
+    const delayMs = Math.max(jitter, error.retryAfterMs ?? 0);
+    if (ctx.deadlineMs !== undefined && ctx.nowMs + delayMs > ctx.deadlineMs)
+      return { retry: false, reason: 'deadline' };
+    if (!rateLimited) {
+      if (this.#units - scale <= 0) return { retry: false, reason: 'budget' };
+      this.#units -= scale;
+    }
+    return { retry: true, delayMs };
+  }
+
+  /** Earns part of a token back; call once per successful call (first try or retry). */
+  onSuccess(): void {
+    this.#units = Math.min(this.#maxUnits, this.#units + this.#creditUnits);
+  }
+
+  get budgetTokens(): number {
+    return this.#units / scale;
+  }
+}
+
+/**
+ * "Full jitter" backoff (AWS architecture blog): a uniform integer delay in [0, min(cap, base x 2^attempt)].
+ * `attempt` counts from 0 for the first retry. Spreading retries over the whole interval is what keeps
+ * many workers that failed together from retrying together.
+ */
+export function fullJitterDelay(attempt: number, baseMs: number, capMs: number, random: Random): number {
+  const ceiling = Math.min(capMs, baseMs * 2 ** Math.min(Math.max(attempt, 0), 52));
+  return Math.floor(random() * (ceiling + 1));
+}
+
+function checkSettings(s: RetrySettings): void {
+  if (!Number.isInteger(s.maxAttempts) || s.maxAttempts < 1) {
+    throw usageError(`retry maxAttempts must be an integer >= 1, got ${s.maxAttempts}`);
+  }
+  if (!(s.baseDelayMs >= 0) || !(s.maxDelayMs >= s.baseDelayMs)) {
+    throw usageError(
+      `retry delays need 0 <= baseDelayMs <= maxDelayMs, got base ${s.baseDelayMs} ms and cap ${s.maxDelayMs} ms`,
+    );
+  }
+}

@@ -1,0 +1,45 @@
+import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { type EventSink, levelOf, type RunEvent } from '../core/events.ts';
+
+export interface JsonLog extends EventSink {
+  readonly path: string;
+  close(): void;
+}
+
+/**
+ * Appends one JSON object per event to `<logs>/<time>-<pid>.jsonl`. Lines are buffered and written
+ * in blocks (a crash loses at most the last block, never a partial line in the middle of the file).
+ * The API key never reaches an event, so it can never reach the log.
+ */
+export function openJsonLog(logsDir: string, now: () => number, runId: string): JsonLog {
+  mkdirSync(logsDir, { recursive: true });
+  const stamp = new Date(now()).toISOString().replace(/[:.]/g, '-');
+  const path = join(logsDir, `${stamp}-${runId}.jsonl`);
+  const fd = openSync(path, 'a');
+  let buffer: string[] = [];
+  let size = 0;
+  const flush = (): void => {
+    if (buffer.length === 0) return;
+    writeSync(fd, buffer.join(''));
+    buffer = [];
+    size = 0;
+  };
+  const timer = setInterval(flush, 1000);
+  timer.unref();
+  return {
+    path,
+    emit(event: RunEvent) {
+      const { type, ...fields } = event;
+      const line = `${JSON.stringify({ ts: new Date(now()).toISOString(), level: levelOf(event), event: type, runId, ...fields })}\n`;
+      buffer.push(line);
+      size += line.length;
+      if (size > 64 * 1024 || event.type === 'run_finished') flush();
+    },
+    close() {
+      clearInterval(timer);
+      flush();
+      closeSync(fd);
+    },
+  };
+}

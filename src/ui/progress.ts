@@ -1,0 +1,158 @@
+import type { Io } from '../commands/context.ts';
+import { formatDuration } from '../core/duration.ts';
+import type { EventSink, RunEvent } from '../core/events.ts';
+
+export type ProgressMode = 'spinner' | 'lines' | 'off';
+
+export interface ProgressOptions {
+  io: Io;
+  mode: ProgressMode;
+  now: () => number;
+  /** Period of the plain progress line when there is no TTY. */
+  intervalMs: number;
+  /** The stage whose success completes an item. */
+  lastStage: string;
+}
+
+export interface ProgressSnapshot {
+  total: number;
+  alreadyDone: number;
+  itemsDone: number;
+  itemsFailed: number;
+  jobsDone: number;
+  cacheHits: number;
+  retries: number;
+  tokens: number;
+  breaker: string;
+  ratePerSec: number;
+  etaMs: number | undefined;
+}
+
+export interface Progress extends EventSink {
+  snapshot(): ProgressSnapshot;
+  stop(): void;
+}
+
+/**
+ * Turns run events into a live progress line: an ora spinner in a terminal, or one plain line
+ * every few seconds on stderr for cron and pipes. It only reads events; it never drives the run.
+ */
+export async function createProgress(options: ProgressOptions): Promise<Progress> {
+  const { io, now } = options;
+  const state: ProgressSnapshot = {
+    total: 0,
+    alreadyDone: 0,
+    itemsDone: 0,
+    itemsFailed: 0,
+    jobsDone: 0,
+    cacheHits: 0,
+    retries: 0,
+    tokens: 0,
+    breaker: 'closed',
+    ratePerSec: 0,
+    etaMs: undefined,
+  };
+  let started = now();
+  // Items finished in the last few seconds, for a rate that follows changes (rate limits, outages).
+  const recent: number[] = [];
+  const windowMs = 15_000;
+
+  const refreshRate = (): void => {
+    const t = now();
+    while (recent.length && (recent[0] ?? 0) < t - windowMs) recent.shift();
+    const span = Math.min(windowMs, Math.max(1, t - started));
+    state.ratePerSec = (recent.length * 1000) / span;
+    const left = state.total - state.alreadyDone - state.itemsDone - state.itemsFailed;
+    state.etaMs = state.ratePerSec > 0 ? (left / state.ratePerSec) * 1000 : undefined;
+  };
+
+  const line = (): string => {
+    refreshRate();
+    const done = state.alreadyDone + state.itemsDone;
+    const parts = [
+      `${done}/${state.total} items`,
+      `${state.ratePerSec.toFixed(1)}/s`,
+      `cache ${state.cacheHits}`,
+      `retries ${state.retries}`,
+    ];
+    if (state.itemsFailed) parts.push(`failed ${state.itemsFailed}`);
+    if (state.breaker !== 'closed') parts.push(`breaker ${state.breaker}`);
+    parts.push(`ETA ${state.etaMs === undefined ? '?' : formatDuration(state.etaMs)}`);
+    return parts.join(' · ');
+  };
+
+  let render: () => void = () => {};
+  let stop: () => void = () => {};
+  if (options.mode === 'spinner') {
+    const { default: ora } = await import('ora');
+    const spinner = ora({
+      text: 'starting',
+      stream: process.stderr,
+      isEnabled: true,
+      discardStdin: false,
+    }).start();
+    let last = 0;
+    render = () => {
+      const t = now();
+      if (t - last < 100) return;
+      last = t;
+      spinner.text = line();
+    };
+    const timer = setInterval(() => {
+      spinner.text = line();
+    }, 500);
+    timer.unref();
+    stop = () => {
+      clearInterval(timer);
+      spinner.stop();
+    };
+  } else if (options.mode === 'lines') {
+    const timer = setInterval(() => io.err(`progress: ${line()}\n`), options.intervalMs);
+    timer.unref();
+    stop = () => clearInterval(timer);
+  }
+
+  const onEvent = (event: RunEvent): void => {
+    switch (event.type) {
+      case 'run_started':
+        started = now();
+        state.total = event.total;
+        state.alreadyDone = event.total - event.remaining;
+        break;
+      case 'job_succeeded':
+        state.jobsDone++;
+        state.tokens += event.tokens;
+        if (event.cached) state.cacheHits++;
+        if (event.stage === options.lastStage) {
+          state.itemsDone++;
+          recent.push(now());
+        }
+        break;
+      case 'job_failed':
+        state.itemsFailed++;
+        recent.push(now());
+        break;
+      case 'retry_scheduled':
+        state.retries++;
+        break;
+      case 'breaker_transition':
+        state.breaker = event.to;
+        break;
+      case 'breaker_wait':
+        state.breaker = event.state;
+        break;
+      default:
+        break;
+    }
+    render();
+  };
+
+  return {
+    emit: onEvent,
+    snapshot() {
+      refreshRate();
+      return { ...state };
+    },
+    stop,
+  };
+}

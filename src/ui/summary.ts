@@ -1,0 +1,60 @@
+import type { Io } from '../commands/context.ts';
+import { formatDuration } from '../core/duration.ts';
+
+export interface RunSummary {
+  batchId: string;
+  status: string;
+  exitCode: number;
+  input: string;
+  output: string | null;
+  format: string;
+  items: { total: number; succeeded: number; failed: number; pending: number; skipped: number };
+  cards: number;
+  requests: number;
+  cacheHits: number;
+  retries: number;
+  tokens: { prompt: number; completion: number; total: number };
+  costUsd: number | null;
+  durationMs: number;
+  log: string;
+  /** Peak resident memory of this process, in MiB. */
+  peakRssMb: number;
+  failures: { item: number; term: string; errorKind: string; message: string }[];
+}
+
+/** The end-of-run table on stderr, for people. Machine readers use --json instead. */
+export async function printSummary(io: Io, s: RunSummary): Promise<void> {
+  const [{ default: Table }, { Chalk }] = await Promise.all([import('cli-table3'), import('chalk')]);
+  const chalk = new Chalk({ level: io.color ? 1 : 0 });
+  const table = new Table({ style: { head: [], border: [] } });
+  const rate = s.durationMs > 0 ? (s.items.succeeded + s.items.failed) / (s.durationMs / 1000) : 0;
+  const statusText =
+    s.exitCode === 0
+      ? chalk.green(s.status)
+      : s.exitCode === 1
+        ? chalk.yellow(s.status)
+        : chalk.red(s.status);
+  table.push(
+    { batch: s.batchId },
+    { status: statusText },
+    {
+      items: `${s.items.total} total · ${s.items.succeeded} ok · ${s.items.failed} failed · ${s.items.pending} left${s.items.skipped ? ` · ${s.items.skipped} done before` : ''}`,
+    },
+    { cards: String(s.cards) },
+    { requests: `${s.requests} (${s.retries} retries, ${s.cacheHits} cache hits)` },
+    { tokens: `${s.tokens.total} (${s.tokens.prompt} in, ${s.tokens.completion} out)` },
+    { cost: s.costUsd === null ? 'unknown model price' : `~$${s.costUsd.toFixed(4)}` },
+    { time: `${formatDuration(s.durationMs)} (${rate.toFixed(1)} items/s)` },
+    { output: s.output ?? '(not written: batch unfinished)' },
+    { log: s.log },
+  );
+  io.err(`${table.toString()}\n`);
+  if (s.failures.length) {
+    io.err(chalk.yellow(`${s.items.failed} item(s) failed:\n`));
+    for (const f of s.failures.slice(0, 10)) {
+      io.err(`  line item ${f.item + 1} "${f.term}": ${f.errorKind}: ${f.message}\n`);
+    }
+    if (s.failures.length > 10)
+      io.err(`  ... and ${s.failures.length - 10} more (flashcards batches show ${s.batchId})\n`);
+  }
+}

@@ -1,0 +1,220 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { type CommandContext, memoryIo } from '../src/commands/context.ts';
+import { type CheckResult, checkNode, doctor } from '../src/commands/doctor.ts';
+import { FakeClock } from '../src/core/clock.ts';
+import { openDatabase } from '../src/db/open.ts';
+
+const SECRET = 'sk-or-v1-doctor-secret-9876';
+
+function setup(env: NodeJS.ProcessEnv = {}) {
+  const dir = fs.realpathSync(fs.mkdtempSync(path.join(os.tmpdir(), 'fc-')));
+  const io = memoryIo();
+  const ctx: CommandContext = {
+    home: path.join(dir, 'home'),
+    cwd: dir,
+    env,
+    io,
+    clock: new FakeClock(),
+    verbose: false,
+  };
+  return { dir, ctx, io };
+}
+
+interface Call {
+  url: string;
+  authorization: string | null;
+}
+
+/** A fetch that answers every request with `status` and records what was asked. */
+function fakeFetch(answer: number | Error): typeof fetch & { calls: Call[] } {
+  const calls: Call[] = [];
+  const fn = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    calls.push({ url: String(input), authorization: new Headers(init?.headers).get('authorization') });
+    if (answer instanceof Error) throw answer;
+    return new Response('{"data": []}', { status: answer });
+  };
+  return Object.assign(fn, { calls }) as typeof fetch & { calls: Call[] };
+}
+
+async function runJson(
+  ctx: CommandContext,
+  io: ReturnType<typeof memoryIo>,
+  opts: Parameters<typeof doctor>[1],
+): Promise<{ code: number; ok: boolean; checks: Record<string, CheckResult> }> {
+  const code = await doctor(ctx, { json: true, nodeVersion: '24.1.0', ...opts });
+  assert.equal(io.stdout.length, 1);
+  const out = JSON.parse(io.stdout[0] ?? '') as { ok: boolean; checks: CheckResult[] };
+  return { code, ok: out.ok, checks: Object.fromEntries(out.checks.map((c) => [c.name, c])) };
+}
+
+describe('doctor', () => {
+  test('everything passes with a key and a provider that answers 200', async () => {
+    const { ctx, io } = setup({ OPENROUTER_API_KEY: SECRET });
+    const fetch = fakeFetch(200);
+    const { code, ok, checks } = await runJson(ctx, io, { fetch });
+    assert.equal(code, 0);
+    assert.equal(ok, true);
+    assert.deepEqual(Object.keys(checks), [
+      'Node.js',
+      'data directory',
+      'state.db',
+      'cache.db',
+      'config',
+      'API key',
+      'provider',
+    ]);
+    assert.ok(Object.values(checks).every((c) => c.status === 'pass'));
+    assert.deepEqual(fetch.calls, [
+      { url: 'https://openrouter.ai/api/v1/models', authorization: `Bearer ${SECRET}` },
+    ]);
+    assert.deepEqual(checks['API key'], {
+      name: 'API key',
+      status: 'pass',
+      detail: 'set (from env OPENROUTER_API_KEY)',
+    });
+    assert.equal(checks['data directory']?.detail, `writable: ${ctx.home}`);
+    assert.deepEqual(fs.readdirSync(ctx.home), []);
+    assert.equal(io.stdout.join('').includes(SECRET), false);
+  });
+
+  test('a 401 fails the provider check as "key rejected" without printing the key', async () => {
+    const { ctx, io } = setup({ OPENROUTER_API_KEY: SECRET });
+    const code = await doctor(ctx, { fetch: fakeFetch(401), nodeVersion: '24.1.0' });
+    assert.equal(code, 1);
+    const text = io.stderr.join('');
+    assert.deepEqual(io.stdout, []);
+    assert.match(text, /key rejected: GET https:\/\/openrouter\.ai\/api\/v1\/models answered HTTP 401/);
+    assert.match(text, /check the key \(env OPENROUTER_API_KEY\) is valid for openrouter/);
+    assert.match(text, /1 of 7 checks did not pass\n$/);
+    assert.equal(text.includes(SECRET), false);
+  });
+
+  test('a network error fails with the cause and how to start a local server', async () => {
+    const { ctx, io } = setup({ FLASHCARDS_PROVIDER: 'ollama' });
+    const refused = new TypeError('fetch failed', {
+      cause: new Error('connect ECONNREFUSED 127.0.0.1:11434'),
+    });
+    const fetch = fakeFetch(refused);
+    const { code, checks } = await runJson(ctx, io, { fetch });
+    assert.equal(code, 1);
+    assert.deepEqual(checks['provider'], {
+      name: 'provider',
+      status: 'fail',
+      detail: 'cannot reach GET http://127.0.0.1:11434/v1/models: connect ECONNREFUSED 127.0.0.1:11434',
+      fix: 'start the server (ollama serve) or fix baseUrl',
+    });
+    assert.deepEqual(checks['API key'], {
+      name: 'API key',
+      status: 'pass',
+      detail: 'not needed for ollama at http://127.0.0.1:11434/v1',
+    });
+    assert.equal(fetch.calls[0]?.authorization, null);
+  });
+
+  test('a missing key fails usefully, names the variables, and skips the network probe', async () => {
+    const { ctx, io } = setup({});
+    const fetch = fakeFetch(200);
+    const { code, checks } = await runJson(ctx, io, { fetch, flags: { provider: 'groq' } });
+    assert.equal(code, 1);
+    assert.deepEqual(checks['API key'], {
+      name: 'API key',
+      status: 'fail',
+      detail:
+        'no API key for provider groq; looked in FLASHCARDS_API_KEY, GROQ_API_KEY, OPENROUTER_API_KEY, OPENAI_API_KEY',
+      fix: 'export GROQ_API_KEY=<your key> (get one at https://console.groq.com/keys)',
+    });
+    assert.deepEqual(checks['provider'], {
+      name: 'provider',
+      status: 'skip',
+      detail: 'skipped: needs an API key first',
+    });
+    assert.deepEqual(fetch.calls, []);
+  });
+
+  test('the mock provider passes without touching the network', async () => {
+    const { ctx, io } = setup({ FLASHCARDS_PROVIDER: 'mock' });
+    const fetch = fakeFetch(new Error('network must not be used'));
+    const { code, checks } = await runJson(ctx, io, { fetch });
+    assert.equal(code, 0);
+    assert.equal(checks['provider']?.detail, 'mock provider (offline, no network needed)');
+    assert.deepEqual(fetch.calls, []);
+  });
+
+  test('an apiKey in the config file is a warning, not a failure', async () => {
+    const { dir, ctx, io } = setup({});
+    fs.writeFileSync(path.join(dir, '.flashcardrc'), `apiKey: ${SECRET}\n`);
+    const { code, checks } = await runJson(ctx, io, { fetch: fakeFetch(200) });
+    assert.equal(code, 0);
+    assert.equal(checks['API key']?.status, 'warn');
+    assert.equal(
+      checks['API key']?.fix,
+      'keep keys out of files: export OPENROUTER_API_KEY=... and delete apiKey from the file',
+    );
+    assert.equal(io.stdout.join('').includes(SECRET), false);
+  });
+
+  test('an invalid config fails with its message and skips the checks that need it', async () => {
+    const { dir, ctx, io } = setup({ OPENROUTER_API_KEY: SECRET });
+    fs.writeFileSync(path.join(dir, '.flashcardrc'), 'concurency: 3\n');
+    const { code, checks } = await runJson(ctx, io, { fetch: fakeFetch(200) });
+    assert.equal(code, 1);
+    assert.equal(checks['config']?.status, 'fail');
+    assert.equal(
+      checks['config']?.detail,
+      '.flashcardrc: unknown key "concurency" (did you mean "concurrency"?)',
+    );
+    assert.equal(checks['provider']?.status, 'skip');
+  });
+
+  test('databases: a healthy one passes quick_check, a corrupt one fails with "move it aside"', async () => {
+    const { ctx, io } = setup({ FLASHCARDS_PROVIDER: 'mock' });
+    fs.mkdirSync(ctx.home, { recursive: true });
+    const state = path.join(ctx.home, 'state.db');
+    const db = openDatabase(state);
+    db.exec('CREATE TABLE t (x INTEGER)');
+    db.close();
+    const cache = path.join(ctx.home, 'cache.db');
+    fs.writeFileSync(
+      cache,
+      'this is not a database, just some text that is long enough to have a header'.repeat(20),
+    );
+    const { code, checks } = await runJson(ctx, io, {});
+    assert.equal(code, 1);
+    assert.deepEqual(checks['state.db'], {
+      name: 'state.db',
+      status: 'pass',
+      detail: `integrity ok: ${state}`,
+    });
+    assert.equal(checks['cache.db']?.status, 'fail');
+    assert.equal(
+      checks['cache.db']?.fix,
+      `move it aside (mv ${cache} ${cache}.bad) and run again; a fresh one is created`,
+    );
+  });
+
+  test('Node.js older than 22.12 fails', () => {
+    assert.deepEqual(checkNode('22.11.0'), {
+      name: 'Node.js',
+      status: 'fail',
+      detail: '22.11.0 (needs >= 22.12)',
+      fix: 'install Node.js 22.12 or newer',
+    });
+    assert.equal(checkNode('22.12.0').status, 'pass');
+    assert.equal(checkNode('23.0.1').status, 'pass');
+  });
+
+  test('an unwritable data directory fails with the fix', async () => {
+    const { dir, ctx, io } = setup({ FLASHCARDS_PROVIDER: 'mock' });
+    const blocker = path.join(dir, 'file');
+    fs.writeFileSync(blocker, 'x');
+    ctx.home = path.join(blocker, 'home');
+    const { code, checks } = await runJson(ctx, io, {});
+    assert.equal(code, 1);
+    assert.equal(checks['data directory']?.status, 'fail');
+    assert.equal(checks['data directory']?.fix, 'set FLASHCARDS_HOME or --home to a writable directory');
+  });
+});

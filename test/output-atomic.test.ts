@@ -1,0 +1,126 @@
+import assert from 'node:assert/strict';
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { describe, test } from 'node:test';
+import { isFlashcardsError } from '../src/core/errors.ts';
+import { type CardRecord, type DeckMeta, writeOutput } from '../src/output/index.ts';
+
+const meta: DeckMeta = { deck: 'Korean', noteType: 'Basic', tags: [] };
+
+function card(i: number): CardRecord {
+  return {
+    item: i,
+    term: `단어${i}`,
+    front: `단어${i}`,
+    back: `word number ${i}`,
+    cardType: 'basic',
+    tags: [],
+  };
+}
+
+function freshDir(): string {
+  return mkdtempSync(join(tmpdir(), 'fc-atomic-'));
+}
+
+describe('atomic file output', () => {
+  test('when the cards fail midway, the old deck stays intact and no temp file is left', async () => {
+    const dir = freshDir();
+    const file = join(dir, 'deck.txt');
+    writeFileSync(file, 'old deck\n');
+    const boom = new Error('result store went away');
+    async function* failing(): AsyncGenerator<CardRecord> {
+      // Enough cards to flush several chunks into the temp file before failing.
+      for (let i = 0; i < 10_000; i++) yield card(i);
+      throw boom;
+    }
+    const e = await writeOutput(file, 'anki', failing(), meta).catch((err: unknown) => err);
+    assert.equal(e, boom);
+    assert.equal(readFileSync(file, 'utf8'), 'old deck\n');
+    assert.deepEqual(readdirSync(dir), ['deck.txt']);
+  });
+
+  test('a successful write replaces the old deck, keeps its permissions and leaves only the deck', async () => {
+    const dir = freshDir();
+    const file = join(dir, 'deck.csv');
+    writeFileSync(file, 'old');
+    chmodSync(file, 0o640);
+    const result = await writeOutput(file, 'csv', [card(0), card(1)], meta);
+    assert.equal(
+      readFileSync(file, 'utf8'),
+      'term,front,back,card_type,tags\r\n단어0,단어0,word number 0,basic,\r\n단어1,단어1,word number 1,basic,\r\n',
+    );
+    assert.equal(statSync(file).mode & 0o777, 0o640);
+    assert.deepEqual(readdirSync(dir), ['deck.csv']);
+    assert.equal(result.bytes, statSync(file).size);
+  });
+
+  test('100,000 cards stream to disk in order', async () => {
+    const dir = freshDir();
+    const file = join(dir, 'big.jsonl');
+    function* many(): Generator<CardRecord> {
+      for (let i = 0; i < 100_000; i++) yield card(i);
+    }
+    const result = await writeOutput(file, 'jsonl', many(), meta);
+    const lines = readFileSync(file, 'utf8').trimEnd().split('\n');
+    assert.equal(result.cards, 100_000);
+    assert.equal(lines.length, 100_000);
+    assert.equal((JSON.parse(lines[99_999]!) as CardRecord).item, 99_999);
+  });
+
+  test('a missing output directory is a usage error naming it, before any card is read', async () => {
+    const dir = freshDir();
+    const file = relative(process.cwd(), join(dir, 'out', 'deck.tsv'));
+    let pulled = 0;
+    function* counted(): Generator<CardRecord> {
+      pulled++;
+      yield card(0);
+    }
+    const e = await writeOutput(file, 'anki', counted(), meta).catch((err: unknown) => err);
+    assert.ok(isFlashcardsError(e));
+    assert.equal(e.kind, 'usage');
+    assert.equal(
+      e.message,
+      `cannot write deck.tsv: directory ${relative(process.cwd(), join(dir, 'out'))}/ does not exist`,
+    );
+    assert.equal(pulled, 0);
+  });
+
+  test('a directory in place of the deck is a usage error', async () => {
+    const dir = freshDir();
+    const file = join(dir, 'deck.txt');
+    mkdirSync(file);
+    const e = await writeOutput(file, 'anki', [card(0)], meta).catch((err: unknown) => err);
+    assert.ok(isFlashcardsError(e));
+    assert.equal(e.message, `cannot write deck.txt: ${file} is a directory`);
+  });
+
+  test('a file in place of the output directory is a usage error', async () => {
+    const dir = freshDir();
+    writeFileSync(join(dir, 'out'), '');
+    const file = join(dir, 'out', 'deck.txt');
+    const e = await writeOutput(file, 'anki', [card(0)], meta).catch((err: unknown) => err);
+    assert.ok(isFlashcardsError(e));
+    assert.equal(e.message, `cannot write deck.txt: ${join(dir, 'out')}/ is not a directory`);
+  });
+
+  test('an unwritable directory is a usage error', {
+    skip: process.getuid?.() === 0 && 'root writes anywhere',
+  }, async () => {
+    const dir = freshDir();
+    const out = join(dir, 'locked');
+    mkdirSync(out, 0o555);
+    const e = await writeOutput(join(out, 'deck.txt'), 'anki', [card(0)], meta).catch((err: unknown) => err);
+    assert.ok(isFlashcardsError(e));
+    assert.equal(e.message, `cannot write deck.txt: permission denied in ${out}/`);
+    assert.deepEqual(readdirSync(out), []);
+  });
+});

@@ -1,0 +1,183 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ProviderError } from '../src/core/errors.ts';
+import { seededRandom } from '../src/core/random.ts';
+import {
+  classifyHttpError,
+  fullJitterDelay,
+  RetryPolicy,
+  type RetrySettings,
+} from '../src/resilience/index.ts';
+
+const settings: RetrySettings = { maxAttempts: 6, baseDelayMs: 1000, maxDelayMs: 30_000 };
+const now = Date.UTC(2026, 0, 1);
+const none = new Headers();
+const serverError = (): ProviderError => classifyHttpError(503, '', none, now);
+const half = (): number => 0.5;
+
+describe('fullJitterDelay', () => {
+  test('stays within [0, min(cap, base x 2^attempt)] over 20,000 samples per attempt and covers the range', () => {
+    const random = seededRandom(42);
+    for (let attempt = 0; attempt <= 8; attempt++) {
+      const ceiling = Math.min(30_000, 1000 * 2 ** attempt);
+      let min = Number.POSITIVE_INFINITY;
+      let max = 0;
+      let sum = 0;
+      for (let i = 0; i < 20_000; i++) {
+        const d = fullJitterDelay(attempt, 1000, 30_000, random);
+        assert.ok(
+          Number.isInteger(d) && d >= 0 && d <= ceiling,
+          `attempt ${attempt}: ${d} outside [0, ${ceiling}]`,
+        );
+        min = Math.min(min, d);
+        max = Math.max(max, d);
+        sum += d;
+      }
+      assert.ok(min <= ceiling * 0.001, `attempt ${attempt}: smallest ${min} should be near 0`);
+      assert.ok(max >= ceiling * 0.999, `attempt ${attempt}: largest ${max} should be near ${ceiling}`);
+      const mean = sum / 20_000;
+      assert.ok(
+        Math.abs(mean - ceiling / 2) < ceiling * 0.01,
+        `attempt ${attempt}: mean ${mean} should be near ${ceiling / 2}`,
+      );
+    }
+  });
+
+  test('the extremes of the random source map to 0 and the ceiling', () => {
+    assert.equal(
+      fullJitterDelay(3, 1000, 30_000, () => 0),
+      0,
+    );
+    assert.equal(
+      fullJitterDelay(3, 1000, 30_000, () => 0.999_999_999),
+      8000,
+    );
+    assert.equal(
+      fullJitterDelay(10, 1000, 30_000, () => 0.999_999_999),
+      30_000,
+    );
+    assert.equal(
+      fullJitterDelay(5000, 1000, 30_000, () => 0.999_999_999),
+      30_000,
+    );
+  });
+});
+
+describe('RetryPolicy', () => {
+  test('the first retry waits up to base, the second up to 2 x base', () => {
+    const policy = new RetryPolicy(settings, { random: () => 0.999_999_999 });
+    assert.deepEqual(policy.decide(serverError(), 1, { nowMs: now }), { retry: true, delayMs: 1000 });
+    assert.deepEqual(policy.decide(serverError(), 2, { nowMs: now }), { retry: true, delayMs: 2000 });
+  });
+
+  test('Retry-After is a floor on the delay, not a replacement for a longer backoff', () => {
+    const policy = new RetryPolicy(settings, { random: half });
+    const slow = classifyHttpError(429, '', new Headers({ 'retry-after': '5' }), now);
+    assert.deepEqual(policy.decide(slow, 1, { nowMs: now }), { retry: true, delayMs: 5000 });
+    const quick = classifyHttpError(503, '', new Headers({ 'retry-after-ms': '100' }), now);
+    assert.deepEqual(policy.decide(quick, 1, { nowMs: now }), { retry: true, delayMs: 500 });
+  });
+
+  for (const status of [400, 401, 403, 404, 413, 422]) {
+    test(`HTTP ${status} is never retried`, () => {
+      const policy = new RetryPolicy(settings, { random: half });
+      assert.deepEqual(policy.decide(classifyHttpError(status, '', none, now), 1, { nowMs: now }), {
+        retry: false,
+        reason: 'permanent',
+      });
+    });
+  }
+
+  test('quota exhaustion is never retried', () => {
+    const policy = new RetryPolicy(settings, { random: half });
+    const quota = classifyHttpError(
+      429,
+      JSON.stringify({ error: { code: 'insufficient_quota', message: 'no' } }),
+      none,
+      now,
+    );
+    assert.deepEqual(policy.decide(quota, 1, { nowMs: now }), { retry: false, reason: 'permanent' });
+    assert.equal(policy.budgetTokens, 20);
+  });
+
+  test('stops after maxAttempts attempts in total', () => {
+    const policy = new RetryPolicy(settings, { random: half });
+    assert.equal(policy.decide(serverError(), 5, { nowMs: now }).retry, true);
+    assert.deepEqual(policy.decide(serverError(), 6, { nowMs: now }), { retry: false, reason: 'attempts' });
+  });
+
+  test('rate limits get three times the attempts and spend no budget', () => {
+    const policy = new RetryPolicy(settings, { random: half });
+    const limited = classifyHttpError(429, '', none, now);
+    assert.equal(policy.decide(limited, 17, { nowMs: now }).retry, true);
+    assert.deepEqual(policy.decide(limited, 18, { nowMs: now }), { retry: false, reason: 'attempts' });
+    assert.equal(policy.budgetTokens, 20);
+  });
+
+  test('never starts a retry that would begin after the deadline', () => {
+    const policy = new RetryPolicy(settings, { random: half });
+    // half of [0, 1000] -> 500 ms
+    assert.deepEqual(policy.decide(serverError(), 1, { nowMs: now, deadlineMs: now + 499 }), {
+      retry: false,
+      reason: 'deadline',
+    });
+    assert.deepEqual(policy.decide(serverError(), 1, { nowMs: now, deadlineMs: now + 500 }), {
+      retry: true,
+      delayMs: 500,
+    });
+    const slow = classifyHttpError(429, '', new Headers({ 'retry-after': '60' }), now);
+    assert.deepEqual(policy.decide(slow, 1, { nowMs: now, deadlineMs: now + 59_999 }), {
+      retry: false,
+      reason: 'deadline',
+    });
+  });
+
+  test('a refused retry spends no budget', () => {
+    const policy = new RetryPolicy(settings, { random: half });
+    policy.decide(serverError(), 1, { nowMs: now, deadlineMs: now });
+    policy.decide(serverError(), 6, { nowMs: now });
+    assert.equal(policy.budgetTokens, 20);
+  });
+
+  test('the budget allows 19 retries in a row when everything fails, then one per ten successes', () => {
+    const policy = new RetryPolicy(settings, { random: half });
+    const decisions = Array.from({ length: 25 }, () => policy.decide(serverError(), 1, { nowMs: now }));
+    assert.equal(decisions.filter((d) => d.retry).length, 19);
+    assert.deepEqual(decisions[19], { retry: false, reason: 'budget' });
+    assert.equal(policy.budgetTokens, 1);
+    policy.onSuccess();
+    assert.deepEqual(policy.decide(serverError(), 1, { nowMs: now }), { retry: true, delayMs: 500 });
+    assert.equal(policy.budgetTokens, 0.1);
+    for (let i = 0; i < 9; i++) policy.onSuccess();
+    assert.equal(policy.budgetTokens, 1);
+    assert.deepEqual(policy.decide(serverError(), 1, { nowMs: now }), { retry: false, reason: 'budget' });
+    policy.onSuccess();
+    assert.equal(policy.budgetTokens, 1.1);
+    assert.deepEqual(policy.decide(serverError(), 1, { nowMs: now }), { retry: true, delayMs: 500 });
+  });
+
+  test('the budget refills to its maximum of 20 tokens and no further', () => {
+    const policy = new RetryPolicy(settings, { random: half });
+    for (let i = 0; i < 10; i++) policy.decide(serverError(), 1, { nowMs: now });
+    assert.equal(policy.budgetTokens, 10);
+    for (let i = 0; i < 1000; i++) policy.onSuccess();
+    assert.equal(policy.budgetTokens, 20);
+  });
+
+  test('invalid responses and network errors are retried', () => {
+    const policy = new RetryPolicy(settings, { random: half });
+    const invalid = new ProviderError('invalid_response', 'bad json', { retryable: true });
+    assert.deepEqual(policy.decide(invalid, 1, { nowMs: now }), { retry: true, delayMs: 500 });
+  });
+
+  test('rejects nonsense settings with the value received', () => {
+    assert.throws(
+      () => new RetryPolicy({ ...settings, maxAttempts: 0 }, { random: half }),
+      /retry maxAttempts must be an integer >= 1, got 0/,
+    );
+    assert.throws(
+      () => new RetryPolicy({ ...settings, maxDelayMs: 10 }, { random: half }),
+      /0 <= baseDelayMs <= maxDelayMs, got base 1000 ms and cap 10 ms/,
+    );
+  });
+});
