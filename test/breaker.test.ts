@@ -438,3 +438,37 @@ test('rejects nonsense settings with the value received', () => {
     /breaker failureRatio must be in \(0, 1\], got 1.5/,
   );
 });
+
+describe('success batching', () => {
+  test('successes reach the shared window within one state-cache period, and before any failure is judged', async () => {
+    const clock = new FakeClock();
+    const dir = mkdtempSync(join(tmpdir(), 'fc-'));
+    const db = openDatabase(join(dir, 'state.db'));
+    const a = new CircuitBreaker(
+      db,
+      'k',
+      { ...defaultBreakerSettings, minThroughput: 4 },
+      { clock, ownerId: 'a' },
+    );
+    const b = new CircuitBreaker(
+      db,
+      'k',
+      { ...defaultBreakerSettings, minThroughput: 4 },
+      { clock, ownerId: 'b' },
+    );
+    for (let i = 0; i < 3; i++) a.record({ ok: true }, { probe: false });
+    assert.equal(b.status().calls, 0, 'not yet written');
+    await clock.advance(300);
+    a.record({ ok: true }, { probe: false });
+    assert.equal(b.status().calls, 4, 'written once the period passed');
+    // 1 failure of 5 calls: below the ratio, so the earlier successes must have been counted.
+    a.record({ ok: true }, { probe: false });
+    a.record(
+      { ok: false, error: new ProviderError('server', 'boom', { retryable: true }) },
+      { probe: false },
+    );
+    assert.equal(b.status().state, 'closed');
+    assert.equal(b.status().calls, 6);
+    db.close();
+  });
+});

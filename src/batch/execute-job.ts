@@ -1,12 +1,11 @@
 import type { ResponseCache, SingleFlight } from '../cache/index.ts';
 import { cacheKey } from '../cache/index.ts';
 import type { ChatClient, ChatRequest, TokenUsage } from '../client/chat-client.ts';
-import { estimateTokens } from '../client/chat-client.ts';
 import type { Clock } from '../core/clock.ts';
 import { FlashcardsError, isProviderError, ProviderError } from '../core/errors.ts';
 import type { EventSink } from '../core/events.ts';
 import type { Limiter } from '../limiter/index.ts';
-import type { Stage, StageInput } from '../pipeline/types.ts';
+import type { ChatMessage, Stage, StageInput } from '../pipeline/types.ts';
 import type { CircuitBreaker, RetryPolicy } from '../resilience/index.ts';
 import { classifyFetchError, invalidResponseError } from '../resilience/index.ts';
 
@@ -32,7 +31,7 @@ export interface JobContext {
   deadlineMs: number | undefined;
   /** Aborted to cancel in-flight work at once (second signal, end of grace period). */
   signal: AbortSignal;
-  /** Aborted when the run stops taking new work: waits (breaker, limiter, backoff) end early. */
+  /** Aborted when the run stops taking new work (also when `signal` is): waits (breaker, limiter, backoff) end early. */
   stopSignal: AbortSignal;
   counters: { requests: number; retries: number; cacheHits: number; cacheMisses: number };
 }
@@ -44,6 +43,24 @@ export type JobResult =
 /** Errors that end the whole run rather than one item: nothing else can succeed until a person acts. */
 export function isRunFatal(error: FlashcardsError): boolean {
   return ['auth', 'quota', 'circuit_open', 'deadline', 'cancelled'].includes(error.kind);
+}
+
+/**
+ * The cache key of one stage request. The response format enters as the stage's schema digest:
+ * the same information as the full schema, without re-serialising it for every request.
+ */
+export function jobCacheKey(
+  p: { baseUrl: string; model: string; temperature: number; maxTokens: number },
+  stage: Stage,
+  messages: readonly ChatMessage[],
+): string {
+  return cacheKey({
+    baseUrl: p.baseUrl,
+    model: p.model,
+    messages,
+    responseFormat: { type: 'json_schema', strict: true, schema: stage.schemaDigest },
+    params: { temperature: p.temperature, max_tokens: p.maxTokens },
+  });
 }
 
 const zeroUsage: TokenUsage = { promptTokens: 0, completionTokens: 0, totalTokens: 0 };
@@ -89,20 +106,11 @@ export async function executeJob(
   const request: ChatRequest = {
     model: ctx.model,
     messages,
-    responseFormat: {
-      type: 'json_schema',
-      json_schema: { name: stage.name, strict: true, schema: stage.jsonSchema },
-    },
+    responseFormat: stage.responseFormat,
     temperature: ctx.temperature,
     maxTokens: ctx.maxTokens,
   };
-  const key = cacheKey({
-    baseUrl: ctx.baseUrl,
-    model: ctx.model,
-    messages,
-    responseFormat: request.responseFormat,
-    params: { temperature: ctx.temperature, max_tokens: ctx.maxTokens },
-  });
+  const key = jobCacheKey(ctx, stage, messages);
 
   if (ctx.cache && ctx.cacheMode === 'normal') {
     const hit = ctx.cache.get(key);
@@ -130,8 +138,10 @@ async function callWithPolicies(
   jobId: string,
   item: number,
 ): Promise<JobResult> {
-  const promptText = baseRequest.messages.map((m) => m.content).join('\n');
-  const tokenEstimate = estimateTokens(promptText) + ctx.maxTokens;
+  let promptChars = 0;
+  for (const m of baseRequest.messages) promptChars += m.content.length;
+  const promptTokens = Math.ceil(promptChars / 4);
+  const tokenEstimate = promptTokens + ctx.maxTokens;
   let request = baseRequest;
   let attempts = 0;
   let requests = 0;
@@ -258,7 +268,7 @@ async function callWithPolicies(
         : classifyFetchError(e, { timedOut: false, timeoutMs: 0, cancelled: ctx.signal.aborted });
       // A 429 or a request that never left spent no provider tokens; anything else may have.
       if (error.kind === 'rate_limit' || error.kind === 'cancelled') reservation.cancel();
-      else reservation.settle(estimateTokens(promptText));
+      else reservation.settle(promptTokens);
       ctx.breaker.record({ ok: false, error }, decision);
       if (error.kind === 'cancelled') throw stoppedError(ctx);
       if (error.kind === 'auth' || error.kind === 'quota') throw error;
@@ -291,7 +301,7 @@ async function callWithPolicies(
 
 async function sleepOrStop(ctx: JobContext, ms: number): Promise<void> {
   try {
-    await ctx.clock.sleep(ms, AbortSignal.any([ctx.signal, ctx.stopSignal]));
+    await ctx.clock.sleep(ms, ctx.stopSignal);
   } catch {
     throw stoppedError(ctx);
   }

@@ -113,16 +113,20 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
     running.add(tracked);
   };
 
+  // Items are claimed a few at a time (one commit per claim) into a short local queue: enough to
+  // keep commits off the hot path, too few to starve another process sharing the batch.
+  const claimBatch = Math.max(1, Math.min(16, Math.ceil(options.concurrency / 4)));
+  const queue: ClaimedItem[] = [];
   try {
     while (!stopping()) {
-      // Claim only when a worker is free, so queued items never sit on leases another process could use.
       if (running.size >= options.concurrency) {
         await Promise.race(running);
         continue;
       }
-      const item = store.claim(batch.id, owner, LEASE_MS);
-      if (item) {
-        launch(item);
+      if (queue.length === 0) queue.push(...store.claim(batch.id, owner, LEASE_MS, claimBatch));
+      const next = queue.shift();
+      if (next) {
+        launch(next);
         continue;
       }
       if (running.size > 0) {

@@ -1,5 +1,6 @@
 import type { Db } from '../db/open.ts';
 import { migrate } from '../db/open.ts';
+import { WriteBehind } from '../db/write-behind.ts';
 
 export type BatchStatus = 'loading' | 'running' | 'done' | 'failed' | 'interrupted' | 'aborted';
 export type ItemStatus = 'pending' | 'done' | 'failed';
@@ -178,6 +179,10 @@ export class BatchStore {
   readonly db: Db;
   readonly #now: () => number;
   readonly #stmts;
+  /** Job outcomes are committed together once per event-loop turn (see WriteBehind). */
+  readonly #writes: WriteBehind<() => void>;
+  /** Where the next claim starts looking, per batch: claims walk the input once, not from the top each time. */
+  readonly #cursor = new Map<string, number>();
 
   constructor(db: Db, now: () => number) {
     this.db = db;
@@ -196,9 +201,9 @@ export class BatchStore {
       insertJob: db.prepare('INSERT INTO jobs (batch_id, idx, stage) VALUES (?, ?, ?)'),
       claim: db.prepare(
         `UPDATE items SET owner = @owner, lease_until = @until, attempts = attempts + 1, updated_at = @now
-         WHERE batch_id = @batch AND idx = (
-           SELECT idx FROM items WHERE batch_id = @batch AND status = 'pending' AND lease_until < @now
-           ORDER BY idx LIMIT 1)
+         WHERE batch_id = @batch AND idx IN (
+           SELECT idx FROM items WHERE batch_id = @batch AND status = 'pending' AND idx > @after AND lease_until < @now
+           ORDER BY idx LIMIT @limit)
          RETURNING idx, data, attempts`,
       ),
       renew: db.prepare(
@@ -225,9 +230,6 @@ export class BatchStore {
            prompt_tokens = prompt_tokens + @promptTokens, completion_tokens = completion_tokens + @completionTokens,
            duration_ms = @durationMs, finished_at = @now, error_kind = @errorKind, error = @error
          WHERE batch_id = @batchId AND idx = @idx AND stage = @stage`,
-      ),
-      itemStage: db.prepare(
-        'UPDATE items SET stage_done = stage_done + 1, updated_at = ? WHERE batch_id = ? AND idx = ?',
       ),
       itemDone: db.prepare(
         "UPDATE items SET status = 'done', owner = NULL, lease_until = 0, updated_at = ? WHERE batch_id = ? AND idx = ?",
@@ -278,9 +280,16 @@ export class BatchStore {
       renewRun: db.prepare('UPDATE runs SET alive_until = ? WHERE owner = ?'),
       endRun: db.prepare('DELETE FROM runs WHERE owner = ?'),
     };
+    this.#writes = new WriteBehind<() => void>(db, (write) => write(), { delayMs: 20 });
+  }
+
+  /** Commits queued job outcomes now. Every read and status change calls this first. */
+  flush(): void {
+    this.#writes.flush();
   }
 
   get(id: string): BatchRecord | undefined {
+    this.flush();
     const row = this.#stmts.batch.get(id) as BatchRow | undefined;
     return row ? toBatch(row) : undefined;
   }
@@ -318,25 +327,44 @@ export class BatchStore {
   }
 
   delete(batchId: string): void {
+    this.flush();
     this.#stmts.deleteBatch.run(batchId);
   }
 
   setStatus(batchId: string, status: BatchStatus): void {
+    this.flush();
     this.#stmts.setStatus.run(status, this.#now(), batchId);
   }
 
   setOutput(batchId: string, outputPath: string | null, format: string): void {
+    this.flush();
     this.#stmts.setOutput.run(outputPath, format, this.#now(), batchId);
   }
 
-  /** Leases the next pending item in input order, in one statement. */
-  claim(batchId: string, owner: string, leaseMs: number): ClaimedItem | undefined {
+  /**
+   * Leases up to `limit` pending items in input order, in one statement. Claiming a few at a time
+   * keeps commits off the hot path; the caller starts them at once, so leases are not hoarded.
+   */
+  claim(batchId: string, owner: string, leaseMs: number, limit = 1): ClaimedItem[] {
     const now = this.#now();
-    const row = this.#stmts.claim.get({ owner, until: now + leaseMs, now, batch: batchId }) as
-      | { idx: number; data: string; attempts: number }
-      | undefined;
-    if (!row) return undefined;
-    return { idx: row.idx, attempts: row.attempts, ...(JSON.parse(row.data) as ItemData) };
+    const claimFrom = (after: number) =>
+      this.#stmts.claim.all({ owner, until: now + leaseMs, now, batch: batchId, after, limit }) as {
+        idx: number;
+        data: string;
+        attempts: number;
+      }[];
+    const after = this.#cursor.get(batchId) ?? -1;
+    // From the cursor first; then from the top, for items released or whose leases expired.
+    let rows = claimFrom(after);
+    if (rows.length === 0 && after >= 0) rows = claimFrom(-1);
+    if (rows.length === 0) return [];
+    rows.sort((x, y) => x.idx - y.idx);
+    this.#cursor.set(batchId, rows[rows.length - 1]!.idx);
+    return rows.map((row) => ({
+      idx: row.idx,
+      attempts: row.attempts,
+      ...(JSON.parse(row.data) as ItemData),
+    }));
   }
 
   renewLeases(owner: string, leaseMs: number): void {
@@ -344,20 +372,24 @@ export class BatchStore {
   }
 
   releaseLeases(owner: string): void {
+    this.flush();
     this.#stmts.release.run(owner);
   }
 
   releaseItem(batchId: string, idx: number): void {
+    this.flush();
     this.#stmts.releaseOne.run(batchId, idx);
   }
 
   /** Owners currently holding live leases in a batch. */
   leaseOwners(batchId: string): string[] {
+    this.flush();
     return (this.#stmts.leaseOwners.all(batchId, this.#now()) as { owner: string }[]).map((r) => r.owner);
   }
 
   /** Validated results of the finished stages of one item, by stage name. */
   results(batchId: string, idx: number): Record<string, unknown> {
+    this.flush();
     const out: Record<string, unknown> = {};
     for (const row of this.#stmts.results.all(batchId, idx) as { stage: string; result: string }[]) {
       out[row.stage] = JSON.parse(row.result);
@@ -368,31 +400,28 @@ export class BatchStore {
   /** Stores a stage's validated result as soon as it arrives; the item is done after its last stage. */
   completeJob(outcome: JobOutcome, result: unknown, lastStage: boolean): void {
     const now = this.#now();
-    this.db.transaction(() => {
-      this.#stmts.jobDone.run({
-        ...outcome,
-        cached: outcome.cached ? 1 : 0,
-        result: JSON.stringify(result),
-        now,
-      });
-      this.#stmts.itemStage.run(now, outcome.batchId, outcome.idx);
+    const params = { ...outcome, cached: outcome.cached ? 1 : 0, result: JSON.stringify(result), now };
+    this.#writes.add(() => {
+      this.#stmts.jobDone.run(params);
       if (lastStage) this.#stmts.itemDone.run(now, outcome.batchId, outcome.idx);
-    })();
+    });
   }
 
   failJob(outcome: JobOutcome, errorKind: string, error: string): void {
     const now = this.#now();
-    this.db.transaction(() => {
+    this.#writes.add(() => {
       this.#stmts.jobFailed.run({ ...outcome, errorKind, error, now });
       this.#stmts.itemFailed.run(errorKind, error, now, outcome.batchId, outcome.idx);
-    })();
+    });
   }
 
   counts(batchId: string): BatchCounts {
+    this.flush();
     return this.#stmts.counts.get({ batch: batchId, now: this.#now() }) as BatchCounts;
   }
 
   totals(batchId: string): JobTotals {
+    this.flush();
     return this.#stmts.totals.get(batchId) as JobTotals;
   }
 
@@ -416,6 +445,7 @@ export class BatchStore {
   }
 
   requeueFailed(batchId: string): number {
+    this.flush();
     return this.db.transaction(() => {
       this.#stmts.requeueFailedJobs.run(batchId);
       return this.#stmts.requeueFailed.run(batchId).changes;
@@ -426,6 +456,7 @@ export class BatchStore {
   *finishedItems(
     batchId: string,
   ): Generator<{ idx: number; item: ItemData; results: Record<string, unknown> }> {
+    this.flush();
     for (const row of this.#stmts.cardRows.iterate(batchId) as Iterable<{
       idx: number;
       data: string;
@@ -479,6 +510,7 @@ export class BatchStore {
   }
 
   leaveRun(owner: string): void {
+    this.flush();
     this.#stmts.endRun.run(owner);
   }
 }

@@ -46,10 +46,21 @@ export function cacheKey(input: CacheKeyInput): string {
  * non-finite numbers become null.
  */
 export function canonicalJson(value: unknown): string {
-  return serialise(value, 'top') ?? 'null';
+  try {
+    return serialise(value) ?? 'null';
+  } catch (e) {
+    if (e instanceof UnserialisableAt)
+      throw new TypeError(`canonicalJson: cannot serialise a bigint at top${e.path.join('')}`);
+    throw e;
+  }
 }
 
-function serialise(value: unknown, at: string): string | undefined {
+/** Carries the path of a value that cannot be serialised; built only on that rare path, never per value. */
+class UnserialisableAt extends Error {
+  readonly path: string[] = [];
+}
+
+function serialise(value: unknown): string | undefined {
   if (
     value !== null &&
     typeof value === 'object' &&
@@ -68,17 +79,41 @@ function serialise(value: unknown, at: string): string | undefined {
     case 'symbol':
       return undefined;
     case 'bigint':
-      throw new TypeError(`canonicalJson: cannot serialise a bigint at ${at}`);
+      throw new UnserialisableAt();
   }
   if (value === null) return 'null';
   if (Array.isArray(value)) {
-    return `[${value.map((item, i) => serialise(item, `${at}[${i}]`) ?? 'null').join(',')}]`;
+    let out = '[';
+    for (let i = 0; i < value.length; i++) {
+      if (i > 0) out += ',';
+      let text: string | undefined;
+      try {
+        text = serialise(value[i]);
+      } catch (e) {
+        throw at(e, `[${i}]`);
+      }
+      out += text ?? 'null';
+    }
+    return `${out}]`;
   }
   const record = value as Record<string, unknown>;
-  const parts: string[] = [];
+  let out = '{';
+  let first = true;
   for (const name of Object.keys(record).sort()) {
-    const text = serialise(record[name], `${at}.${name}`);
-    if (text !== undefined) parts.push(`${JSON.stringify(name)}:${text}`);
+    let text: string | undefined;
+    try {
+      text = serialise(record[name]);
+    } catch (e) {
+      throw at(e, `.${name}`);
+    }
+    if (text === undefined) continue;
+    out += `${first ? '' : ','}${JSON.stringify(name)}:${text}`;
+    first = false;
   }
-  return `{${parts.join(',')}}`;
+  return `${out}}`;
+}
+
+function at(e: unknown, step: string): unknown {
+  if (e instanceof UnserialisableAt) e.path.unshift(step);
+  return e;
 }

@@ -2,6 +2,7 @@ import type { Clock } from '../core/clock.ts';
 import { FlashcardsError } from '../core/errors.ts';
 import type { Random } from '../core/random.ts';
 import { type Db, databaseError } from '../db/open.ts';
+import { WriteBehind } from '../db/write-behind.ts';
 import { type Codec, type CodecName, decodeBody, writeCodec } from './codec.ts';
 import { openCacheDb } from './db.ts';
 
@@ -53,6 +54,19 @@ export interface CacheRun {
   model: string;
 }
 
+interface PendingRow {
+  key: string;
+  model: string;
+  term: string | null;
+  stage: string | null;
+  codec: CodecName;
+  body: Buffer;
+  originalBytes: number;
+  storedBytes: number;
+  createdAt: number;
+  expiresAt: number | null;
+}
+
 interface StoredRow {
   codec: string;
   body: Buffer;
@@ -75,6 +89,9 @@ export class ResponseCache {
   readonly #get: ReturnType<Db['prepare']>;
   readonly #put: ReturnType<Db['prepare']>;
   readonly #recordRun: ReturnType<Db['prepare']>;
+  /** Puts not yet committed, readable by get() meanwhile; committed together once per event-loop turn. */
+  readonly #pending = new Map<string, PendingRow>();
+  readonly #writes: WriteBehind<PendingRow>;
 
   private constructor(file: string, db: Db, settings: CacheSettings, deps: CacheDeps, codec: Codec) {
     this.#file = file;
@@ -97,6 +114,10 @@ export class ResponseCache {
        ON CONFLICT (run_id) DO UPDATE SET
          started_at = excluded.started_at, hits = excluded.hits, misses = excluded.misses, model = excluded.model`,
     );
+    this.#writes = new WriteBehind<PendingRow>(db, (row) => this.#put.run(row), {
+      delayMs: 20,
+      afterFlush: () => this.#pending.clear(),
+    });
   }
 
   /** Opens (creating file and tables if needed) the cache at `file`. */
@@ -119,7 +140,16 @@ export class ResponseCache {
    * decode is also a miss: the fresh response the caller then fetches overwrites it.
    */
   get(key: string, opts: { allowStale?: boolean } = {}): CacheHit | undefined {
-    const row = this.#run(() => this.#get.get(key) as StoredRow | undefined);
+    const queued = this.#pending.get(key);
+    const row: StoredRow | undefined = queued
+      ? {
+          codec: queued.codec,
+          body: queued.body,
+          created_at: queued.createdAt,
+          expires_at: queued.expiresAt,
+          model: queued.model,
+        }
+      : this.#run(() => this.#get.get(key) as StoredRow | undefined);
     if (!row) return undefined;
     const stale = row.expires_at !== null && row.expires_at <= this.#deps.clock.now();
     if (stale && !opts.allowStale) return undefined;
@@ -147,7 +177,7 @@ export class ResponseCache {
     }
     const now = this.#deps.clock.now();
     const { ttlMs, jitter } = this.#settings;
-    const row = {
+    const row: PendingRow = {
       key,
       model: entry.model,
       term: entry.term ?? null,
@@ -159,16 +189,28 @@ export class ResponseCache {
       createdAt: now,
       expiresAt: ttlMs === 0 ? null : Math.round(now + ttlMs * (1 + jitter * this.#deps.random())),
     };
-    this.#run(() => this.#put.run(row));
+    this.#pending.set(key, row);
+    this.#run(() => this.#writes.add(row));
+  }
+
+  /** Commits queued puts now (close() does this too). */
+  flush(): void {
+    this.#run(() => this.#writes.flush());
   }
 
   /** Upserts a run's hit/miss totals (absolute, not increments), so calling it periodically is safe. */
   recordRun(run: CacheRun): void {
+    this.flush();
     this.#run(() => this.#recordRun.run(run));
   }
 
   close(): void {
-    if (this.#db.open) this.#db.close();
+    if (!this.#db.open) return;
+    try {
+      this.flush();
+    } finally {
+      this.#db.close();
+    }
   }
 
   /** SQLite failures (disk full, locked for longer than busy_timeout) become errors naming the file. */

@@ -1,6 +1,7 @@
 import { isProviderError } from '../core/errors.ts';
 import type { ChatMessage } from '../pipeline/types.ts';
 import { classifyFetchError, classifyHttpError, invalidResponseError } from '../resilience/classify.ts';
+import { nodeTransport, type Transport } from './transport.ts';
 
 export interface ChatRequest {
   model: string;
@@ -32,7 +33,8 @@ export interface ChatClientOptions {
   baseUrl: string;
   apiKey: string | undefined;
   timeoutMs: number;
-  fetch?: typeof fetch;
+  /** How requests travel: node:http(s) by default, an in-process fake for `--provider mock` and tests. */
+  transport?: Transport;
   now?: () => number;
   /** Called for every HTTP response, success or not, before its body is read (rate-limit headers). */
   onResponse?: (status: number, headers: Headers) => void;
@@ -55,6 +57,23 @@ export function requestBody(request: ChatRequest): Record<string, unknown> {
     temperature: request.temperature,
     max_tokens: request.maxTokens,
   };
+}
+
+/** A stage's response format is one object for the whole run: serialise its schema once. */
+const formatJson = new WeakMap<object, string>();
+
+/** The request body as JSON, the same as JSON.stringify(requestBody(request)) but cheaper. */
+export function requestJson(request: ChatRequest): string {
+  let format = formatJson.get(request.responseFormat);
+  if (format === undefined) {
+    format = JSON.stringify(request.responseFormat);
+    formatJson.set(request.responseFormat, format);
+  }
+  return (
+    `{"model":${JSON.stringify(request.model)},"messages":${JSON.stringify(request.messages)},` +
+    `"response_format":${format},"temperature":${JSON.stringify(request.temperature)},` +
+    `"max_tokens":${JSON.stringify(request.maxTokens)}}`
+  );
 }
 
 interface CompletionBody {
@@ -114,9 +133,9 @@ export function parseCompletion(text: string, promptText: string): Omit<ChatResu
   };
 }
 
-/** OpenAI-compatible Chat Completions over fetch. One instance per run; it holds no state besides options. */
+/** OpenAI-compatible Chat Completions over HTTP. One instance per run; it holds no state besides options. */
 export function createChatClient(options: ChatClientOptions): ChatClient {
-  const doFetch = options.fetch ?? fetch;
+  const send = options.transport ?? nodeTransport();
   const now = options.now ?? Date.now;
   const url = `${options.baseUrl.replace(/\/+$/, '')}/chat/completions`;
   const headers: Record<string, string> = {
@@ -128,25 +147,36 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
 
   return {
     async complete(request, signal) {
-      const timeout = AbortSignal.timeout(options.timeoutMs);
-      const combined = AbortSignal.any([signal, timeout]);
-      const body = JSON.stringify(requestBody(request));
-      let status = 0;
+      // One controller per request, its timer cleared when the request ends: AbortSignal.timeout
+      // and AbortSignal.any would keep every finished request's state alive until the timeout.
+      const controller = new AbortController();
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        controller.abort(new DOMException(`timed out after ${options.timeoutMs} ms`, 'TimeoutError'));
+      }, options.timeoutMs);
+      const onAbort = (): void => controller.abort(signal.reason);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+      const body = requestJson(request);
       try {
-        const response = await doFetch(url, { method: 'POST', headers, body, signal: combined });
-        status = response.status;
+        const response = await send(url, { method: 'POST', headers, body, signal: controller.signal });
         options.onResponse?.(response.status, response.headers);
         // The body is read under the same timeout: a provider that hangs mid-body is a timeout too.
         const text = await response.text();
-        if (!response.ok) throw classifyHttpError(response.status, text, response.headers, now());
-        return { ...parseCompletion(text, body), status };
+        if (response.status < 200 || response.status > 299)
+          throw classifyHttpError(response.status, text, response.headers, now());
+        return { ...parseCompletion(text, body), status: response.status };
       } catch (e) {
         if (isProviderError(e)) throw e;
         throw classifyFetchError(e, {
-          timedOut: timeout.aborted,
+          timedOut,
           timeoutMs: options.timeoutMs,
-          cancelled: signal.aborted && !timeout.aborted,
+          cancelled: signal.aborted && !timedOut,
         });
+      } finally {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', onAbort);
       }
     },
   };

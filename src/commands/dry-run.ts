@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { cacheKey, ResponseCache } from '../cache/index.ts';
+import { jobCacheKey } from '../batch/execute-job.ts';
+import { ResponseCache } from '../cache/index.ts';
 import { estimateTokens } from '../client/chat-client.ts';
 import { loadSettings } from '../config/index.ts';
 import { formatDuration } from '../core/duration.ts';
@@ -59,16 +60,7 @@ export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<num
     const messages = stage.buildMessages({ item, previous });
     const promptTokens = estimateTokens(messages.map((m) => m.content).join('\n'));
     if (!cache) return { hit: undefined, promptTokens };
-    const key = cacheKey({
-      baseUrl: settings.baseUrl,
-      model: settings.model,
-      messages,
-      responseFormat: {
-        type: 'json_schema',
-        json_schema: { name: stage.name, strict: true, schema: stage.jsonSchema },
-      },
-      params: { temperature: settings.temperature, max_tokens: settings.maxTokens },
-    });
+    const key = jobCacheKey(settings, stage, messages);
     const hit = cache.get(key);
     if (!hit) return { hit: undefined, promptTokens };
     const parsed = stage.schema.safeParse(JSON.parse(hit.body));

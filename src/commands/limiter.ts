@@ -5,7 +5,12 @@ import { formatDuration } from '../core/duration.ts';
 import { ExitCode } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
 import { type Db, openDatabase } from '../db/open.ts';
-import { type BucketStatus, type KeyStatus, readLimiterStatus, resetLimiterState } from '../limiter/status.ts';
+import {
+  type BucketStatus,
+  type KeyStatus,
+  readLimiterStatus,
+  resetLimiterState,
+} from '../limiter/status.ts';
 import type { CommandContext } from './context.ts';
 
 export interface LimiterStatusOptions {
@@ -43,7 +48,9 @@ export async function limiterReset(ctx: CommandContext, opts: LimiterResetOption
   }
   if (removed.length === 0) {
     ctx.io.err(
-      opts.key === undefined ? 'no limiter state to reset\n' : `no limiter state matches "${opts.key}", nothing reset\n`,
+      opts.key === undefined
+        ? 'no limiter state to reset\n'
+        : `no limiter state matches "${opts.key}", nothing reset\n`,
     );
     return ExitCode.ok;
   }
@@ -100,10 +107,13 @@ function printKey(ctx: CommandContext, c: ChalkInstance, k: KeyStatus, now: numb
     c.bold(k.key),
     `  provider says: ${learned.length > 0 ? `${learned.join(', ')} (seen ${ago(k.provider.seenAt, now)})` : k.observedAt === null ? 'nothing yet' : 'no rate-limit headers'}`,
   ];
-  if (k.aimd !== null) lines.push(`  learned from 429s: ${round(k.aimd.rpm)} requests/min (since ${ago(k.aimd.since, now)})`);
+  if (k.aimd !== null)
+    lines.push(`  learned from 429s: ${round(k.aimd.rpm)} requests/min (since ${ago(k.aimd.since, now)})`);
   if (k.pausedUntil !== null) {
     lines.push(
-      c.yellow(`  paused for ${formatDuration(k.pausedUntil - now)}, until ${iso(k.pausedUntil)} (${k.pauseReason ?? '429'})`),
+      c.yellow(
+        `  paused for ${formatDuration(k.pausedUntil - now)}, until ${iso(k.pausedUntil)} (${k.pauseReason ?? '429'})`,
+      ),
     );
   }
   lines.push(`  updated ${ago(k.updatedAt, now)}`);
@@ -113,9 +123,14 @@ function printKey(ctx: CommandContext, c: ChalkInstance, k: KeyStatus, now: numb
     return;
   }
   const table = new Table({
-    head: ['bucket', 'rate/min', 'configured', 'burst', 'available now', `shards (${k.shards}): available each`].map(
-      (h) => c.bold(h),
-    ),
+    head: [
+      'bucket',
+      'rate/min',
+      'configured',
+      'burst',
+      'available now',
+      `shards (${k.shards}): available each`,
+    ].map((h) => c.bold(h)),
     style: { head: [], border: [] },
   });
   for (const b of k.buckets) {
@@ -133,7 +148,9 @@ function printKey(ctx: CommandContext, c: ChalkInstance, k: KeyStatus, now: numb
 
 function shardList(b: BucketStatus): string {
   const values = b.shards.map((s) => fmt(s.available));
-  return values.length <= 16 ? values.join(' ') : `${values.slice(0, 16).join(' ')} ... (${values.length} shards)`;
+  return values.length <= 16
+    ? values.join(' ')
+    : `${values.slice(0, 16).join(' ')} ... (${values.length} shards)`;
 }
 
 function fmt(n: number): string {

@@ -10,6 +10,7 @@ import { type BatchMeta, BatchStore } from '../batch/store.ts';
 import { ResponseCache, SingleFlight } from '../cache/index.ts';
 import { createChatClient } from '../client/chat-client.ts';
 import { createMockFetch } from '../client/mock-fetch.ts';
+import { fetchTransport } from '../client/transport.ts';
 import type { Settings } from '../config/index.ts';
 import { loadSettings } from '../config/index.ts';
 import { ExitCode, type ExitCode as ExitCodeType, FlashcardsError } from '../core/errors.ts';
@@ -234,14 +235,19 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
       baseUrl: settings.baseUrl,
       apiKey: settings.apiKey,
       timeoutMs: settings.timeoutMs,
-      fetch: settings.provider === 'mock' ? createMockFetch() : o.fetch,
+      transport:
+        settings.provider === 'mock'
+          ? fetchTransport(createMockFetch())
+          : o.fetch
+            ? fetchTransport(o.fetch)
+            : undefined,
       now: () => ctx.clock.now(),
       onResponse: (status, headers) => limiter.observe({ status, headers }),
     });
     const deadlineMs = settings.maxDurationMs === undefined ? undefined : started + settings.maxDurationMs;
     let deadlineTimer: NodeJS.Timeout | undefined;
     const stop = new AbortController();
-    const stopSignal = AbortSignal.any([o.stopSignal, stop.signal]);
+    const stopSignal = AbortSignal.any([o.stopSignal, o.signal, stop.signal]);
     if (deadlineMs !== undefined) {
       deadlineTimer = setTimeout(() => stop.abort(), Math.max(0, deadlineMs - ctx.clock.now()));
       deadlineTimer.unref();

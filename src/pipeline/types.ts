@@ -27,6 +27,13 @@ export interface Stage<T = unknown> {
   readonly name: string;
   readonly schema: z.ZodType<T>;
   readonly jsonSchema: Record<string, unknown>;
+  /** What is sent as `response_format`: built once per stage, not per request. */
+  readonly responseFormat: {
+    type: 'json_schema';
+    json_schema: { name: string; strict: true; schema: Record<string, unknown> };
+  };
+  /** SHA-256 of the stage name and JSON Schema: stands for the response format in cache keys. */
+  readonly schemaDigest: string;
   buildMessages(input: StageInput): ChatMessage[];
 }
 

@@ -25,10 +25,13 @@ function defineStage<T>(
   languages: Languages,
 ): Stage<T> {
   const system = renderTemplate(prompts.system, { ...languages });
+  const jsonSchema = providerJsonSchema(schema);
   return {
     name,
     schema,
-    jsonSchema: providerJsonSchema(schema),
+    jsonSchema,
+    responseFormat: { type: 'json_schema', json_schema: { name, strict: true, schema: jsonSchema } },
+    schemaDigest: createHash('sha256').update(JSON.stringify({ name, jsonSchema })).digest('hex'),
     buildMessages(input): ChatMessage[] {
       return [
         { role: 'system', content: system },

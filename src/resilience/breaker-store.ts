@@ -83,7 +83,7 @@ export class BreakerStore {
   readonly #ensure: Statement<[string, number]>;
   readonly #read: Statement<[string], BreakerRow>;
   readonly #write: Statement<[BreakerRow]>;
-  readonly #count: Statement<[{ key: string; slot: number; start: number; failure: number }]>;
+  readonly #count: Statement<[{ key: string; slot: number; start: number; calls: number; failures: number }]>;
   readonly #noteError: Statement<[string, string, number, string]>;
   readonly #window: Statement<[string, number], WindowCounts>;
   readonly #resetWindow: Statement<[string]>;
@@ -111,10 +111,10 @@ export class BreakerStore {
     // provider's health after the break. A bucket whose slot is reused for a newer period starts over.
     this.#count = db.prepare(
       `INSERT INTO breaker_buckets (key, slot, start, calls, failures)
-       SELECT @key, @slot, @start, 1, @failure
+       SELECT @key, @slot, @start, @calls, @failures
        WHERE EXISTS (SELECT 1 FROM breakers WHERE key = @key AND state = 'closed')
        ON CONFLICT (key, slot) DO UPDATE SET
-         calls = CASE WHEN start = excluded.start THEN calls + 1 ELSE 1 END,
+         calls = CASE WHEN start = excluded.start THEN calls + excluded.calls ELSE excluded.calls END,
          failures = CASE WHEN start = excluded.start THEN failures + excluded.failures ELSE excluded.failures END,
          start = excluded.start`,
     );
@@ -151,9 +151,9 @@ export class BreakerStore {
     this.#write.run(row);
   }
 
-  /** Adds one call to the current bucket; false when the breaker is not closed (nothing counted). */
-  count(key: string, slot: number, start: number, failure: boolean): boolean {
-    return this.#count.run({ key, slot, start, failure: failure ? 1 : 0 }).changes > 0;
+  /** Adds calls (and failures among them) to a bucket; false when the breaker is not closed (nothing counted). */
+  count(key: string, slot: number, start: number, calls: number, failures: number): boolean {
+    return this.#count.run({ key, slot, start, calls, failures }).changes > 0;
   }
 
   noteError(key: string, kind: string, message: string, atMs: number): void {

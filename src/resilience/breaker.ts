@@ -132,6 +132,8 @@ export class CircuitBreaker {
   readonly #bucketMs: number;
   readonly #slots: number;
   #cached: { row: BreakerRow; readAt: number } | undefined;
+  /** Successes not yet written: at most one cache period's worth, so the hot path rarely writes. */
+  #pending = { start: -1, slot: 0, calls: 0, since: 0 };
 
   constructor(db: Db, key: string, settings: BreakerSettings, deps: BreakerDeps) {
     checkBreakerSettings(settings);
@@ -165,14 +167,19 @@ export class CircuitBreaker {
     const start = Math.floor(now / this.#bucketMs) * this.#bucketMs;
     const slot = (start / this.#bucketMs) % this.#slots;
     if (outcome.ok || verdict === 'success') {
-      // The hot path: one upsert, no transaction.
-      if (!this.#store.count(this.key, slot, start, false)) this.#cached = undefined;
+      // The hot path: successes are counted in memory and written at most once per state-cache
+      // period (or when the bucket changes), so other processes see them within ~250 ms.
+      if (this.#pending.start !== start) this.#flushSuccesses();
+      if (this.#pending.calls === 0) this.#pending = { start, slot, calls: 0, since: now };
+      this.#pending.calls++;
+      if (now - this.#pending.since >= this.#cacheMs) this.#flushSuccesses();
       return;
     }
     const error = outcome.error;
     const events = this.#store.immediate(() => {
+      this.#flushSuccesses();
       this.#store.noteError(this.key, error.kind, error.message, now);
-      if (!this.#store.count(this.key, slot, start, true)) {
+      if (!this.#store.count(this.key, slot, start, 1, 1)) {
         this.#cached = undefined;
         return [];
       }
@@ -188,7 +195,20 @@ export class CircuitBreaker {
     this.#emit(events);
   }
 
+  /** Writes successes counted in memory; called on the hot path's own schedule and before reads. */
+  flush(): void {
+    this.#flushSuccesses();
+  }
+
+  #flushSuccesses(): void {
+    const p = this.#pending;
+    if (p.calls === 0) return;
+    this.#pending = { start: -1, slot: 0, calls: 0, since: 0 };
+    if (!this.#store.count(this.key, p.slot, p.start, p.calls, 0)) this.#cached = undefined;
+  }
+
   status(): BreakerStatus {
+    this.#flushSuccesses();
     const now = this.#clock.now();
     return toStatus(this.#read(now), this.#store, this.settings.samplingWindowMs, now);
   }

@@ -1,0 +1,81 @@
+import { type Db, migrate } from '../db/open.ts';
+
+/**
+ * limiter_keys: one row per provider key: the layout last used (for `limiter status`), what the
+ * provider told us, the shared pause. limiter_shards: one GCRA cell per (key, bucket, shard),
+ * a single timestamp each, so an acquire is one tiny row update.
+ */
+const steps = [
+  `CREATE TABLE limiter_keys (
+     key TEXT PRIMARY KEY,
+     shards INTEGER NOT NULL DEFAULT 1,
+     rpm REAL,
+     rpm_burst REAL,
+     tpm REAL,
+     tpm_burst REAL,
+     configured_rpm REAL,
+     configured_tpm REAL,
+     header_rpm REAL,
+     header_tpm REAL,
+     header_at REAL,
+     aimd_rpm REAL,
+     aimd_at REAL,
+     paused_until REAL NOT NULL DEFAULT 0,
+     pause_reason TEXT,
+     strikes INTEGER NOT NULL DEFAULT 0,
+     observed_at REAL,
+     updated_at REAL NOT NULL
+   );
+   CREATE TABLE limiter_shards (
+     key TEXT NOT NULL,
+     kind TEXT NOT NULL CHECK (kind IN ('rpm', 'tpm')),
+     shard INTEGER NOT NULL,
+     tat REAL NOT NULL,
+     updated_at REAL NOT NULL,
+     PRIMARY KEY (key, kind, shard)
+   ) WITHOUT ROWID;`,
+];
+
+export function migrateLimiter(db: Db): void {
+  migrate(db, 'limiter', steps);
+}
+
+/** The stored row of limiter_keys, as better-sqlite3 returns it. */
+export interface KeyRow {
+  key: string;
+  shards: number;
+  rpm: number | null;
+  rpm_burst: number | null;
+  tpm: number | null;
+  tpm_burst: number | null;
+  configured_rpm: number | null;
+  configured_tpm: number | null;
+  header_rpm: number | null;
+  header_tpm: number | null;
+  header_at: number | null;
+  aimd_rpm: number | null;
+  aimd_at: number | null;
+  paused_until: number;
+  pause_reason: string | null;
+  strikes: number;
+  observed_at: number | null;
+  updated_at: number;
+}
+
+export interface ShardRow {
+  key: string;
+  kind: 'rpm' | 'tpm';
+  shard: number;
+  tat: number;
+  updated_at: number;
+}
+
+/** True when the limiter tables exist (status and reset never create them). */
+export function hasLimiterTables(db: Db): boolean {
+  const row = db
+    .prepare(
+      "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name IN ('limiter_keys', 'limiter_shards')",
+    )
+    .get() as { n: number };
+  return row.n === 2;
+}

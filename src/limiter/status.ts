@@ -1,0 +1,123 @@
+import type { Db } from '../db/open.ts';
+import type { BucketKind } from './layout.ts';
+import { aimdRate } from './learn.ts';
+import { hasLimiterTables, type KeyRow, type ShardRow } from './schema.ts';
+
+export interface ShardStatus {
+  shard: number;
+  /** Units that could be spent right now on this shard. */
+  available: number;
+  /** Theoretical arrival time; null for a shard never used (full). */
+  tat: number | null;
+  updatedAt: number | null;
+}
+
+export interface BucketStatus {
+  kind: BucketKind;
+  rate: number;
+  burst: number;
+  configured: number | null;
+  available: number;
+  shards: ShardStatus[];
+}
+
+export interface KeyStatus {
+  key: string;
+  shards: number;
+  buckets: BucketStatus[];
+  /** Limits the provider reported in its headers. */
+  provider: { rpm: number | null; tpm: number | null; seenAt: number | null };
+  /** Request rate learned from 429s without headers (additive increase already applied). */
+  aimd: { rpm: number; since: number } | null;
+  pausedUntil: number | null;
+  pauseReason: string | null;
+  strikes: number;
+  observedAt: number | null;
+  updatedAt: number;
+}
+
+/** Reads every key's buckets and shards as they stand at `nowMs`; never creates tables. */
+export function readLimiterStatus(db: Db, nowMs: number): KeyStatus[] {
+  if (!hasLimiterTables(db)) return [];
+  const keys = db.prepare('SELECT * FROM limiter_keys ORDER BY key').all() as KeyRow[];
+  const shardRows = db.prepare('SELECT * FROM limiter_shards ORDER BY key, kind, shard').all() as ShardRow[];
+  return keys.map((row) => {
+    const rows = shardRows.filter((s) => s.key === row.key);
+    const buckets: BucketStatus[] = [];
+    for (const kind of ['rpm', 'tpm'] as const) {
+      const rate = kind === 'rpm' ? row.rpm : row.tpm;
+      const burst = kind === 'rpm' ? row.rpm_burst : row.tpm_burst;
+      if (rate === null || burst === null) continue;
+      buckets.push(bucketStatus(kind, rate, burst, row, rows, nowMs));
+    }
+    const lastShardUpdate = Math.max(0, ...rows.map((s) => s.updated_at));
+    return {
+      key: row.key,
+      shards: row.shards,
+      buckets,
+      provider: { rpm: row.header_rpm, tpm: row.header_tpm, seenAt: row.header_at },
+      aimd:
+        row.aimd_rpm !== null && row.aimd_at !== null
+          ? { rpm: aimdRate(row.aimd_rpm, row.aimd_at, nowMs), since: row.aimd_at }
+          : null,
+      pausedUntil: row.paused_until > nowMs ? row.paused_until : null,
+      pauseReason: row.paused_until > nowMs ? row.pause_reason : null,
+      strikes: row.strikes,
+      observedAt: row.observed_at,
+      updatedAt: Math.max(row.updated_at, lastShardUpdate),
+    };
+  });
+}
+
+function bucketStatus(
+  kind: BucketKind,
+  rate: number,
+  burst: number,
+  row: KeyRow,
+  rows: ShardRow[],
+  nowMs: number,
+): BucketStatus {
+  const n = Math.max(1, row.shards);
+  const shardBurst = burst / n;
+  const intervalMs = (60_000 * n) / rate;
+  const tauMs = shardBurst * intervalMs;
+  const shards: ShardStatus[] = [];
+  for (let shard = 0; shard < n; shard++) {
+    const stored = rows.find((s) => s.kind === kind && s.shard === shard);
+    const tat = stored?.tat ?? null;
+    const available = tat === null ? shardBurst : clamp((nowMs + tauMs - tat) / intervalMs, 0, shardBurst);
+    shards.push({ shard, available, tat, updatedAt: stored?.updated_at ?? null });
+  }
+  return {
+    kind,
+    rate,
+    burst,
+    configured: kind === 'rpm' ? row.configured_rpm : row.configured_tpm,
+    available: shards.reduce((sum, s) => sum + s.available, 0),
+    shards,
+  };
+}
+
+function clamp(n: number, lo: number, hi: number): number {
+  return Math.min(hi, Math.max(lo, n));
+}
+
+/** Deletes all state, or the keys starting with `prefix`; returns the keys removed. */
+export function resetLimiterState(db: Db, prefix: string | undefined): string[] {
+  if (!hasLimiterTables(db)) return [];
+  return db
+    .transaction(() => {
+      const match = 'substr(key, 1, length(@prefix)) = @prefix';
+      const p = { prefix: prefix ?? '' };
+      const keys = db
+        .prepare(
+          `SELECT key FROM limiter_keys WHERE ${match} UNION SELECT key FROM limiter_shards WHERE ${match}`,
+        )
+        .pluck()
+        .all(p) as string[];
+      db.prepare(`DELETE FROM limiter_shards WHERE ${match}`).run(p);
+      db.prepare(`DELETE FROM limiter_keys WHERE ${match}`).run(p);
+      return keys.sort();
+    })
+    .immediate();
+}

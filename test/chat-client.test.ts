@@ -1,0 +1,176 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import {
+  type ChatRequest,
+  createChatClient,
+  parseCompletion,
+  requestBody,
+  requestJson,
+} from '../src/client/chat-client.ts';
+import { nodeTransport } from '../src/client/transport.ts';
+import { isProviderError, type ProviderError } from '../src/core/errors.ts';
+import { type MockServer, startMockServer } from './support/mock-server.ts';
+
+const schema = {
+  type: 'object',
+  properties: { front: { type: 'string' } },
+  required: ['front'],
+  additionalProperties: false,
+};
+const request: ChatRequest = {
+  model: 'm',
+  messages: [
+    { role: 'system', content: 'be "brief"\n' },
+    { role: 'user', content: 'Term: 사과' },
+  ],
+  responseFormat: { type: 'json_schema', json_schema: { name: 'cards', strict: true, schema } },
+  temperature: 0.3,
+  maxTokens: 500,
+};
+
+async function failure(p: Promise<unknown>): Promise<ProviderError> {
+  try {
+    await p;
+  } catch (e) {
+    assert.ok(isProviderError(e), `expected a ProviderError, got ${String(e)}`);
+    return e;
+  }
+  assert.fail('expected a failure');
+}
+
+describe('request and response bodies', () => {
+  test('the fast request JSON equals JSON.stringify of the request body', () => {
+    assert.equal(requestJson(request), JSON.stringify(requestBody(request)));
+    assert.equal(
+      requestJson(request),
+      JSON.stringify(requestBody(request)),
+      'and again from the format cache',
+    );
+  });
+
+  test('parses content and usage; estimates usage when the provider sends none', () => {
+    const body = JSON.stringify({
+      choices: [{ message: { content: '{"front":"x"}' }, finish_reason: 'stop' }],
+      usage: { prompt_tokens: 10, completion_tokens: 5, total_tokens: 15 },
+    });
+    assert.deepEqual(parseCompletion(body, 'prompt'), {
+      content: '{"front":"x"}',
+      usage: { promptTokens: 10, completionTokens: 5, totalTokens: 15 },
+      usageEstimated: false,
+    });
+    const bare = parseCompletion(
+      JSON.stringify({ choices: [{ message: { content: '{"a":1}' } }] }),
+      'x'.repeat(40),
+    );
+    assert.deepEqual(bare.usage, { promptTokens: 10, completionTokens: 2, totalTokens: 12 });
+    assert.equal(bare.usageEstimated, true);
+  });
+
+  test('strips a Markdown fence around the JSON', () => {
+    const body = JSON.stringify({ choices: [{ message: { content: '```json\n{"a":1}\n```' } }] });
+    assert.equal(parseCompletion(body, '').content, '{"a":1}');
+  });
+
+  const broken: [string, string, RegExp][] = [
+    ['truncated JSON', '{"choices":[{"mess', /not valid JSON/],
+    ['no choices', '{"id":"x"}', /no choices\[0\]\.message\.content/],
+    [
+      'an answer cut at max_tokens',
+      JSON.stringify({ choices: [{ message: { content: '{"a"' }, finish_reason: 'length' }] }),
+      /max_tokens/,
+    ],
+    ['a refusal', JSON.stringify({ choices: [{ message: { content: null, refusal: 'no' } }] }), /refused/],
+  ];
+  for (const [what, body, message] of broken) {
+    test(`${what} is an invalid_response, retryable`, () => {
+      try {
+        parseCompletion(body, '');
+        assert.fail('should throw');
+      } catch (e) {
+        assert.ok(isProviderError(e));
+        assert.equal(e.kind, 'invalid_response');
+        assert.equal(e.retryable, true);
+        assert.match(e.message, message);
+      }
+    });
+  }
+});
+
+describe('the client against the mock provider over node:http', () => {
+  let server: MockServer;
+  before(async () => {
+    server = await startMockServer({ seed: 3, requireAuth: true });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  test('sends Bearer auth and the json_schema response format, and reports every response', async () => {
+    const seen: number[] = [];
+    const client = createChatClient({
+      baseUrl: server.url,
+      apiKey: 'sk-abc',
+      timeoutMs: 5000,
+      onResponse: (status, headers) => {
+        seen.push(status);
+        assert.ok(headers instanceof Headers);
+      },
+    });
+    const result = await client.complete(request, new AbortController().signal);
+    assert.deepEqual(JSON.parse(result.content).front !== undefined, true);
+    assert.ok(result.usage.totalTokens > 0);
+    assert.deepEqual(seen, [200]);
+    const last = server.requests.at(-1)!;
+    assert.equal(last.headers['authorization'], 'Bearer sk-abc');
+    assert.deepEqual((last.body as { response_format: unknown }).response_format, request.responseFormat);
+  });
+
+  test('a hanging provider is a retryable timeout', async () => {
+    server.set({ hang: 1 });
+    try {
+      const client = createChatClient({ baseUrl: server.url, apiKey: 'k', timeoutMs: 150 });
+      const e = await failure(client.complete(request, new AbortController().signal));
+      assert.equal(e.kind, 'timeout');
+      assert.equal(e.retryable, true);
+    } finally {
+      server.set({ hang: 0 });
+    }
+  });
+
+  test('a connection reset is a retryable network error', async () => {
+    server.set({ reset: 1 });
+    try {
+      const client = createChatClient({
+        baseUrl: server.url,
+        apiKey: 'k',
+        timeoutMs: 2000,
+        transport: nodeTransport(),
+      });
+      const e = await failure(client.complete(request, new AbortController().signal));
+      assert.equal(e.kind, 'network');
+      assert.equal(e.retryable, true);
+    } finally {
+      server.set({ reset: 0 });
+    }
+  });
+
+  test('a 401 is an auth error that is not retried', async () => {
+    const client = createChatClient({ baseUrl: server.url, apiKey: undefined, timeoutMs: 2000 });
+    const e = await failure(client.complete(request, new AbortController().signal));
+    assert.equal(e.kind, 'auth');
+    assert.equal(e.retryable, false);
+  });
+
+  test('cancelling the run cancels the request', async () => {
+    server.set({ hang: 1 });
+    try {
+      const client = createChatClient({ baseUrl: server.url, apiKey: 'k', timeoutMs: 10_000 });
+      const stop = new AbortController();
+      setTimeout(() => stop.abort(), 50);
+      const e = await failure(client.complete(request, stop.signal));
+      assert.equal(e.kind, 'cancelled');
+    } finally {
+      server.set({ hang: 0 });
+    }
+  });
+});

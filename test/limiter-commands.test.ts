@@ -1,0 +1,165 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { type CommandContext, memoryIo } from '../src/commands/context.ts';
+import { limiterReset, limiterStatus } from '../src/commands/limiter.ts';
+import { FakeClock } from '../src/core/clock.ts';
+import { openDatabase } from '../src/db/open.ts';
+import { createLimiter } from '../src/limiter/index.ts';
+
+function context(home: string, clock = new FakeClock()) {
+  const io = memoryIo();
+  const ctx: CommandContext = { home, cwd: home, env: {}, io, clock, verbose: false };
+  return { ctx, io, clock };
+}
+
+const keyA = 'https://api.openai.com/v1|gpt-4o-mini|0123456789ab';
+const keyB = 'https://openrouter.ai/api/v1|mistral|ba9876543210';
+
+/** Two keys: A paced at 600 RPM / 100k TPM with one reservation (the second does not fit), B learned 300 RPM and then got a 429. */
+function seed(home: string, clock: FakeClock): void {
+  const db = openDatabase(path.join(home, 'state.db'));
+  const settings = { burstSeconds: 1, shards: 'auto' as const, maxRequestTokens: 1000 };
+  const a = createLimiter(db, keyA, { ...settings, rpm: 600, tpm: 100_000 }, { clock });
+  a.reserve({ jobId: 'x', tokens: 1000 }, { maxWaitMs: 0 });
+  a.reserve({ jobId: 'y', tokens: 1000 }, { maxWaitMs: 0 });
+  const b = createLimiter(db, keyB, settings, { clock });
+  b.observe({ status: 200, headers: new Headers({ 'x-ratelimit-limit-requests': '300' }) });
+  b.observe({ status: 429, headers: new Headers({ 'retry-after': '30' }) });
+  db.close();
+}
+
+describe('flashcards limiter status', () => {
+  test('with no data directory it says so and creates nothing', async () => {
+    const home = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'fc-')), 'missing');
+    const { ctx, io } = context(home);
+    assert.equal(await limiterStatus(ctx, { json: false }), 0);
+    assert.deepEqual(io.stderr, ['no limiter state yet\n']);
+    assert.equal(fs.existsSync(home), false);
+  });
+
+  test('a state database without limiter tables has no limiter state, and gets none', async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-'));
+    openDatabase(path.join(home, 'state.db')).close();
+    const { ctx, io } = context(home);
+    assert.equal(await limiterStatus(ctx, { json: false }), 0);
+    assert.deepEqual(io.stderr, ['no limiter state yet\n']);
+    const db = openDatabase(path.join(home, 'state.db'));
+    assert.equal(
+      db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name LIKE 'limiter%'").pluck().get(),
+      0,
+    );
+    db.close();
+  });
+
+  test('--json with no state prints an empty key list', async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-'));
+    const { ctx, io, clock } = context(home);
+    assert.equal(await limiterStatus(ctx, { json: true }), 0);
+    assert.deepEqual(JSON.parse(io.stdout.join('')), {
+      version: 1,
+      now: new Date(clock.now()).toISOString(),
+      keys: [],
+    });
+    assert.equal(fs.existsSync(path.join(home, 'state.db')), false);
+  });
+
+  test('--json shows every bucket and shard with tokens available now, pauses and provider limits', async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-'));
+    const { ctx, io, clock } = context(home);
+    seed(home, clock);
+    assert.equal(await limiterStatus(ctx, { json: true }), 0);
+    assert.equal(io.stderr.length, 0);
+    const out = JSON.parse(io.stdout.join('')) as { keys: Record<string, unknown>[] };
+    const now = new Date(clock.now()).toISOString();
+    assert.deepEqual(
+      out.keys.map((k) => k['key']),
+      [keyA, keyB],
+    );
+    const a = out.keys[0] as { buckets: unknown[]; pausedUntil: unknown; shards: number };
+    assert.equal(a.shards, 1);
+    assert.equal(a.pausedUntil, null);
+    assert.deepEqual(a.buckets, [
+      {
+        kind: 'rpm',
+        rate: 600,
+        burst: 10,
+        configured: 600,
+        available: 9,
+        shards: [{ shard: 0, available: 9, tat: new Date(clock.now() + 100).toISOString(), updatedAt: now }],
+      },
+      {
+        kind: 'tpm',
+        rate: 100_000,
+        burst: 1666.7,
+        configured: 100_000,
+        available: 666.7,
+        shards: [
+          { shard: 0, available: 666.7, tat: new Date(clock.now() + 600).toISOString(), updatedAt: now },
+        ],
+      },
+    ]);
+    const b = out.keys[1] as Record<string, unknown>;
+    assert.equal(b['pausedUntil'], new Date(clock.now() + 30_000).toISOString());
+    assert.equal(b['pauseReason'], '429 from the provider (Retry-After)');
+    assert.deepEqual(b['provider'], { rpm: 300, tpm: null, seenAt: now });
+    assert.equal(JSON.stringify(out).includes('sk-'), false);
+  });
+
+  test('the human view names each key, its pause and its buckets on stderr only', async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-'));
+    const { ctx, io, clock } = context(home);
+    seed(home, clock);
+    assert.equal(await limiterStatus(ctx, { json: false }), 0);
+    assert.deepEqual(io.stdout, []);
+    const text = io.stderr.join('');
+    assert.match(text, new RegExp(`${keyA.replace(/[|.]/g, '\\$&')}\\n  provider says: nothing yet`));
+    assert.match(text, /provider says: 300 requests\/min \(seen 0ms ago\)/);
+    assert.match(
+      text,
+      /paused for 30\.0s, until 2026-01-01T00:00:30\.000Z \(429 from the provider \(Retry-After\)\)/,
+    );
+    assert.match(text, /│ RPM +│ 600 +│ 600 +│ 10 +│ 9 \/ 10 +│ 9 +│/);
+    assert.match(text, /│ TPM +│ 100000 +│ 100000 +│ 1666\.7 +│ 666\.7 \/ 1666\.7 +│ 666\.7 +│/);
+  });
+});
+
+describe('flashcards limiter reset', () => {
+  test('a key prefix resets only the keys it matches', async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-'));
+    const { ctx, io, clock } = context(home);
+    seed(home, clock);
+    assert.equal(await limiterReset(ctx, { key: 'https://openrouter' }), 0);
+    assert.deepEqual(io.stderr, ['reset limiter state for 1 key:\n', `  ${keyB}\n`]);
+    const after = context(home, clock);
+    await limiterStatus(after.ctx, { json: true });
+    const keys = (JSON.parse(after.io.stdout.join('')) as { keys: { key: string }[] }).keys.map((k) => k.key);
+    assert.deepEqual(keys, [keyA]);
+  });
+
+  test('without a key every key is reset', async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-'));
+    const { ctx, io, clock } = context(home);
+    seed(home, clock);
+    assert.equal(await limiterReset(ctx, {}), 0);
+    assert.deepEqual(io.stderr, ['reset limiter state for 2 keys:\n', `  ${keyA}\n`, `  ${keyB}\n`]);
+  });
+
+  test('a prefix that matches nothing says so', async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-'));
+    const { ctx, io, clock } = context(home);
+    seed(home, clock);
+    assert.equal(await limiterReset(ctx, { key: 'https://nowhere' }), 0);
+    assert.deepEqual(io.stderr, ['no limiter state matches "https://nowhere", nothing reset\n']);
+  });
+
+  test('with no data directory it says so and creates nothing', async () => {
+    const home = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'fc-')), 'missing');
+    const { ctx, io } = context(home);
+    assert.equal(await limiterReset(ctx, {}), 0);
+    assert.deepEqual(io.stderr, ['no limiter state yet\n']);
+    assert.equal(fs.existsSync(home), false);
+  });
+});

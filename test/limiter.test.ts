@@ -1,0 +1,430 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { FakeClock } from '../src/core/clock.ts';
+import { isFlashcardsError } from '../src/core/errors.ts';
+import { seededRandom } from '../src/core/random.ts';
+import { type Db, openDatabase } from '../src/db/open.ts';
+import {
+  createLimiter,
+  type Limiter,
+  type LimiterSettings,
+  planBuckets,
+  type Reservation,
+} from '../src/limiter/index.ts';
+import { readLimiterStatus } from '../src/limiter/status.ts';
+
+const key = 'https://api.test/v1|model|0123456789ab';
+
+function settings(over: Partial<LimiterSettings>): LimiterSettings {
+  return { burstSeconds: 1, shards: 'auto', maxRequestTokens: 1000, ...over };
+}
+
+function setup(over: Partial<LimiterSettings>, db: Db = openDatabase(':memory:'), clock = new FakeClock()) {
+  return { db, clock, limiter: createLimiter(db, key, settings(over), { clock }) };
+}
+
+function ok(r: Reservation): Extract<Reservation, { ok: true }> {
+  assert.equal(r.ok, true, r.ok ? '' : r.message);
+  return r as Extract<Reservation, { ok: true }>;
+}
+
+function reserve(
+  limiter: Limiter,
+  tokens = 0,
+  maxWaitMs = Number.POSITIVE_INFINITY,
+  jobId = 'job',
+): Reservation {
+  return limiter.reserve({ jobId, tokens }, { maxWaitMs });
+}
+
+const headers = (h: Record<string, string> = {}): Headers => new Headers(h);
+
+function tempDbFile(): string {
+  return path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'fc-')), 'state.db');
+}
+
+/** Largest excess of admitted cost over rate*W + burst across every window between two sends. */
+function worstWindowExcess(sends: { at: number; cost: number }[], perMinute: number, burst: number): number {
+  const sorted = [...sends].sort((a, b) => a.at - b.at);
+  let worst = Number.NEGATIVE_INFINITY;
+  for (let i = 0; i < sorted.length; i++) {
+    let sum = 0;
+    for (let j = i; j < sorted.length; j++) {
+      sum += sorted[j]?.cost ?? 0;
+      const w = (sorted[j]?.at ?? 0) - (sorted[i]?.at ?? 0);
+      worst = Math.max(worst, sum - ((perMinute * w) / 60_000 + burst));
+    }
+  }
+  return worst;
+}
+
+describe('token buckets', () => {
+  test('a fresh bucket allows one second of burst less 50 ms of jitter slack, then one request per interval', () => {
+    const { limiter } = setup({ rpm: 600 });
+    const delays = Array.from({ length: 13 }, (_, i) => ok(reserve(limiter, 0, Infinity, `j${i}`)).delayMs);
+    assert.deepEqual(delays, [0, 0, 0, 0, 0, 0, 0, 0, 0, 50, 150, 250, 350]);
+  });
+
+  test('a burst of one request takes its 50 ms jitter slack from the spacing instead', () => {
+    const { limiter } = setup({ rpm: 30 });
+    assert.deepEqual([ok(reserve(limiter)).delayMs, ok(reserve(limiter)).delayMs], [0, 2050]);
+  });
+
+  test('for any window W, admitted cost <= rate x W + burst (requests and tokens, 8 shards)', async () => {
+    const { limiter, clock } = setup({ rpm: 6000, tpm: 600_000, maxRequestTokens: 1000 });
+    assert.equal(limiter.snapshot().rpm, 6000);
+    const random = seededRandom(7);
+    const sends: { at: number; cost: number; tokens: number }[] = [];
+    for (let step = 0; step < 400; step++) {
+      await clock.advance(Math.floor(random() * 60));
+      const n = Math.floor(random() * 8);
+      for (let i = 0; i < n; i++) {
+        const tokens = 100 + Math.floor(random() * 900);
+        const r = ok(reserve(limiter, tokens, Infinity, `s${step}-${i}`));
+        sends.push({ at: clock.now() + r.delayMs, cost: 1, tokens });
+      }
+    }
+    assert.ok(sends.length > 1000);
+    assert.ok(worstWindowExcess(sends, 6000, 100) <= 1e-6);
+    const tokenSends = sends.map((s) => ({ at: s.at, cost: s.tokens }));
+    assert.ok(worstWindowExcess(tokenSends, 600_000, 10_000) <= 1e-3);
+  });
+
+  test('under saturation for 60 s of fake time, admitted >= 95% of rate x 60 s (8 shards)', async () => {
+    const { limiter, clock } = setup({ rpm: 6000 });
+    const start = clock.now();
+    const workers = Array.from({ length: 40 }, () => start);
+    let admitted = 0;
+    let job = 0;
+    for (;;) {
+      const next = Math.min(...workers);
+      if (next >= start + 60_000) break;
+      await clock.advance(next - clock.now());
+      const w = workers.indexOf(next);
+      const r = ok(reserve(limiter, 0, Infinity, `job-${job++}`));
+      const sendAt = clock.now() + r.delayMs;
+      if (sendAt < start + 60_000) admitted++;
+      // The request itself takes 50 ms; the worker then asks again.
+      workers[w] = sendAt + 50;
+    }
+    assert.ok(admitted >= 0.95 * 6000, `admitted ${admitted}`);
+    assert.ok(admitted <= 6000 + 100, `admitted ${admitted}`);
+  });
+});
+
+describe('shared state', () => {
+  test('two limiters on one database file spend one budget', () => {
+    const file = tempDbFile();
+    const clock = new FakeClock();
+    const a = setup({ rpm: 600 }, openDatabase(file), clock).limiter;
+    const b = setup({ rpm: 600 }, openDatabase(file), clock).limiter;
+    const fromA = Array.from({ length: 9 }, (_, i) => ok(reserve(a, 0, Infinity, `a${i}`)).delayMs);
+    assert.deepEqual(fromA, [0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    assert.deepEqual(
+      [ok(reserve(b, 0, Infinity, 'b0')).delayMs, ok(reserve(a, 0, Infinity, 'a9')).delayMs],
+      [50, 150],
+    );
+  });
+
+  test("the provider's remaining count lowers what the bucket thinks is left, never raises it", () => {
+    const { limiter } = setup({ rpm: 600 });
+    limiter.observe({ status: 200, headers: headers({ 'x-ratelimit-remaining-requests': '2' }) });
+    limiter.observe({ status: 200, headers: headers({ 'x-ratelimit-remaining-requests': '500' }) });
+    const delays = Array.from({ length: 3 }, (_, i) => ok(reserve(limiter, 0, Infinity, `j${i}`)).delayMs);
+    assert.deepEqual(delays, [0, 0, 100]);
+  });
+});
+
+describe('reservations', () => {
+  test('cancel gives the booked request back, so the next one waits less', () => {
+    const { limiter } = setup({ rpm: 60 });
+    assert.equal(ok(reserve(limiter)).delayMs, 0);
+    const second = ok(reserve(limiter));
+    assert.equal(second.delayMs, 1050);
+    second.cancel();
+    second.cancel();
+    assert.equal(ok(reserve(limiter)).delayMs, 1050);
+  });
+
+  test('cancel gives back nothing already promised to later reservations', () => {
+    const { limiter } = setup({ rpm: 60 });
+    const first = ok(reserve(limiter));
+    assert.equal(ok(reserve(limiter)).delayMs, 1050);
+    first.cancel();
+    assert.equal(ok(reserve(limiter)).delayMs, 2100);
+  });
+
+  test('cancel never refunds below a full bucket', async () => {
+    const { limiter, clock } = setup({ rpm: 60 });
+    const first = ok(reserve(limiter));
+    await clock.advance(5000);
+    first.cancel();
+    assert.deepEqual([ok(reserve(limiter)).delayMs, ok(reserve(limiter)).delayMs], [0, 1050]);
+  });
+
+  test('settle refunds unused estimated tokens', () => {
+    const { limiter } = setup({ tpm: 60_000, maxRequestTokens: 1000 });
+    ok(reserve(limiter, 1000)).settle(400);
+    // 600 tokens came back: 1000 more need 400 ms at 1000 tokens/s.
+    assert.equal(ok(reserve(limiter, 1000)).delayMs, 400);
+  });
+
+  test('settle charges tokens beyond the estimate', () => {
+    const { limiter } = setup({ tpm: 60_000, maxRequestTokens: 1000 });
+    ok(reserve(limiter, 500)).settle(1500);
+    assert.equal(ok(reserve(limiter, 1000)).delayMs, 1500);
+  });
+
+  test('a reservation past maxWait fails at once and books nothing', () => {
+    const { limiter } = setup({ rpm: 60 });
+    ok(reserve(limiter));
+    const refused = reserve(limiter, 0, 500);
+    assert.equal(refused.ok, false);
+    assert.equal(refused.delayMs, 1050);
+    assert.equal(refused.ok === false && refused.reason, 'max_wait');
+    assert.equal(
+      refused.ok === false && refused.message,
+      `the rate limit for ${key} (60 requests/min) has no room for this request yet; 1.1s is more than the 500ms allowed`,
+    );
+    assert.equal(ok(reserve(limiter)).delayMs, 1050);
+  });
+
+  test('when TPM cannot be granted within maxWait, the RPM bucket is left untouched', () => {
+    const { limiter } = setup({ rpm: 600, tpm: 60_000, maxRequestTokens: 1000 });
+    ok(reserve(limiter, 1000));
+    assert.equal(reserve(limiter, 1000, 500).ok, false);
+    const delays = Array.from({ length: 10 }, () => ok(reserve(limiter, 0)).delayMs);
+    assert.deepEqual(delays, [0, 0, 0, 0, 0, 0, 0, 0, 50, 150]);
+  });
+
+  test('a request held back by TPM is charged to RPM at its real send time', () => {
+    const { limiter, db, clock } = setup({ rpm: 600, tpm: 60_000, maxRequestTokens: 1000 });
+    ok(reserve(limiter, 1000));
+    assert.equal(ok(reserve(limiter, 1000)).delayMs, 1000);
+    // RPM counts it at 1000 ms: the burst it could have spent before then is gone, so the
+    // two buckets never let a delayed request bunch up with later ones.
+    const rpm = readLimiterStatus(db, clock.now())[0]?.buckets.find((b) => b.kind === 'rpm');
+    assert.equal(rpm?.available, 0);
+  });
+
+  test('a cost larger than one shard burst is refused with a config error instead of waiting forever', () => {
+    const { limiter } = setup({ tpm: 60_000, maxRequestTokens: 500 });
+    assert.throws(
+      () => reserve(limiter, 700),
+      (e: unknown) =>
+        isFlashcardsError(e) &&
+        e.kind === 'config' &&
+        e.message ===
+          'request needs ~700 tokens but the TPM shard burst is 500; raise limiter.tpm or burst, or lower max_tokens',
+    );
+    assert.equal(ok(reserve(limiter, 500)).delayMs, 0);
+  });
+});
+
+describe('shards', () => {
+  const plan = (rpm: number | null, tpm: number | null, over: Partial<LimiterSettings> = {}) =>
+    planBuckets({ rpm, tpm }, settings(over)).shards;
+
+  test("'auto' keeps every RPM shard at least 10 requests of burst, so low rates get one shard", () => {
+    assert.deepEqual(
+      [
+        plan(60, null),
+        plan(600, null),
+        plan(1199, null),
+        plan(1200, null),
+        plan(6000, null),
+        plan(60_000, null),
+      ],
+      [1, 1, 1, 2, 8, 64],
+    );
+  });
+
+  test("'auto' keeps every TPM shard at least one largest request", () => {
+    // 2M TPM: a 33,333-token second of burst holds 8 requests of 4000 tokens.
+    assert.equal(plan(null, 2_000_000, { maxRequestTokens: 4000 }), 8);
+    assert.equal(plan(6000, 2_000_000, { maxRequestTokens: 10_000 }), 2);
+    assert.equal(plan(null, 60_000, { maxRequestTokens: 4000 }), 1);
+  });
+
+  test('an explicit shard count is honoured while every shard still holds one request', () => {
+    assert.equal(plan(6000, null, { shards: 4 }), 4);
+    assert.equal(plan(300, null, { shards: 16 }), 5);
+    assert.equal(plan(null, null, { shards: 16 }), 16);
+  });
+
+  test('the TPM burst is at least one largest request and at most a minute of budget', () => {
+    const p = planBuckets({ rpm: null, tpm: 60_000 }, settings({ maxRequestTokens: 4000 }));
+    assert.equal(p.tpm?.burst, 4000);
+    const q = planBuckets({ rpm: 600, tpm: 3000 }, settings({ maxRequestTokens: 4000 }));
+    assert.equal(q.tpm?.burst, 3000);
+  });
+});
+
+describe('learning from the provider', () => {
+  test('observed limits lower the configured rate but never raise it', () => {
+    const { limiter } = setup({ rpm: 600, tpm: 100_000 });
+    limiter.observe({ status: 200, headers: headers({ 'x-ratelimit-limit-requests': '300' }) });
+    assert.deepEqual(limiter.snapshot(), { rpm: 300, tpm: 100_000, pausedUntil: null, learned: true });
+    limiter.observe({
+      status: 200,
+      headers: headers({ 'x-ratelimit-limit-requests': '1000', 'x-ratelimit-limit-tokens': '90000' }),
+    });
+    assert.deepEqual(limiter.snapshot(), { rpm: 600, tpm: 90_000, pausedUntil: null, learned: true });
+    limiter.observe({ status: 200, headers: headers({ 'x-ratelimit-limit-tokens': '500000' }) });
+    assert.deepEqual(limiter.snapshot(), { rpm: 600, tpm: 100_000, pausedUntil: null, learned: false });
+  });
+
+  test('a learned rate is stored, so the next process starts from it', () => {
+    const file = tempDbFile();
+    const first = setup({}, openDatabase(file));
+    first.limiter.observe({ status: 200, headers: headers({ 'x-ratelimit-limit-requests': '300' }) });
+    const second = setup({}, openDatabase(file));
+    assert.deepEqual(second.limiter.snapshot(), { rpm: 300, tpm: null, pausedUntil: null, learned: true });
+    // Adopted at once: a burst of 5 (one second of 300/min, less the slack), then 200 ms apart.
+    const delays = Array.from(
+      { length: 7 },
+      (_, i) => ok(reserve(second.limiter, 0, Infinity, `j${i}`)).delayMs,
+    );
+    assert.deepEqual(delays, [0, 0, 0, 0, 50, 250, 450]);
+  });
+
+  test('with no limits known and none in the headers, nothing is throttled', () => {
+    const { limiter } = setup({});
+    ok(reserve(limiter)).settle(10);
+    limiter.observe({ status: 200, headers: headers({ 'content-type': 'application/json' }) });
+    const delays = Array.from({ length: 1000 }, (_, i) => ok(reserve(limiter, 500, 0, `j${i}`)).delayMs);
+    assert.equal(Math.max(...delays), 0);
+    assert.deepEqual(limiter.snapshot(), { rpm: null, tpm: null, pausedUntil: null, learned: false });
+  });
+
+  test('with nothing known yet, one probe goes first and its headers set the pace at once', () => {
+    const { limiter } = setup({});
+    const probe = ok(reserve(limiter, 0, Infinity, 'a'));
+    const held = reserve(limiter, 0, Infinity, 'b');
+    assert.equal(held.ok, false);
+    assert.equal(held.delayMs, 20);
+    assert.equal(held.ok === false && held.reason, 'paused');
+    limiter.observe({
+      status: 200,
+      headers: headers({ 'x-ratelimit-limit-requests': '300', 'x-ratelimit-remaining-requests': '299' }),
+    });
+    probe.settle(0);
+    assert.equal(limiter.snapshot().rpm, 300);
+    const delays = Array.from({ length: 6 }, (_, i) => ok(reserve(limiter, 0, Infinity, `j${i}`)).delayMs);
+    assert.deepEqual(delays, [0, 0, 0, 0, 50, 250]);
+  });
+
+  test('a cancelled probe lets the next request probe', () => {
+    const { limiter } = setup({});
+    ok(reserve(limiter, 0, Infinity, 'a')).cancel();
+    assert.equal(reserve(limiter, 0, Infinity, 'b').ok, true);
+    assert.equal(reserve(limiter, 0, Infinity, 'c').ok, false);
+  });
+
+  test('remaining 0 with a reset pauses the key until the budget is back', () => {
+    const { limiter, clock } = setup({});
+    limiter.observe({
+      status: 200,
+      headers: headers({ 'x-ratelimit-remaining-tokens': '0', 'x-ratelimit-reset-tokens': '1.5s' }),
+    });
+    assert.equal(limiter.snapshot().pausedUntil, clock.now() + 1500);
+    assert.equal(ok(reserve(limiter)).delayMs, 1500);
+  });
+
+  test('429s without headers and no known limit converge by multiplicative decrease and additive increase', async () => {
+    const { limiter, clock } = setup({});
+    limiter.observe({ status: 200, headers: headers() });
+    for (let i = 0; i < 100; i++) ok(reserve(limiter, 0, Infinity, `j${i}`));
+    await clock.advance(1000);
+    for (let i = 0; i < 60; i++) limiter.observe({ status: 200, headers: headers() });
+    limiter.observe({ status: 429, headers: headers() });
+    // The provider accepted 61 requests in the last second: 70% of 3660/min, growing 5% a second
+    // once the requests booked at the old rate are out and answered (after the 1 s pause + 1 s).
+    assert.deepEqual(limiter.snapshot(), {
+      rpm: 2562,
+      tpm: null,
+      pausedUntil: clock.now() + 1000,
+      learned: true,
+    });
+    await clock.advance(500);
+    limiter.observe({ status: 429, headers: headers() });
+    assert.equal(limiter.snapshot().rpm, 2562);
+    await clock.advance(10_500);
+    assert.equal(Math.round(limiter.snapshot().rpm ?? 0), 3715);
+    limiter.observe({ status: 429, headers: headers() });
+    assert.equal(Math.round(limiter.snapshot().rpm ?? 0), 2600);
+  });
+
+  test('a provider that sends limit headers is never put on AIMD', () => {
+    const { limiter } = setup({});
+    limiter.observe({
+      status: 429,
+      headers: headers({ 'x-ratelimit-limit-requests': '300', 'retry-after': '2' }),
+    });
+    assert.equal(limiter.snapshot().rpm, 300);
+  });
+});
+
+describe('429 pauses', () => {
+  test('a 429 with Retry-After pauses every limiter instance on the same database file', async () => {
+    const file = tempDbFile();
+    const clock = new FakeClock();
+    const a = setup({ rpm: 600 }, openDatabase(file), clock).limiter;
+    const b = setup({ rpm: 600 }, openDatabase(file), clock).limiter;
+    const unknown = setup({}, openDatabase(file), clock).limiter;
+    a.observe({ status: 429, headers: headers({ 'retry-after': '3' }) });
+
+    const refused = reserve(b, 0, 1000);
+    assert.equal(refused.ok, false);
+    assert.equal(refused.ok === false && refused.reason, 'paused');
+    assert.equal(refused.delayMs, 3000);
+    assert.match(
+      refused.ok === false ? refused.message : '',
+      /paused until .* \(429 from the provider \(Retry-After\)\)/,
+    );
+    assert.equal(ok(reserve(b, 0, 10_000)).delayMs, 3000);
+    // Limiters without buckets re-read the pause within 150 ms.
+    await clock.advance(150);
+    assert.equal(unknown.snapshot().pausedUntil, clock.now() + 2850);
+    assert.equal(ok(reserve(unknown)).delayMs, 2850);
+  });
+
+  test('after a pause one request per shard goes at once, not a full burst', () => {
+    const { limiter } = setup({ rpm: 600 });
+    limiter.observe({ status: 429, headers: headers({ 'retry-after': '1' }) });
+    const delays = Array.from({ length: 4 }, (_, i) => ok(reserve(limiter, 0, Infinity, `j${i}`)).delayMs);
+    assert.deepEqual(delays, [1000, 1100, 1200, 1300]);
+  });
+
+  test('429s without Retry-After pause 1 s, then 2 s while they keep coming, and reset after a success', async () => {
+    const { limiter, clock } = setup({ rpm: 600 });
+    const pause = () => (limiter.snapshot().pausedUntil ?? clock.now()) - clock.now();
+    limiter.observe({ status: 429, headers: headers() });
+    assert.equal(pause(), 1000);
+    // Answers to requests already in flight belong to the same episode.
+    await clock.advance(100);
+    limiter.observe({ status: 429, headers: headers() });
+    assert.equal(pause(), 900);
+    await clock.advance(900);
+    limiter.observe({ status: 429, headers: headers() });
+    assert.equal(pause(), 2000);
+    await clock.advance(2000);
+    limiter.observe({ status: 200, headers: headers() });
+    limiter.observe({ status: 429, headers: headers() });
+    assert.equal(pause(), 1000);
+  });
+});
+
+describe('settings', () => {
+  test('invalid settings are config errors naming the setting and the value', () => {
+    assert.throws(() => setup({ rpm: -5 }), /limiter\.rpm must be a number > 0, got -5/);
+    assert.throws(() => setup({ burstSeconds: 0 }), /limiter\.burstSeconds must be a number > 0, got 0/);
+    assert.throws(
+      () => setup({ shards: 2.5 }),
+      /limiter\.shards must be 'auto' or an integer 1-1024, got 2\.5/,
+    );
+  });
+});
