@@ -1,6 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { CACHE_SCHEMA_VERSION, type CacheKeyInput, cacheKey, canonicalJson } from '../src/cache/index.ts';
+import {
+  CACHE_SCHEMA_VERSION,
+  type CacheKeyInput,
+  cacheKey,
+  cacheKeyer,
+  canonicalJson,
+} from '../src/cache/index.ts';
 
 const base: CacheKeyInput = {
   baseUrl: 'https://api.example.com/v1',
@@ -113,5 +119,31 @@ describe('cacheKey', () => {
       cacheKey({ baseUrl: 'u', model: 'm', messages: [], responseFormat: null, params: {} }),
       '8c76106b590cc5ff74962745a0a77f97fa53dda1f14cd5d70042ec0f50e0a3fb',
     );
+  });
+});
+
+describe('cacheKeyer', () => {
+  const fixed = {
+    baseUrl: 'https://api.example.com/v1/',
+    model: 'm',
+    responseFormat: { type: 'json_schema', strict: true, schema: 'abc123' },
+    params: { temperature: 0.3, max_tokens: 500, timeout: 9 },
+  };
+  test('gives exactly the digest of cacheKey for the same request', () => {
+    const keyer = cacheKeyer(fixed);
+    const cases = [
+      [],
+      [{ role: 'user', content: 'Term: 사과 "quoted"\n\u0000' }],
+      [
+        { role: 'system', content: 'be brief' },
+        { role: 'user', content: '{"a":1}' },
+      ],
+    ];
+    for (const messages of cases) assert.equal(keyer(messages), cacheKey({ ...fixed, messages }));
+  });
+
+  test('falls back to the generic serialiser for messages with other fields', () => {
+    const messages = [{ role: 'user', content: 'x', name: 'n' }];
+    assert.equal(cacheKeyer(fixed)(messages), cacheKey({ ...fixed, messages }));
   });
 });

@@ -1,5 +1,5 @@
 import type { ResponseCache, SingleFlight } from '../cache/index.ts';
-import { cacheKey } from '../cache/index.ts';
+import { cacheKeyer } from '../cache/index.ts';
 import type { ChatClient, ChatRequest, TokenUsage } from '../client/chat-client.ts';
 import type { Clock } from '../core/clock.ts';
 import { FlashcardsError, isProviderError, ProviderError } from '../core/errors.ts';
@@ -45,22 +45,45 @@ export function isRunFatal(error: FlashcardsError): boolean {
   return ['auth', 'quota', 'circuit_open', 'deadline', 'cancelled'].includes(error.kind);
 }
 
+interface KeyParams {
+  baseUrl: string;
+  model: string;
+  temperature: number;
+  maxTokens: number;
+}
+
+/** One precomputed keyer per stage and settings: a run builds it once, not once per request. */
+const keyers = new WeakMap<
+  Stage,
+  { params: KeyParams; keyer: (messages: readonly ChatMessage[]) => string }
+>();
+
 /**
  * The cache key of one stage request. The response format enters as the stage's schema digest:
  * the same information as the full schema, without re-serialising it for every request.
  */
-export function jobCacheKey(
-  p: { baseUrl: string; model: string; temperature: number; maxTokens: number },
-  stage: Stage,
-  messages: readonly ChatMessage[],
-): string {
-  return cacheKey({
-    baseUrl: p.baseUrl,
-    model: p.model,
-    messages,
-    responseFormat: { type: 'json_schema', strict: true, schema: stage.schemaDigest },
-    params: { temperature: p.temperature, max_tokens: p.maxTokens },
-  });
+export function jobCacheKey(p: KeyParams, stage: Stage, messages: readonly ChatMessage[]): string {
+  let entry = keyers.get(stage);
+  const same =
+    entry &&
+    entry.params.baseUrl === p.baseUrl &&
+    entry.params.model === p.model &&
+    entry.params.temperature === p.temperature &&
+    entry.params.maxTokens === p.maxTokens;
+  if (!entry || !same) {
+    const params = { baseUrl: p.baseUrl, model: p.model, temperature: p.temperature, maxTokens: p.maxTokens };
+    entry = {
+      params,
+      keyer: cacheKeyer({
+        baseUrl: p.baseUrl,
+        model: p.model,
+        responseFormat: { type: 'json_schema', strict: true, schema: stage.schemaDigest },
+        params: { temperature: p.temperature, max_tokens: p.maxTokens },
+      }),
+    };
+    keyers.set(stage, entry);
+  }
+  return entry.keyer(messages);
 }
 
 const zeroUsage: TokenUsage = { promptTokens: 0, completionTokens: 0, totalTokens: 0 };

@@ -1,5 +1,12 @@
 export { CODEC_NAMES, type Codec, type CodecName, defaultCodecName, isCodecName } from './codec.ts';
-export { CACHE_SCHEMA_VERSION, type CacheKeyInput, cacheKey, canonicalJson } from './key.ts';
+export {
+  CACHE_SCHEMA_VERSION,
+  type CacheKeyInput,
+  type ChatMessageLike,
+  cacheKey,
+  cacheKeyer,
+  canonicalJson,
+} from './key.ts';
 export { SingleFlight } from './single-flight.ts';
 export {
   type CacheDeps,

@@ -23,11 +23,15 @@ const NOT_ANSWER_CHANGING = new Set(['timeout', 'timeoutMs', 'apiKey', 'api_key'
 
 /** SHA-256 (64 hex chars) of everything that changes the answer, in a key-order-independent form. */
 export function cacheKey(input: CacheKeyInput): string {
+  return createHash('sha256').update(canonicalKeyJson(input)).digest('hex');
+}
+
+function canonicalKeyJson(input: CacheKeyInput): string {
   const params: Record<string, unknown> = {};
   for (const [name, value] of Object.entries(input.params)) {
     if (!NOT_ANSWER_CHANGING.has(name)) params[name] = value;
   }
-  const canonical = canonicalJson({
+  return canonicalJson({
     v: CACHE_SCHEMA_VERSION,
     // The same endpoint written with or without a trailing slash is the same provider.
     baseUrl: input.baseUrl.replace(/\/+$/, ''),
@@ -36,7 +40,6 @@ export function cacheKey(input: CacheKeyInput): string {
     responseFormat: input.responseFormat,
     params,
   });
-  return createHash('sha256').update(canonical).digest('hex');
 }
 
 /**
@@ -116,4 +119,43 @@ function serialise(value: unknown): string | undefined {
 function at(e: unknown, step: string): unknown {
   if (e instanceof UnserialisableAt) e.path.unshift(step);
   return e;
+}
+
+export interface ChatMessageLike {
+  role: string;
+  content: string;
+}
+
+/**
+ * A fast path for keys that differ only in their messages: everything else is serialised once,
+ * and each call feeds the hash the canonical JSON piece by piece. The digest is exactly
+ * `cacheKey({ ...fixed, messages })`, without building the whole canonical string per request.
+ */
+export function cacheKeyer(
+  fixed: Omit<CacheKeyInput, 'messages'>,
+): (messages: readonly ChatMessageLike[]) => string {
+  const marker = '\u0000messages\u0000';
+  const template = canonicalKeyJson({ ...fixed, messages: marker });
+  const cut = template.indexOf(JSON.stringify(marker));
+  const prefix = template.slice(0, cut);
+  const suffix = template.slice(cut + JSON.stringify(marker).length);
+  return (messages) => {
+    const hash = createHash('sha256').update(prefix).update('[');
+    for (let i = 0; i < messages.length; i++) {
+      const m = messages[i]!;
+      if (i > 0) hash.update(',');
+      // Keys in sorted order, as canonicalJson writes them; anything unusual takes the slow path.
+      if (Object.keys(m).length === 2 && typeof m.content === 'string' && typeof m.role === 'string') {
+        hash
+          .update('{"content":')
+          .update(JSON.stringify(m.content))
+          .update(',"role":')
+          .update(JSON.stringify(m.role))
+          .update('}');
+      } else {
+        hash.update(canonicalJson(m));
+      }
+    }
+    return hash.update(']').update(suffix).digest('hex');
+  };
 }
