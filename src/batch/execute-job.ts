@@ -7,11 +7,13 @@ import type { EventSink } from '../core/events.ts';
 import type { Limiter } from '../limiter/index.ts';
 import type { ChatMessage, Stage, StageInput } from '../pipeline/types.ts';
 import type { CircuitBreaker, RetryPolicy } from '../resilience/index.ts';
-import { classifyFetchError, invalidResponseError } from '../resilience/index.ts';
+import { circuitOpenError, classifyFetchError, invalidResponseError } from '../resilience/index.ts';
 
 /** Everything a job needs from the outside world; composed once per run. */
 export interface JobContext {
   batchId: string;
+  /** base URL | model | key hash: names the limiter and breaker this run shares with others. */
+  providerKey: string;
   model: string;
   baseUrl: string;
   temperature: number;
@@ -186,24 +188,11 @@ async function callWithPolicies(
       }
       const now = ctx.clock.now();
       const waitMs = decision.retryAtMs === null ? Number.POSITIVE_INFINITY : decision.retryAtMs - now;
-      const resumeAt = decision.retryAtMs === null ? null : new Date(decision.retryAtMs).toISOString();
       if (
         waitMs > ctx.maxWaitMs ||
         (ctx.deadlineMs !== undefined && now + Math.max(waitMs, 0) > ctx.deadlineMs)
       ) {
-        throw new ProviderError(
-          'circuit_open',
-          decision.state === 'isolated'
-            ? `the circuit breaker is isolated (${decision.reason})`
-            : `the provider is failing and the circuit breaker is open until ${resumeAt} (${decision.reason})`,
-          {
-            retryable: false,
-            hint:
-              decision.state === 'isolated'
-                ? 'run `flashcards breaker close` when the provider is healthy, then run the same command again'
-                : `run the same command again after ${resumeAt} to resume; finished items are kept`,
-          },
-        );
+        throw circuitOpenError(ctx.providerKey, decision, now);
       }
       if (now - lastWaitEvent > 5000) {
         lastWaitEvent = now;

@@ -255,6 +255,7 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
     const counters = { requests: 0, retries: 0, cacheHits: 0, cacheMisses: 0 };
     const job: JobContext = {
       batchId: batch.id,
+      providerKey: key,
       model: settings.model,
       baseUrl: settings.baseUrl,
       temperature: settings.temperature,

@@ -31,7 +31,10 @@ export function openJsonLog(logsDir: string, now: () => number, runId: string): 
     path,
     emit(event: RunEvent) {
       const { type, ...fields } = event;
-      const line = `${JSON.stringify({ ts: new Date(now()).toISOString(), level: levelOf(event), event: type, runId, ...fields })}\n`;
+      // A job is one item in one stage: `<batch>/<item>/<stage>` names it across runs and processes.
+      const jobId =
+        'item' in event && 'stage' in event ? `${event.batchId}/${event.item}/${event.stage}` : undefined;
+      const line = `${JSON.stringify({ ts: new Date(now()).toISOString(), level: levelOf(event), event: type, runId, jobId, ...fields })}\n`;
       buffer.push(line);
       size += line.length;
       if (size > 64 * 1024 || event.type === 'run_finished') flush();

@@ -26,7 +26,11 @@ export interface RunSummary {
 export async function printSummary(io: Io, s: RunSummary): Promise<void> {
   const [{ default: Table }, { Chalk }] = await Promise.all([import('cli-table3'), import('chalk')]);
   const chalk = new Chalk({ level: io.color ? 1 : 0 });
-  const table = new Table({ style: { head: [], border: [] } });
+  const table = new Table({
+    style: { head: [], border: [] },
+    // One rule around the whole table, none between rows: compact in a terminal and in cron mail.
+    chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
+  });
   const rate = s.durationMs > 0 ? (s.items.succeeded + s.items.failed) / (s.durationMs / 1000) : 0;
   const statusText =
     s.exitCode === 0
@@ -52,7 +56,7 @@ export async function printSummary(io: Io, s: RunSummary): Promise<void> {
   if (s.failures.length) {
     io.err(chalk.yellow(`${s.items.failed} item(s) failed:\n`));
     for (const f of s.failures.slice(0, 10)) {
-      io.err(`  line item ${f.item + 1} "${f.term}": ${f.errorKind}: ${f.message}\n`);
+      io.err(`  item ${f.item + 1} "${f.term}": ${f.errorKind}: ${f.message}\n`);
     }
     if (s.failures.length > 10)
       io.err(`  ... and ${s.failures.length - 10} more (flashcards batches show ${s.batchId})\n`);

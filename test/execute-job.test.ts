@@ -1,0 +1,187 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import { executeJob, type JobContext } from '../src/batch/execute-job.ts';
+import { ResponseCache, SingleFlight } from '../src/cache/index.ts';
+import type { ChatClient, ChatRequest } from '../src/client/chat-client.ts';
+import { FakeClock, systemClock } from '../src/core/clock.ts';
+import { isFlashcardsError, ProviderError } from '../src/core/errors.ts';
+import type { RunEvent } from '../src/core/events.ts';
+import { seededRandom } from '../src/core/random.ts';
+import { openDatabase } from '../src/db/open.ts';
+import { createLimiter } from '../src/limiter/index.ts';
+import { vocabularyPipeline } from '../src/pipeline/vocabulary.ts';
+import { CircuitBreaker, defaultBreakerSettings, RetryPolicy } from '../src/resilience/index.ts';
+
+const pipeline = vocabularyPipeline({ sourceLanguage: 'Korean', targetLanguage: 'English' });
+const cardsStage = pipeline.stages[1]!;
+const goodCards = JSON.stringify({
+  cards: [{ front: '사과', back: 'apple', cardType: 'recognition', tags: ['food'] }],
+});
+const input = { item: { term: '사과', context: {} }, previous: { analyze: { lemma: '사과' } } };
+
+type Answer = string | ProviderError;
+
+/** A client that answers from a script and records every request it was sent. */
+function scriptedClient(answers: Answer[]): ChatClient & { requests: ChatRequest[] } {
+  const requests: ChatRequest[] = [];
+  return {
+    requests,
+    async complete(request) {
+      requests.push(request);
+      await new Promise((r) => setTimeout(r, 5));
+      const next = answers.length > 1 ? answers.shift()! : answers[0]!;
+      if (typeof next !== 'string') throw next;
+      return {
+        content: next,
+        usage: { promptTokens: 10, completionTokens: 5, totalTokens: 15 },
+        usageEstimated: false,
+        status: 200,
+      };
+    },
+  };
+}
+
+function context(client: ChatClient, over: Partial<JobContext> = {}): JobContext & { seen: RunEvent[] } {
+  const dir = mkdtempSync(join(tmpdir(), 'fc-job-'));
+  const db = openDatabase(join(dir, 'state.db'));
+  const seen: RunEvent[] = [];
+  const key = 'http://x|m|k';
+  return {
+    batchId: 'b1',
+    providerKey: key,
+    model: 'm',
+    baseUrl: 'http://x',
+    temperature: 0.3,
+    maxTokens: 500,
+    client,
+    limiter: createLimiter(
+      db,
+      key,
+      { rpm: 60_000, tpm: undefined, burstSeconds: 1, shards: 1, maxRequestTokens: 5000 },
+      { clock: systemClock },
+    ),
+    breaker: new CircuitBreaker(db, key, defaultBreakerSettings, { clock: systemClock, ownerId: 'me' }),
+    retry: new RetryPolicy({ maxAttempts: 4, baseDelayMs: 1, maxDelayMs: 5 }, { random: seededRandom(1) }),
+    cache: ResponseCache.open(
+      join(dir, 'cache.db'),
+      { ttlMs: 60_000, jitter: 0, compressThresholdBytes: 1024 },
+      { clock: systemClock, random: seededRandom(2) },
+    ),
+    cacheMode: 'normal' as const,
+    staleIfError: false,
+    singleFlight: new SingleFlight(),
+    clock: systemClock,
+    maxWaitMs: 60_000,
+    deadlineMs: undefined,
+    signal: new AbortController().signal,
+    stopSignal: new AbortController().signal,
+    counters: { requests: 0, retries: 0, cacheHits: 0, cacheMisses: 0 },
+    events: { emit: (e: RunEvent) => void seen.push(e) },
+    seen,
+    ...over,
+  };
+}
+
+describe('executeJob: the order of cache, breaker, limiter, client and validation', () => {
+  test('a validated answer is cached, and the same request later is answered without a call', async () => {
+    const client = scriptedClient([goodCards]);
+    const ctx = context(client);
+    const first = await executeJob(ctx, cardsStage, input, 0);
+    assert.equal(first.ok && first.cached, false);
+    const second = await executeJob(ctx, cardsStage, input, 0);
+    assert.ok(second.ok);
+    assert.equal(second.cached, true);
+    assert.equal(client.requests.length, 1);
+    assert.deepEqual(ctx.counters, { requests: 1, retries: 0, cacheHits: 1, cacheMisses: 1 });
+  });
+
+  test('a schema-invalid answer is retried once with the validation error added to the prompt', async () => {
+    const client = scriptedClient(['{"cards":[]}', goodCards]);
+    const ctx = context(client);
+    const result = await executeJob(ctx, cardsStage, input, 0);
+    assert.ok(result.ok);
+    assert.equal(result.attempts, 2);
+    const retried = client.requests[1]!.messages;
+    assert.equal(retried.length, 4);
+    assert.equal(retried[2]!.role, 'assistant');
+    assert.match(retried[3]!.content, /rejected: the cards answer does not match its schema \(cards:/);
+  });
+
+  test('a permanent error fails the item after one request, without retry', async () => {
+    const client = scriptedClient([
+      new ProviderError('bad_request', 'HTTP 400: bad', { retryable: false, status: 400 }),
+    ]);
+    const result = await executeJob(context(client), cardsStage, input, 0);
+    assert.equal(result.ok, false);
+    assert.equal(client.requests.length, 1);
+    assert.equal(!result.ok && result.error.kind, 'bad_request');
+  });
+
+  test('transient errors are retried until an answer validates', async () => {
+    const server = new ProviderError('server', 'HTTP 500', { retryable: true, status: 500 });
+    const client = scriptedClient([server, server, goodCards]);
+    const ctx = context(client);
+    const result = await executeJob(ctx, cardsStage, input, 0);
+    assert.ok(result.ok);
+    assert.equal(result.requests, 3);
+    assert.equal(ctx.counters.retries, 2);
+    assert.deepEqual(
+      ctx.seen
+        .filter((e) => e.type === 'retry_scheduled')
+        .map((e) => (e.type === 'retry_scheduled' ? e.errorKind : '')),
+      ['server', 'server'],
+    );
+  });
+
+  test('a rejected key ends the run: the error is thrown, not returned', async () => {
+    const client = scriptedClient([new ProviderError('auth', 'HTTP 401', { retryable: false, status: 401 })]);
+    await assert.rejects(
+      executeJob(context(client), cardsStage, input, 0),
+      (e) => isFlashcardsError(e) && e.kind === 'auth',
+    );
+  });
+
+  test('an isolated breaker stops the run with circuit_open and a hint, sending nothing', async () => {
+    const client = scriptedClient([goodCards]);
+    const ctx = context(client);
+    ctx.breaker.isolate('maintenance');
+    await assert.rejects(
+      executeJob(ctx, cardsStage, input, 0),
+      (e) => isFlashcardsError(e) && e.kind === 'circuit_open' && /breaker close/.test(e.hint ?? ''),
+    );
+    assert.equal(client.requests.length, 0);
+  });
+
+  test('--stale-if-error serves an expired entry while the circuit is open', async () => {
+    const clock = new FakeClock(Date.now());
+    const dir = mkdtempSync(join(tmpdir(), 'fc-job-'));
+    const cache = ResponseCache.open(
+      join(dir, 'cache.db'),
+      { ttlMs: 1000, jitter: 0, compressThresholdBytes: 1024 },
+      { clock, random: seededRandom(3) },
+    );
+    const first = context(scriptedClient([goodCards]), { cache });
+    assert.ok((await executeJob(first, cardsStage, input, 0)).ok);
+    await clock.advance(5000);
+    const client = scriptedClient([goodCards]);
+    const ctx = context(client, { cache, staleIfError: true });
+    ctx.breaker.isolate('down');
+    const result = await executeJob(ctx, cardsStage, input, 0);
+    assert.ok(result.ok);
+    assert.equal(result.cached, true);
+    assert.equal(client.requests.length, 0);
+  });
+
+  test('identical jobs in flight together share one call', async () => {
+    const client = scriptedClient([goodCards]);
+    const ctx = context(client, { cacheMode: 'off' });
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () => executeJob(ctx, cardsStage, input, 0)),
+    );
+    assert.ok(results.every((r) => r.ok));
+    assert.equal(client.requests.length, 1);
+  });
+});
