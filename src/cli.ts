@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { Command, CommanderError, Option } from 'commander';
+import { Argument, Command, CommanderError, Option } from 'commander';
 import type { CommandContext } from './commands/context.ts';
 import { ExitCode, FlashcardsError, isFlashcardsError } from './core/errors.ts';
 
@@ -404,6 +404,24 @@ Examples:
       });
     });
 
+  program
+    .command('completion')
+    .description('Print a shell completion script (bash, zsh or fish)')
+    .addArgument(new Argument('<shell>', 'bash, zsh or fish').choices(['bash', 'zsh', 'fish']))
+    .addHelpText(
+      'after',
+      `
+Install:
+  bash: echo 'source <(flashcards completion bash)' >> ~/.bashrc
+  zsh:  echo 'source <(flashcards completion zsh)' >> ~/.zshrc     # after compinit
+  fish: flashcards completion fish > ~/.config/fish/completions/flashcards.fish`,
+    )
+    .action(
+      run(async (ctx, shell: string) =>
+        (await import('./commands/completion.ts')).completion(ctx, { shell, program }),
+      ),
+    );
+
   return program;
 }
 
@@ -490,15 +508,16 @@ export async function main(argv: string[]): Promise<void> {
     await program.parseAsync(argv);
   } catch (e) {
     if (e instanceof CommanderError) {
+      // 'commander.help' with a non-zero code is help shown for a missing (sub)command: a usage error.
       if (
         e.code === 'commander.helpDisplayed' ||
         e.code === 'commander.version' ||
-        e.code === 'commander.help'
+        (e.code === 'commander.help' && e.exitCode === 0)
       ) {
         process.exitCode = ExitCode.ok;
         return;
       }
-      // commander already printed its own message.
+      // commander already printed its own message (or the help).
       process.exitCode = ExitCode.usage;
       return;
     }

@@ -29,7 +29,8 @@ export async function hashFile(path: string): Promise<string> {
 export async function spoolStdin(home: string, stdin: NodeJS.ReadableStream): Promise<string> {
   const dir = join(home, 'tmp');
   mkdirSync(dir, { recursive: true });
-  const path = join(dir, `stdin-${process.pid}-${Date.now()}.txt`);
+  // No extension: the format is sniffed from the content, as it is for stdin itself.
+  const path = join(dir, `stdin-${process.pid}-${Date.now()}`);
   await pump(stdin, createWriteStream(path));
   return path;
 }
@@ -80,7 +81,7 @@ export async function prepareBatch(o: PrepareOptions): Promise<{ batch: BatchRec
 }
 
 async function loadItems(o: PrepareOptions): Promise<number> {
-  const source = await openInput(o.inputPath);
+  const source = await openInput(o.inputPath, { name: o.displayName });
   let chunk: (ItemData & { idx: number })[] = [];
   let total = 0;
   for await (const item of source.items) {

@@ -12,7 +12,7 @@ import { createChatClient } from '../client/chat-client.ts';
 import { createMockFetch } from '../client/mock-fetch.ts';
 import { fetchTransport } from '../client/transport.ts';
 import type { Settings } from '../config/index.ts';
-import { loadSettings } from '../config/index.ts';
+import { apiKeyVars, loadSettings, needsApiKey, PRESETS, suggestedKeyVar } from '../config/index.ts';
 import { ExitCode, type ExitCode as ExitCodeType, FlashcardsError } from '../core/errors.ts';
 import { fanOut } from '../core/events.ts';
 import { dataPaths } from '../core/home.ts';
@@ -76,11 +76,6 @@ function resultSettings(settings: Settings, pipelineVersion: string): Record<str
   };
 }
 
-function needsApiKey(settings: Settings): boolean {
-  if (['mock', 'ollama', 'llamacpp'].includes(settings.provider)) return false;
-  return !/^https?:\/\/(127\.|localhost|\[::1\])/.test(settings.baseUrl);
-}
-
 export function costOf(settings: Settings, prompt: number, completion: number): number | null {
   const price = settings.prices[settings.model];
   if (!price) return null;
@@ -97,10 +92,15 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
     flags: o.flags,
   });
   const format = parseOutputFormat(settings.format);
-  if (needsApiKey(settings) && !settings.apiKey) {
-    throw new FlashcardsError('config', `no API key for ${settings.baseUrl}`, {
-      hint: 'export FLASHCARDS_API_KEY (or OPENROUTER_API_KEY / OPENAI_API_KEY), or try --provider mock offline',
-    });
+  if (needsApiKey(settings.provider, settings.baseUrl) && !settings.apiKey) {
+    const where = PRESETS[settings.provider].keyUrl;
+    throw new FlashcardsError(
+      'config',
+      `no API key for ${settings.provider} at ${settings.baseUrl}; looked in ${apiKeyVars(settings.provider).join(', ')}`,
+      {
+        hint: `export ${suggestedKeyVar(settings.provider)}=<your key>${where ? ` (get one at ${where})` : ''}, or try --provider mock offline`,
+      },
+    );
   }
   const paths = dataPaths(ctx.home);
   const owner = newOwnerId();

@@ -26,8 +26,12 @@ export interface ByteInput {
  * Opens a file (or `-` for stdin) and reads its head. Everything detectable at this point (missing,
  * a directory, unreadable, binary) fails here, before the caller starts any work.
  */
-export async function openBytes(path: string, stdin?: NodeJS.ReadableStream): Promise<ByteInput> {
-  const name = path === '-' ? 'stdin' : path;
+export async function openBytes(
+  path: string,
+  stdin?: NodeJS.ReadableStream,
+  displayName?: string,
+): Promise<ByteInput> {
+  const name = displayName ?? (path === '-' ? 'stdin' : path);
   const source = path === '-' ? (stdin ?? process.stdin) : await openFile(path);
   const it = source[Symbol.asyncIterator]() as AsyncIterator<unknown>;
   const hash = createHash('sha256');

@@ -15,6 +15,8 @@ export interface OpenInputOptions {
   stdin?: NodeJS.ReadableStream;
   /** Overrides detection by extension and sniffing. */
   format?: InputFormat;
+  /** Names the input in messages instead of `path` (e.g. 'stdin' for a spooled copy of it). */
+  name?: string;
 }
 
 /**
@@ -24,7 +26,7 @@ export interface OpenInputOptions {
  * break out of the loop) so the file is closed.
  */
 export async function openInput(path: string, opts: OpenInputOptions = {}): Promise<InputSource> {
-  const bytes = await openBytes(path, opts.stdin);
+  const bytes = await openBytes(path, opts.stdin, opts.name);
   // Upfront checks only need the head; the decoder drops a leading BOM.
   const headText = new TextDecoder('utf-8').decode(bytes.head);
   if (bytes.complete && headText.trim() === '') {
