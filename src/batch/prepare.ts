@@ -63,15 +63,15 @@ export async function prepareBatch(o: PrepareOptions): Promise<{ batch: BatchRec
         await o.clock.sleep(200, o.signal);
         continue;
       }
-      // A loader that died half-way: start the load again.
-      o.store.delete(existing.id);
+      // A loader that died half-way: start the load again (only if no one else already has).
+      o.store.deleteLoading(existing.id, existing.loader);
     }
     if (!o.store.create(o.meta, o.owner)) continue;
     try {
       const total = await loadItems(o);
       o.store.finishLoading(o.meta.id, total);
     } catch (e) {
-      o.store.delete(o.meta.id);
+      o.store.deleteLoading(o.meta.id, o.owner);
       throw e;
     }
     const batch = o.store.get(o.meta.id);

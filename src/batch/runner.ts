@@ -135,7 +135,11 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
       }
       // Nothing claimable here: the rest is either finished or leased by other runs.
       const others = store.leaseOwners(batch.id).filter((o) => o !== owner);
-      if (others.length === 0) break;
+      if (others.length === 0) {
+        // A lease can expire or be released between the claim above and this check: claim again.
+        if (store.counts(batch.id).pending === 0) break;
+        continue;
+      }
       let freed = false;
       for (const other of others) {
         if (!isOwnerAlive(other)) {
@@ -157,6 +161,10 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   }
 
   const counts = store.counts(batch.id);
+  // Stopped just as the last item finished: the batch is complete all the same.
+  if (counts.pending === 0 && (!fatal || fatal.kind === 'cancelled' || fatal.kind === 'deadline')) {
+    return { status: 'complete', counts };
+  }
   if (fatal) return { status: 'stopped', reason: fatal, counts };
   if (job.stopSignal.aborted || job.signal.aborted || counts.pending > 0) {
     const reason =

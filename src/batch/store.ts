@@ -229,14 +229,15 @@ export class BatchStore {
         `UPDATE jobs SET status = 'failed', attempts = attempts + @attempts, requests = requests + @requests,
            prompt_tokens = prompt_tokens + @promptTokens, completion_tokens = completion_tokens + @completionTokens,
            duration_ms = @durationMs, finished_at = @now, error_kind = @errorKind, error = @error
-         WHERE batch_id = @batchId AND idx = @idx AND stage = @stage`,
+         WHERE batch_id = @batchId AND idx = @idx AND stage = @stage AND status <> 'done'`,
       ),
       itemDone: db.prepare(
         "UPDATE items SET status = 'done', owner = NULL, lease_until = 0, updated_at = ? WHERE batch_id = ? AND idx = ?",
       ),
       itemFailed: db.prepare(
+        // A late failure from a run whose lease expired must not undo an item another run finished.
         `UPDATE items SET status = 'failed', owner = NULL, lease_until = 0, error_kind = ?, error = ?, updated_at = ?
-         WHERE batch_id = ? AND idx = ?`,
+         WHERE batch_id = ? AND idx = ? AND status = 'pending'`,
       ),
       counts: db.prepare(
         `SELECT count(*) AS total,
@@ -257,8 +258,10 @@ export class BatchStore {
         "UPDATE batches SET status = 'running', total = ?, loader = NULL, updated_at = ? WHERE id = ?",
       ),
       deleteBatch: db.prepare('DELETE FROM batches WHERE id = ?'),
+      deleteLoading: db.prepare("DELETE FROM batches WHERE id = ? AND status = 'loading' AND loader IS ?"),
       requeueFailed: db.prepare(
-        "UPDATE items SET status = 'pending', attempts = 0, error_kind = NULL, error = NULL, owner = NULL, lease_until = 0 WHERE batch_id = ? AND status = 'failed'",
+        // attempts is kept: a claim with attempts > 1 reloads the stages that already finished.
+        "UPDATE items SET status = 'pending', error_kind = NULL, error = NULL, owner = NULL, lease_until = 0 WHERE batch_id = ? AND status = 'failed'",
       ),
       requeueFailedJobs: db.prepare(
         "UPDATE jobs SET status = 'pending', error_kind = NULL, error = NULL WHERE batch_id = ? AND status = 'failed'",
@@ -324,6 +327,11 @@ export class BatchStore {
 
   finishLoading(batchId: string, total: number): void {
     this.#stmts.finishLoading.run(total, this.#now(), batchId);
+  }
+
+  /** Deletes a batch still loading under `loader` (a crashed or failed load), and nothing else. */
+  deleteLoading(batchId: string, loader: string | null): void {
+    this.#stmts.deleteLoading.run(batchId, loader);
   }
 
   delete(batchId: string): void {

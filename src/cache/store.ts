@@ -114,8 +114,11 @@ export class ResponseCache {
        ON CONFLICT (run_id) DO UPDATE SET
          started_at = excluded.started_at, hits = excluded.hits, misses = excluded.misses, model = excluded.model`,
     );
+    // Committed on the next turn of the event loop: a paid answer is on disk before anything else
+    // happens, so a crash costs at most the requests in flight (cache.db is its own file, so
+    // these commits never wait on state.db).
     this.#writes = new WriteBehind<PendingRow>(db, (row) => this.#put.run(row), {
-      delayMs: 20,
+      delayMs: 0,
       afterFlush: () => this.#pending.clear(),
     });
   }

@@ -51,6 +51,9 @@ export interface ProcessOptions {
   onHardExit?: (cleanup: () => void) => void;
 }
 
+/** How long requests in flight may finish after --max-duration is reached. */
+const DEADLINE_GRACE_MS = 5000;
+
 const extensions: Record<OutputFormat, string> = {
   anki: '.deck.tsv',
   csv: '.cards.csv',
@@ -130,6 +133,18 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
         throw new FlashcardsError('usage', `no batch ${o.batch}`, {
           hint: 'list batches with `flashcards batches list`',
         });
+      if (named.settingsHash !== settingsHash) {
+        const changed = Object.keys(shaping).filter(
+          (k) => JSON.stringify(named.settings[k]) !== JSON.stringify(shaping[k]),
+        );
+        throw new FlashcardsError(
+          'usage',
+          `batch ${named.id} was made with other settings (${changed.join(', ') || 'settings'} differ)`,
+          {
+            hint: 'run it with the settings of its first run (see `flashcards batches show`), or use --new for a fresh batch',
+          },
+        );
+      }
       batchId = named.id;
     } else {
       inputDigest = await hashFile(inputPath);
@@ -158,7 +173,6 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
       clock: ctx.clock,
       signal: o.signal,
     });
-    if (o.retryFailed) store.requeueFailed(batch.id);
     const conflict = store.joinRun(batch.id, owner, o.lock, LEASE_MS, isOwnerAlive);
     if (conflict) {
       throw new FlashcardsError(
@@ -171,6 +185,7 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
         },
       );
     }
+    if (o.retryFailed) store.requeueFailed(batch.id);
     o.onHardExit?.(() => {
       store.releaseLeases(owner);
       store.leaveRun(owner);
@@ -246,10 +261,22 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
     });
     const deadlineMs = settings.maxDurationMs === undefined ? undefined : started + settings.maxDurationMs;
     let deadlineTimer: NodeJS.Timeout | undefined;
+    let graceTimer: NodeJS.Timeout | undefined;
     const stop = new AbortController();
-    const stopSignal = AbortSignal.any([o.stopSignal, o.signal, stop.signal]);
+    const hard = new AbortController();
+    const signal = AbortSignal.any([o.signal, hard.signal]);
+    const stopSignal = AbortSignal.any([o.stopSignal, signal, stop.signal]);
     if (deadlineMs !== undefined) {
-      deadlineTimer = setTimeout(() => stop.abort(), Math.max(0, deadlineMs - ctx.clock.now()));
+      // At the deadline no new work starts; requests in flight get a short grace, then are cancelled,
+      // so a cron run ends close to --max-duration rather than a request timeout later.
+      deadlineTimer = setTimeout(
+        () => {
+          stop.abort();
+          graceTimer = setTimeout(() => hard.abort(), Math.min(DEADLINE_GRACE_MS, settings.timeoutMs));
+          graceTimer.unref();
+        },
+        Math.max(0, deadlineMs - ctx.clock.now()),
+      );
       deadlineTimer.unref();
     }
     const counters = { requests: 0, retries: 0, cacheHits: 0, cacheMisses: 0 };
@@ -272,7 +299,7 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
       events,
       maxWaitMs: settings.breaker.maxWaitMs,
       deadlineMs,
-      signal: o.signal,
+      signal,
       stopSignal,
       counters,
     };
@@ -306,6 +333,7 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
       events,
     });
     clearTimeout(deadlineTimer);
+    clearTimeout(graceTimer);
     progress.stop();
 
     const counts = outcome.counts;
