@@ -6,6 +6,7 @@ const suites: Record<string, () => Promise<{ bench: Bench }>> = {
   limiter: () => import('./limiter.ts'),
   cache: () => import('./cache.ts'),
   breaker: () => import('./breaker.ts'),
+  limits: () => import('./limits.ts'),
 };
 
 const only = process.argv.slice(2);

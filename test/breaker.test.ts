@@ -472,3 +472,19 @@ describe('success batching', () => {
     db.close();
   });
 });
+
+describe('failure streaks', () => {
+  test('twice minThroughput failures in a row open the breaker even when the window is full of earlier successes', () => {
+    const clock = new FakeClock();
+    const dir = mkdtempSync(join(tmpdir(), 'fc-'));
+    const db = openDatabase(join(dir, 'state.db'));
+    const b = new CircuitBreaker(db, 'k', defaultBreakerSettings, { clock, ownerId: 'a' });
+    for (let i = 0; i < 300; i++) b.record({ ok: true }, { probe: false });
+    const boom = new ProviderError('server', 'HTTP 503', { retryable: true });
+    for (let i = 0; i < 19; i++) b.record({ ok: false, error: boom }, { probe: false });
+    assert.equal(b.status().state, 'closed');
+    b.record({ ok: false, error: boom }, { probe: false });
+    assert.equal(b.status().state, 'open');
+    db.close();
+  });
+});

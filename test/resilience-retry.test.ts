@@ -139,20 +139,21 @@ describe('RetryPolicy', () => {
     assert.equal(policy.budgetTokens, 20);
   });
 
-  test('the budget allows 19 retries in a row when everything fails, then one per ten successes', () => {
+  test('the budget allows 19 retries in a row when everything fails, then one per two successes', () => {
     const policy = new RetryPolicy(settings, { random: half });
     const decisions = Array.from({ length: 25 }, () => policy.decide(serverError(), 1, { nowMs: now }));
     assert.equal(decisions.filter((d) => d.retry).length, 19);
     assert.deepEqual(decisions[19], { retry: false, reason: 'budget' });
     assert.equal(policy.budgetTokens, 1);
     policy.onSuccess();
+    assert.equal(policy.budgetTokens, 1.5);
     assert.deepEqual(policy.decide(serverError(), 1, { nowMs: now }), { retry: true, delayMs: 500 });
-    assert.equal(policy.budgetTokens, 0.1);
-    for (let i = 0; i < 9; i++) policy.onSuccess();
+    assert.equal(policy.budgetTokens, 0.5);
+    policy.onSuccess();
     assert.equal(policy.budgetTokens, 1);
     assert.deepEqual(policy.decide(serverError(), 1, { nowMs: now }), { retry: false, reason: 'budget' });
     policy.onSuccess();
-    assert.equal(policy.budgetTokens, 1.1);
+    assert.equal(policy.budgetTokens, 1.5);
     assert.deepEqual(policy.decide(serverError(), 1, { nowMs: now }), { retry: true, delayMs: 500 });
   });
 

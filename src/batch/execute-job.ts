@@ -294,6 +294,24 @@ async function callWithPolicies(
           `the run reached its --max-duration (last error: ${error.message})`,
         );
       }
+      if (verdict.reason === 'budget') {
+        // The process is out of retry budget: it sheds load, the item did nothing wrong. Wait the
+        // longest backoff and try again (attempts still bound the item; the breaker, seeing
+        // these failures, opens and holds everyone) instead of failing an item a re-run skips.
+        ctx.counters.retries++;
+        ctx.events.emit({
+          type: 'retry_scheduled',
+          batchId: ctx.batchId,
+          item,
+          stage: stage.name,
+          attempt: attempts,
+          delayMs: ctx.retry.settings.maxDelayMs,
+          errorKind: error.kind,
+          message: `${error.message} (retry budget spent: waiting the longest backoff)`,
+        });
+        await sleepOrStop(ctx, ctx.retry.settings.maxDelayMs);
+        continue;
+      }
       return { ok: false, error, attempts, requests };
     }
     ctx.counters.retries++;

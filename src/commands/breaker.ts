@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { Chalk, type ChalkInstance } from 'chalk';
 import Table from 'cli-table3';
+import { loadSettings } from '../config/index.ts';
 import { formatDuration } from '../core/duration.ts';
 import { usageError } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
@@ -42,14 +43,14 @@ export interface BreakerHistoryOptions {
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
 /** One breaker as `breaker status --json` prints it (times as ISO strings). */
-function toJson(s: BreakerStatus, now: number) {
+function toJson(s: BreakerStatus, now: number, windowMs: number) {
   return {
     key: s.key,
     state: s.state,
     failureRatio: Math.round(s.failureRatio * 1000) / 1000,
     calls: s.calls,
     failures: s.failures,
-    windowSeconds: defaultBreakerSettings.samplingWindowMs / 1000,
+    windowSeconds: windowMs / 1000,
     openedAt: iso(s.openedAt),
     retryAfter: iso(s.retryAtMs),
     retryAfterSeconds: s.retryAtMs === null ? null : Math.max(0, Math.ceil((s.retryAtMs - now) / 1000)),
@@ -74,6 +75,21 @@ function withExistingDb<T>(ctx: CommandContext, fn: (db: Db) => T, none: T): T {
     return fn(db);
   } finally {
     db.close();
+  }
+}
+
+async function configuredWindowMs(ctx: CommandContext): Promise<number> {
+  try {
+    const { settings } = await loadSettings({
+      cwd: ctx.cwd,
+      env: ctx.env,
+      configFile: ctx.configFile,
+      flags: {},
+    });
+    return settings.breaker.samplingWindowMs;
+  } catch {
+    // A broken config file must not hide the breaker's state.
+    return defaultBreakerSettings.samplingWindowMs;
   }
 }
 
@@ -117,9 +133,11 @@ function clip(text: string, max: number): string {
 
 export async function breakerStatus(ctx: CommandContext, opts: BreakerStatusOptions): Promise<number> {
   const now = ctx.clock.now();
-  const all = withExistingDb(ctx, (db) => listBreakers(db, now), []);
+  // The window the runs use (breaker.samplingWindow), not the default: counts must match what opens it.
+  const windowMs = await configuredWindowMs(ctx);
+  const all = withExistingDb(ctx, (db) => listBreakers(db, now, windowMs), []);
   if (opts.json) {
-    const rows = all.map((s) => toJson(s, now));
+    const rows = all.map((s) => toJson(s, now, windowMs));
     ctx.io.out(
       `${JSON.stringify(rows[0] ? { ...rows[0], breakers: rows } : { state: 'closed', breakers: [] })}\n`,
     );
@@ -140,7 +158,7 @@ export async function breakerStatus(ctx: CommandContext, opts: BreakerStatusOpti
           'state',
           `${p.state(s.state)}${s.consecutiveOpens > 0 ? ` (${s.consecutiveOpens} consecutive open${s.consecutiveOpens === 1 ? '' : 's'})` : ''}`,
         ],
-        ['window', `${windowText(s)} in the last ${formatDuration(defaultBreakerSettings.samplingWindowMs)}`],
+        ['window', `${windowText(s)} in the last ${formatDuration(windowMs)}`],
         ['opened at', iso(s.openedAt) ?? '-'],
         ['retry after', retryText(s, now)],
         ['reason', s.reason ?? '-'],

@@ -134,6 +134,8 @@ export class CircuitBreaker {
   #cached: { row: BreakerRow; readAt: number } | undefined;
   /** Successes not yet written: at most one cache period's worth, so the hot path rarely writes. */
   #pending = { start: -1, slot: 0, calls: 0, since: 0 };
+  /** Failures in a row this process saw while closed: a total outage opens at once, whatever the window remembers. */
+  #failStreak = 0;
 
   constructor(db: Db, key: string, settings: BreakerSettings, deps: BreakerDeps) {
     checkBreakerSettings(settings);
@@ -162,6 +164,7 @@ export class CircuitBreaker {
   record(outcome: CallOutcome, decision: { probe: boolean }): void {
     const now = this.#clock.now();
     const verdict = breakerVerdict(outcome);
+    if (verdict === 'success') this.#failStreak = 0;
     if (decision.probe && this.#settleProbe(outcome, verdict, now)) return;
     if (verdict === 'ignore') return;
     const start = Math.floor(now / this.#bucketMs) * this.#bucketMs;
@@ -176,20 +179,29 @@ export class CircuitBreaker {
       return;
     }
     const error = outcome.error;
+    const streak = ++this.#failStreak;
     const events = this.#store.immediate(() => {
       this.#flushSuccesses();
       this.#store.noteError(this.key, error.kind, error.message, now);
       if (!this.#store.count(this.key, slot, start, 1, 1)) {
+        // Not closed: calls that were in flight when it opened start no new streak.
+        this.#failStreak = 0;
         this.#cached = undefined;
         return [];
       }
       const { calls, failures } = this.#store.window(this.key, now - this.settings.samplingWindowMs);
-      if (calls < this.settings.minThroughput || failures / calls < this.settings.failureRatio) return [];
+      const byRatio = calls >= this.settings.minThroughput && failures / calls >= this.settings.failureRatio;
+      // A window full of earlier successes would keep a dead provider "healthy" for most of the
+      // window while every call fails: twice minThroughput failures in a row open it as well.
+      const byStreak = streak >= 2 * this.settings.minThroughput;
+      if (!byRatio && !byStreak) return [];
       const row = this.#store.read(this.key);
       if (row?.state !== 'closed') return [];
-      const cause =
-        `${failures} of ${calls} calls failed in the last ${formatDuration(this.settings.samplingWindowMs)} ` +
-        `(ratio ${(failures / calls).toFixed(2)} >= ${this.settings.failureRatio}); last: ${error.kind}: ${error.message}`;
+      this.#failStreak = 0;
+      const cause = byRatio
+        ? `${failures} of ${calls} calls failed in the last ${formatDuration(this.settings.samplingWindowMs)} ` +
+          `(ratio ${(failures / calls).toFixed(2)} >= ${this.settings.failureRatio}); last: ${error.kind}: ${error.message}`
+        : `${streak} calls in a row failed (${failures} of ${calls} in the last ${formatDuration(this.settings.samplingWindowMs)}); last: ${error.kind}: ${error.message}`;
       return this.#apply(row, this.#opened(row, now, cause), cause, now);
     });
     this.#emit(events);

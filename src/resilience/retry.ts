@@ -21,7 +21,7 @@ export interface RetryBudgetSettings {
   successCredit: number;
 }
 
-export const defaultRetryBudget: RetryBudgetSettings = { maxTokens: 20, successCredit: 0.1 };
+export const defaultRetryBudget: RetryBudgetSettings = { maxTokens: 20, successCredit: 0.5 };
 
 /**
  * A 429 is the provider telling us when to come back, not a sign that the request is bad: it gets this many

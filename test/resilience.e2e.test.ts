@@ -1,0 +1,169 @@
+/**
+ * Issue 5, scaled down: the built CLI against a flaky mock provider and through an outage. Backoff,
+ * breaker window and break are shortened through a .flashcardrc (the policies themselves are
+ * unit-tested on fake clocks); the full-size scenarios with realistic settings are in bench/limits.ts.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type CliResult, cliEnv, runCli, startCli, tempDir } from './support/cli.ts';
+import {
+  type MockOptions,
+  type MockServer,
+  type RecordedRequest,
+  startMockServer,
+} from './support/mock-server.ts';
+
+const API_KEY = 'sk-test-resilience-0123456789';
+
+interface Summary {
+  items: { total: number; succeeded: number; failed: number; pending: number };
+  requests: number;
+  retries: number;
+}
+
+interface Setup {
+  home: string;
+  env: NodeJS.ProcessEnv;
+  args: string[];
+}
+
+/** A data directory, an input of `items` terms, a config file and the `process` command line. */
+function setup(server: MockServer, items: number, config: object, extra: string[]): Setup {
+  const home = tempDir();
+  const input = join(home, 'words.txt');
+  writeFileSync(input, `${Array.from({ length: items }, (_, i) => `term-${i}`).join('\n')}\n`);
+  const rc = join(home, '.flashcardrc');
+  writeFileSync(rc, JSON.stringify(config));
+  const env = cliEnv({ FLASHCARDS_HOME: home, FLASHCARDS_API_KEY: API_KEY, FLASHCARDS_BASE_URL: server.url });
+  const out = join(home, 'cards.jsonl');
+  return {
+    home,
+    env,
+    args: [
+      '--config',
+      rc,
+      'process',
+      input,
+      '-o',
+      out,
+      '--format',
+      'jsonl',
+      '--model',
+      'resilience',
+      '--json',
+      ...extra,
+    ],
+  };
+}
+
+function chat(server: MockServer): RecordedRequest[] {
+  return server.requests.filter((r) => r.path.endsWith('/chat/completions'));
+}
+
+function summaryOf(r: CliResult): Summary {
+  return JSON.parse(r.stdout) as Summary;
+}
+
+function termsWithCards(home: string): number {
+  const lines = readFileSync(join(home, 'cards.jsonl'), 'utf8').trim().split('\n');
+  return new Set(lines.map((l) => (JSON.parse(l) as { term: string }).term)).size;
+}
+
+describe('resilience, measured with the CLI against a failing provider', { concurrency: true }, () => {
+  const servers: MockServer[] = [];
+  const provider = async (opts: MockOptions): Promise<MockServer> => {
+    const s = await startMockServer(opts);
+    servers.push(s);
+    return s;
+  };
+  after(async () => {
+    await Promise.all(servers.map((s) => s.close()));
+  });
+
+  test('a flaky provider (500s, resets, truncated JSON, hangs) still gets every item, in at most 2 requests per success', async (t) => {
+    const items = 80;
+    const server = await provider({
+      seed: 1,
+      latencyMs: [50, 150],
+      error500: 0.1,
+      reset: 0.03,
+      truncated: 0.05,
+      hang: 0.01,
+    });
+    const s = setup(server, items, { retry: { baseDelay: '50ms', maxDelay: '500ms' } }, ['--timeout', '1s']);
+    const r = await runCli(s.args, { env: s.env });
+    const requests = chat(server);
+    const successes = requests.filter((q) => q.status === 200 && q.fault === undefined).length;
+    const faults: Record<string, number> = {};
+    for (const q of requests) faults[q.fault ?? 'none'] = (faults[q.fault ?? 'none'] ?? 0) + 1;
+    t.diagnostic(
+      `exit ${r.code}; ${requests.length} requests for ${successes} successes; ${JSON.stringify(faults)}`,
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const summary = summaryOf(r);
+    assert.deepEqual(summary.items, { total: items, succeeded: items, failed: 0, pending: 0, skipped: 0 });
+    assert.equal(successes, items * 2);
+    assert.equal(summary.requests, requests.length);
+    assert.ok(requests.length <= 2 * successes, `${requests.length} requests for ${successes} successes`);
+    assert.equal(termsWithCards(s.home), items);
+  });
+
+  test('an outage opens the breaker, which another process sees open; few requests go out and the batch completes after recovery', async (t) => {
+    const items = 40;
+    const outageMs = 3000;
+    const server = await provider({ seed: 9, latencyMs: [50, 150] });
+    const s = setup(
+      server,
+      items,
+      {
+        breaker: { samplingWindow: '3s', breakDuration: '1s', minThroughput: 5 },
+        retry: { baseDelay: '100ms', maxDelay: '1s' },
+      },
+      ['--rpm', '1200'],
+    );
+    const run = startCli(s.args, { env: s.env });
+    // The outage starts once the run is well under way.
+    const started = Date.now();
+    while (chat(server).length < 20) {
+      assert.ok(Date.now() - started < 10_000, 'the run sent 20 requests within 10 s');
+      await sleep(10);
+    }
+    server.set({ outage: true });
+    const outageStart = Date.now();
+    const seen: string[] = [];
+    while (Date.now() - outageStart < outageMs - 300) {
+      const st = await runCli(['breaker', 'status', '--json'], { env: s.env });
+      assert.equal(st.code, 0, st.stderr);
+      seen.push((JSON.parse(st.stdout) as { state: string }).state);
+      await sleep(100);
+    }
+    while (Date.now() - outageStart < outageMs) await sleep(10);
+    server.set({ outage: false });
+    const outageEnd = Date.now();
+    let result = await run.done;
+    const during = chat(server).filter((q) => q.at >= outageStart && q.at < outageEnd).length;
+    t.diagnostic(
+      `exit ${result.code}; ${during} requests during the outage; breaker seen: ${seen.join(',')}`,
+    );
+
+    if (result.code === 3) {
+      // Stopped while the breaker was open: running the same command again finishes the batch.
+      result = await runCli(s.args, { env: s.env });
+    }
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(summaryOf(result).items.failed, 0);
+    assert.equal(termsWithCards(s.home), items);
+    assert.ok(seen.includes('open'), `breaker status during the outage: ${seen.join(', ')}`);
+    // "A few dozen" for 8 s at full size; 3 s here, at 20 requests a second when healthy.
+    assert.ok(during <= 30, `${during} requests during a ${outageMs} ms outage`);
+
+    const history = await runCli(['breaker', 'history', '--json'], { env: s.env });
+    const transitions = (JSON.parse(history.stdout) as { transitions: { from: string; to: string }[] })
+      .transitions;
+    assert.ok(transitions.some((x) => x.from === 'closed' && x.to === 'open'));
+    assert.equal(transitions[0]?.to, 'closed', 'the last transition closed the breaker again');
+  });
+});
