@@ -287,31 +287,22 @@ async function callWithPolicies(
     }
 
     const verdict = ctx.retry.decide(error, attempts, { nowMs: ctx.clock.now(), deadlineMs: ctx.deadlineMs });
-    if (!verdict.retry) {
-      if (verdict.reason === 'deadline' && error.retryable) {
-        throw new FlashcardsError(
-          'deadline',
-          `the run reached its --max-duration (last error: ${error.message})`,
-        );
-      }
-      if (verdict.reason === 'budget') {
-        // The process is out of retry budget: it sheds load, the item did nothing wrong. Wait the
-        // longest backoff and try again (attempts still bound the item; the breaker, seeing
-        // these failures, opens and holds everyone) instead of failing an item a re-run skips.
-        ctx.counters.retries++;
-        ctx.events.emit({
-          type: 'retry_scheduled',
-          batchId: ctx.batchId,
-          item,
-          stage: stage.name,
-          attempt: attempts,
-          delayMs: ctx.retry.settings.maxDelayMs,
-          errorKind: error.kind,
-          message: `${error.message} (retry budget spent: waiting the longest backoff)`,
-        });
-        await sleepOrStop(ctx, ctx.retry.settings.maxDelayMs);
-        continue;
-      }
+    let delayMs: number;
+    let note = '';
+    if (verdict.retry) {
+      delayMs = verdict.delayMs;
+    } else if (verdict.reason === 'budget') {
+      // The process is out of retry budget: it sheds load, the item did nothing wrong. Wait the
+      // longest backoff and try again (attempts still bound the item; the breaker, seeing
+      // these failures, opens and holds everyone) instead of failing an item a re-run skips.
+      delayMs = ctx.retry.settings.maxDelayMs;
+      note = ' (retry budget spent: waiting the longest backoff)';
+    } else if (verdict.reason === 'deadline' && error.retryable) {
+      throw new FlashcardsError(
+        'deadline',
+        `the run reached its --max-duration (last error: ${error.message})`,
+      );
+    } else {
       return { ok: false, error, attempts, requests };
     }
     ctx.counters.retries++;
@@ -321,11 +312,11 @@ async function callWithPolicies(
       item,
       stage: stage.name,
       attempt: attempts,
-      delayMs: Math.round(verdict.delayMs),
+      delayMs: Math.round(delayMs),
       errorKind: error.kind,
-      message: error.message,
+      message: error.message + note,
     });
-    await sleepOrStop(ctx, verdict.delayMs);
+    await sleepOrStop(ctx, delayMs);
   }
 }
 

@@ -1,11 +1,10 @@
-import { existsSync } from 'node:fs';
 import { Chalk, type ChalkInstance } from 'chalk';
 import Table from 'cli-table3';
 import { loadSettings } from '../config/index.ts';
 import { formatDuration } from '../core/duration.ts';
 import { usageError } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
-import { type Db, openDatabase } from '../db/open.ts';
+import { type Db, openDatabase, withExistingDatabase } from '../db/open.ts';
 import {
   type BreakerState,
   type BreakerStatus,
@@ -68,14 +67,7 @@ function toJson(s: BreakerStatus, now: number, windowMs: number) {
 
 /** Opens state.db only if it exists: looking at breakers must not create a data directory. */
 function withExistingDb<T>(ctx: CommandContext, fn: (db: Db) => T, none: T): T {
-  const file = dataPaths(ctx.home).stateDb;
-  if (!existsSync(file)) return none;
-  const db = openDatabase(file);
-  try {
-    return fn(db);
-  } finally {
-    db.close();
-  }
+  return withExistingDatabase(dataPaths(ctx.home).stateDb, fn) ?? none;
 }
 
 async function configuredWindowMs(ctx: CommandContext): Promise<number> {

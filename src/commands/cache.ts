@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs';
 import { Chalk, type ChalkInstance } from 'chalk';
 import Table from 'cli-table3';
 import {
@@ -22,7 +21,7 @@ import { openCacheDb } from '../cache/db.ts';
 import { parseDuration } from '../core/duration.ts';
 import { ExitCode, FlashcardsError, usageError } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
-import type { Db } from '../db/open.ts';
+import { type Db, withExistingDatabase } from '../db/open.ts';
 import type { CommandContext } from './context.ts';
 
 export interface CacheStatsOptions {
@@ -245,14 +244,7 @@ export async function cacheClear(ctx: CommandContext, opts: CacheClearOptions): 
 
 /** Runs `fn` on the cache database, or returns undefined without creating anything when there is none. */
 function withCacheDb<T>(ctx: CommandContext, fn: (db: Db) => T): T | undefined {
-  const file = dataPaths(ctx.home).cacheDb;
-  if (!existsSync(file)) return undefined;
-  const db = openCacheDb(file);
-  try {
-    return fn(db);
-  } finally {
-    db.close();
-  }
+  return withExistingDatabase(dataPaths(ctx.home).cacheDb, fn, openCacheDb);
 }
 
 async function askOnStderr(message: string): Promise<boolean> {

@@ -1,10 +1,9 @@
-import { existsSync } from 'node:fs';
 import { Chalk, type ChalkInstance } from 'chalk';
 import Table from 'cli-table3';
 import { formatDuration } from '../core/duration.ts';
 import { ExitCode } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
-import { type Db, openDatabase } from '../db/open.ts';
+import { type Db, withExistingDatabase } from '../db/open.ts';
 import {
   type BucketStatus,
   type KeyStatus,
@@ -61,14 +60,7 @@ export async function limiterReset(ctx: CommandContext, opts: LimiterResetOption
 
 /** Read-only commands never create the data directory or the database. */
 function withStateDb<T>(ctx: CommandContext, fn: (db: Db) => T): T | undefined {
-  const file = dataPaths(ctx.home).stateDb;
-  if (!existsSync(file)) return undefined;
-  const db = openDatabase(file);
-  try {
-    return fn(db);
-  } finally {
-    db.close();
-  }
+  return withExistingDatabase(dataPaths(ctx.home).stateDb, fn);
 }
 
 function toJson(k: KeyStatus): Record<string, unknown> {

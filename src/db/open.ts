@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { FlashcardsError } from '../core/errors.ts';
@@ -96,4 +96,22 @@ export function migrate(db: Db, module: string, steps: readonly string[]): void 
       'INSERT INTO schema_migrations (module, version) VALUES (?, ?) ON CONFLICT(module) DO UPDATE SET version = excluded.version',
     ).run(module, steps.length);
   }).immediate();
+}
+
+/**
+ * Runs `fn` on a database file that already exists, or returns undefined without creating
+ * anything: read-only commands must not create a data directory just by looking.
+ */
+export function withExistingDatabase<T>(
+  file: string,
+  fn: (db: Db) => T,
+  open: (file: string) => Db = openDatabase,
+): T | undefined {
+  if (!existsSync(file)) return undefined;
+  const db = open(file);
+  try {
+    return fn(db);
+  } finally {
+    db.close();
+  }
 }
