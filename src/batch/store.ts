@@ -110,6 +110,8 @@ const migrations = [
      PRIMARY KEY (batch_id, idx)
    ) WITHOUT ROWID;
    CREATE INDEX items_by_status ON items (batch_id, status, idx);
+   -- A rowid table: job rows grow to a few KB when their result arrives, which WITHOUT ROWID
+   -- tables handle poorly (updates measured 25% slower).
    CREATE TABLE jobs (
      batch_id TEXT NOT NULL,
      idx INTEGER NOT NULL,
@@ -127,7 +129,7 @@ const migrations = [
      finished_at INTEGER,
      PRIMARY KEY (batch_id, idx, stage),
      FOREIGN KEY (batch_id, idx) REFERENCES items(batch_id, idx) ON DELETE CASCADE
-   ) WITHOUT ROWID;`,
+   );`,
 ];
 
 interface BatchRow {
