@@ -39,9 +39,12 @@ interface Summary {
   durationMs: number;
   peakRssMb: number;
   cacheHits: number;
+  /** Wall time of the whole command, start-up and exit included (what a user waits for). */
+  wallMs: number;
 }
 
 async function processRun(input: string, home: string, url: string, extra: string[]): Promise<Summary> {
+  const started = performance.now();
   const r = await runCli(
     ['process', input, '-o', join(home, 'deck.tsv'), '--json', '--model', 'bench', ...extra],
     {
@@ -49,7 +52,7 @@ async function processRun(input: string, home: string, url: string, extra: strin
     },
   );
   if (r.code !== 0) throw new Error(`bench run failed (${r.code}): ${r.stderr}`);
-  return JSON.parse(r.stdout) as Summary;
+  return { ...(JSON.parse(r.stdout) as Omit<Summary, 'wallMs'>), wallMs: performance.now() - started };
 }
 
 function median(xs: number[]): number {
@@ -115,9 +118,11 @@ export const bench: Bench = async () => {
     const ideal = (s.requests * 50) / 50;
     rows.push({
       name: 'throughput, 50 ms provider, concurrency 50 (2,500 items, 5,000 requests)',
-      value: s.durationMs / ideal,
+      value: s.wallMs / ideal,
       unit: 'x ideal',
-      note: `${(s.durationMs / 1000).toFixed(2)} s vs ideal ${(ideal / 1000).toFixed(2)} s (target <= 1.11), peak RSS ${s.peakRssMb} MiB (target < 100)`,
+      note:
+        `wall ${(s.wallMs / 1000).toFixed(2)} s incl. start-up (run itself ${(s.durationMs / 1000).toFixed(2)} s) ` +
+        `vs ideal ${(ideal / 1000).toFixed(2)} s (target <= 1.11); peak RSS ${s.peakRssMb} MiB (target < 100)`,
     });
   } finally {
     slow.stop();

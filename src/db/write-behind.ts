@@ -1,5 +1,7 @@
 import type { Db } from './open.ts';
 
+const MAX_QUEUE = 256;
+
 /**
  * Groups writes into one transaction committed at most `delayMs` after the first of them (or on
  * the next `setImmediate` when 0). Under load this turns a thousand commits a second into a few
@@ -24,6 +26,11 @@ export class WriteBehind<T> {
   add(item: T): void {
     this.#throwPending();
     this.#queue.push(item);
+    // A run answered from the cache can go a long while without yielding to timers: bound the queue.
+    if (this.#queue.length >= MAX_QUEUE) {
+      this.flush();
+      return;
+    }
     if (this.#scheduled) return;
     const run = (): void => {
       try {
