@@ -1,0 +1,114 @@
+import { ResponseCache, SingleFlight } from '../cache/index.ts';
+import { createChatClient } from '../client/chat-client.ts';
+import type { Transport } from '../client/transport.ts';
+import type { Settings } from '../config/index.ts';
+import type { Clock } from '../core/clock.ts';
+import type { EventSink } from '../core/events.ts';
+import type { DataPaths } from '../core/home.ts';
+import { providerKey } from '../core/provider-key.ts';
+import type { Random } from '../core/random.ts';
+import type { Db } from '../db/open.ts';
+import { createLimiter } from '../limiter/index.ts';
+import { CircuitBreaker, RetryPolicy } from '../resilience/index.ts';
+import type { JobContext } from './execute-job.ts';
+import type { RunSignals } from './run-signals.ts';
+
+export interface ComposeOptions {
+  db: Db;
+  paths: DataPaths;
+  settings: Settings;
+  batchId: string;
+  owner: string;
+  refresh: boolean;
+  transport: Transport | undefined;
+  events: EventSink;
+  signals: RunSignals;
+  deadlineMs: number | undefined;
+  clock: Clock;
+  random: Random;
+}
+
+/**
+ * Builds the policies one run uses (limiter, breaker, retry, cache, client) from the settings.
+ * Shared state (limiter, breaker) lives in state.db under the provider key, so other processes
+ * on the same key see it. The caller closes `cache` at the end.
+ */
+export function composeJobContext(o: ComposeOptions): JobContext {
+  const { settings, clock } = o;
+  const key = providerKey({ baseUrl: settings.baseUrl, model: settings.model, apiKey: settings.apiKey });
+  const limiter = createLimiter(
+    o.db,
+    key,
+    {
+      rpm: settings.limiter.rpm,
+      tpm: settings.limiter.tpm,
+      burstSeconds: settings.limiter.burstSeconds,
+      shards: settings.limiter.shards,
+      // Prompt size is bounded by the prompts plus an analysis: max_tokens plus a generous margin.
+      maxRequestTokens: settings.maxTokens + 4000,
+    },
+    { clock },
+  );
+  const breaker = new CircuitBreaker(
+    o.db,
+    key,
+    {
+      samplingWindowMs: settings.breaker.samplingWindowMs,
+      failureRatio: settings.breaker.failureRatio,
+      minThroughput: settings.breaker.minThroughput,
+      breakDurationMs: settings.breaker.breakDurationMs,
+      maxBreakDurationMs: settings.breaker.maxBreakDurationMs,
+      probeLeaseMs: settings.timeoutMs + 5000,
+    },
+    {
+      clock,
+      ownerId: o.owner,
+      onTransition: (t) =>
+        o.events.emit({ type: 'breaker_transition', key, from: t.from, to: t.to, cause: t.cause }),
+    },
+  );
+  const cacheMode = !settings.cache.enabled ? 'off' : o.refresh ? 'refresh' : 'normal';
+  const cache =
+    cacheMode === 'off'
+      ? undefined
+      : ResponseCache.open(
+          o.paths.cacheDb,
+          {
+            ttlMs: settings.cache.ttlMs,
+            jitter: settings.cache.jitter,
+            compressThresholdBytes: settings.cache.compressThresholdBytes,
+          },
+          { clock, random: o.random },
+        );
+  const client = createChatClient({
+    baseUrl: settings.baseUrl,
+    apiKey: settings.apiKey,
+    timeoutMs: settings.timeoutMs,
+    transport: o.transport,
+    now: () => clock.now(),
+    onResponse: (status, headers) => limiter.observe({ status, headers }),
+  });
+  return {
+    batchId: o.batchId,
+    providerKey: key,
+    model: settings.model,
+    baseUrl: settings.baseUrl,
+    temperature: settings.temperature,
+    maxTokens: settings.maxTokens,
+    client,
+    limiter,
+    breaker,
+    retry: new RetryPolicy(settings.retry, { random: o.random }),
+    cache,
+    cacheMode,
+    staleIfError: settings.cache.staleIfError,
+    singleFlight: new SingleFlight(),
+    clock,
+    events: o.events,
+    maxWaitMs: settings.breaker.maxWaitMs,
+    deadlineMs: o.deadlineMs,
+    signal: o.signals.signal,
+    stopSignal: o.signals.stopSignal,
+    counters: { requests: 0, retries: 0, cacheHits: 0, cacheMisses: 0 },
+  };
+}
