@@ -168,7 +168,19 @@ Examples:
       }
     });
 
-  const cache = program.command('cache').description('Inspect and manage the response cache');
+  const cache = program
+    .command('cache')
+    .description('Inspect and manage the response cache')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ flashcards cache stats
+  $ flashcards cache list --limit 5
+  $ flashcards cache show 3fa9
+  $ flashcards cache prune
+  $ flashcards cache clear --older-than 90d --yes`,
+    );
   cache
     .command('stats')
     .description('Entries, sizes, compression ratio, hit/miss counts')
@@ -221,7 +233,18 @@ Examples:
       ),
     );
 
-  const breaker = program.command('breaker').description('Inspect and control the circuit breaker');
+  const breaker = program
+    .command('breaker')
+    .description('Inspect and control the circuit breaker')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ flashcards breaker status
+  $ flashcards breaker isolate --reason 'provider maintenance'
+  $ flashcards breaker close
+  $ flashcards breaker history --limit 10`,
+    );
   breaker
     .command('status')
     .description('State, failure ratio, retry time of each provider breaker')
@@ -279,7 +302,17 @@ Examples:
       ),
     );
 
-  const limiter = program.command('limiter').description('Inspect and reset the shared rate limiter');
+  const limiter = program
+    .command('limiter')
+    .description('Inspect and reset the shared rate limiter')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ flashcards limiter status
+  $ flashcards limiter status --json
+  $ flashcards limiter reset`,
+    );
   limiter
     .command('status')
     .description('Each bucket and shard: rate, burst, tokens available, pause, provider limits')
@@ -299,7 +332,19 @@ Examples:
       ),
     );
 
-  const batches = program.command('batches').description('List, inspect, retry and export batches');
+  const batches = program
+    .command('batches')
+    .description('List, inspect, retry and export batches')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ flashcards batches list
+  $ flashcards batches show b1a2b3c4d5e6
+  $ flashcards batches retry b1a2b3c4d5e6
+  $ flashcards batches export b1a2b3c4d5e6 -o deck.tsv
+  $ flashcards batches rm b1a2b3c4d5e6`,
+    );
   batches
     .command('list')
     .description('Batches with status, progress, tokens and cost')
@@ -347,7 +392,19 @@ Examples:
     .argument('<id>')
     .action(run(async (ctx, id: string) => (await import('./commands/batches.ts')).batchesRm(ctx, { id })));
 
-  const config = program.command('config').description('Create, show and check configuration');
+  const config = program
+    .command('config')
+    .description('Create, show and check configuration')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ flashcards config init
+  $ flashcards config init --yes --provider openai --model gpt-4o-mini --rpm 500
+  $ flashcards config show
+  $ flashcards config validate .flashcardrc
+  $ flashcards config path`,
+    );
   addProviderOptions(
     config
       .command('init')
@@ -396,6 +453,10 @@ Examples:
       .description('Check Node, data directory, databases, config, API key and provider'),
   )
     .option('--json', 'machine-readable output')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ flashcards doctor\n  $ flashcards doctor --provider ollama --model llama3.1',
+    )
     .action(async (_o: unknown, cmd: Command) => {
       const ctx = await context(program);
       process.exitCode = await (await import('./commands/doctor.ts')).doctor(ctx, {

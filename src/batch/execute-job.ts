@@ -151,7 +151,11 @@ export async function executeJob(
 
   // Identical requests in flight in this process share one upstream call.
   return ctx.singleFlight.run(key, () =>
-    callWithPolicies(ctx, stage, request, key, `${ctx.batchId}:${item}:${stage.name}`, item),
+    callWithPolicies(ctx, stage, request, key, {
+      id: `${ctx.batchId}:${item}:${stage.name}`,
+      item,
+      term: input.item.term,
+    }),
   );
 }
 
@@ -160,9 +164,9 @@ async function callWithPolicies(
   stage: Stage,
   baseRequest: ChatRequest,
   key: string,
-  jobId: string,
-  item: number,
+  job: { id: string; item: number; term: string },
 ): Promise<JobResult> {
+  const { item } = job;
   let promptChars = 0;
   for (const m of baseRequest.messages) promptChars += m.content.length;
   const promptTokens = Math.ceil(promptChars / 4);
@@ -209,7 +213,7 @@ async function callWithPolicies(
     }
 
     const maxWaitMs = ctx.deadlineMs === undefined ? 120_000 : Math.max(0, ctx.deadlineMs - ctx.clock.now());
-    const reservation = ctx.limiter.reserve({ jobId, tokens: tokenEstimate }, { maxWaitMs });
+    const reservation = ctx.limiter.reserve({ jobId: job.id, tokens: tokenEstimate }, { maxWaitMs });
     if (!reservation.ok) {
       // Give an unused half-open probe back at once (a cancelled outcome has no effect on health).
       if (decision.probe) {
@@ -255,7 +259,7 @@ async function callWithPolicies(
       const checked = validate(stage, result.content);
       if (checked.ok) {
         ctx.retry.onSuccess();
-        ctx.cache?.put(key, { body: result.content, model: ctx.model, term: undefined, stage: stage.name });
+        ctx.cache?.put(key, { body: result.content, model: ctx.model, term: job.term, stage: stage.name });
         return { ok: true, value: checked.value, cached: false, usage: result.usage, attempts, requests };
       }
       error = invalidResponseError(checked.detail);
