@@ -84,7 +84,7 @@ describe('config init', () => {
     assert.deepEqual(io.stderr, [
       'wrote .flashcardrc (provider openrouter, model openai/gpt-4o-mini)\n',
       'next: export OPENROUTER_API_KEY=... (get one at https://openrouter.ai/keys)\n',
-      '      (OPENROUTER_API_KEY is already set in this shell; keys are read from the environment, never from .flashcardrc)\n',
+      '      (OPENROUTER_API_KEY is already set in this shell; the key belongs in the environment, not in .flashcardrc)\n',
       'then: flashcards doctor\n',
     ]);
   });

@@ -483,12 +483,13 @@ describe('schema documentation', () => {
       configFile: path.join(repoRoot, '.flashcardrc.example'),
     });
     assert.equal(loaded.settings.provider, 'openrouter');
-    assert.equal(loaded.settings.limiter.rpm, 500);
+    // Limits are left unset in the example: unset means learn them from the provider.
+    assert.equal(loaded.settings.limiter.rpm, undefined);
     assert.deepEqual(loaded.settings.prices['anthropic/claude-3.5-haiku'], { input: 0.8, output: 4 });
     const text = fs.readFileSync(path.join(repoRoot, '.flashcardrc.example'), 'utf8');
     for (const { path: key } of describeKeys()) {
       const last = key.split('.').at(-1);
-      assert.match(text, new RegExp(`^#? *${last}:`, 'm'), `${key} is not documented`);
+      assert.match(text, new RegExp(`^ *#? *${last}:`, 'm'), `${key} is not documented`);
     }
   });
 

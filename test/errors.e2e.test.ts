@@ -370,3 +370,42 @@ describe('usage errors show help and exit 2; asking for help exits 0', { concurr
     }
   });
 });
+
+describe('process refuses bad combinations before any request', () => {
+  const mock = ['--provider', 'mock'];
+  const fixture = join(repoRoot, 'fixtures', 'korean-20.csv');
+  const cases: [string, string[], RegExp][] = [
+    [
+      '--batch with --new',
+      ['process', fixture, '--batch', 'b1', '--new', ...mock],
+      /--batch resumes a batch and --new starts one/,
+    ],
+    ['--json with -o -', ['process', fixture, '--json', '-o', '-', ...mock], /both write to stdout/],
+    [
+      '--refresh with --no-cache',
+      ['process', fixture, '--refresh', '--no-cache', ...mock],
+      /--refresh rewrites the cache/,
+    ],
+    [
+      'an output directory that does not exist',
+      ['process', fixture, '-o', '/nonexistent-dir/x.tsv', ...mock],
+      /directory \/nonexistent-dir\/ does not exist/,
+    ],
+  ];
+  for (const [what, args, message] of cases) {
+    test(`${what}: exit 2, one line`, async () => {
+      const home = tempDir();
+      const r = await runCli(args, { env: cliEnv({ FLASHCARDS_HOME: home }) });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, message);
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+    });
+  }
+
+  test('a data directory that cannot be created is named, exit 2', async () => {
+    const r = await runCli(['process', fixture, '--home', '/etc/passwd/x', ...mock], { env: cliEnv({}) });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /cannot create the data directory/);
+    assert.match(r.stderr, /hint: set --home/);
+  });
+});

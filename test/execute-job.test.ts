@@ -185,3 +185,17 @@ describe('executeJob: the order of cache, breaker, limiter, client and validatio
     assert.equal(client.requests.length, 1);
   });
 });
+
+describe('executeJob when our own bookkeeping fails', () => {
+  test('a cache that cannot be written does not fail a paid, valid answer', async () => {
+    const client = scriptedClient([goodCards]);
+    const ctx = context(client);
+    ctx.cache!.put = () => {
+      throw new Error('disk I/O error');
+    };
+    const result = await executeJob(ctx, cardsStage, input, 0);
+    assert.ok(result.ok);
+    assert.equal(client.requests.length, 1);
+    assert.equal(ctx.breaker.status().failures, 0);
+  });
+});

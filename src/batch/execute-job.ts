@@ -1,6 +1,6 @@
 import type { ResponseCache, SingleFlight } from '../cache/index.ts';
 import { cacheKeyer } from '../cache/index.ts';
-import type { ChatClient, ChatRequest, TokenUsage } from '../client/chat-client.ts';
+import type { ChatClient, ChatRequest, ChatResult, TokenUsage } from '../client/chat-client.ts';
 import type { Clock } from '../core/clock.ts';
 import { FlashcardsError, isProviderError, ProviderError } from '../core/errors.ts';
 import type { EventSink } from '../core/events.ts';
@@ -212,16 +212,24 @@ async function callWithPolicies(
       continue;
     }
 
+    // Give an unused half-open probe back at once (a cancelled outcome has no effect on health).
+    const releaseProbe = (): void => {
+      if (!decision.probe) return;
+      ctx.breaker.record(
+        { ok: false, error: new ProviderError('cancelled', 'probe not sent', { retryable: false }) },
+        decision,
+      );
+    };
     const maxWaitMs = ctx.deadlineMs === undefined ? 120_000 : Math.max(0, ctx.deadlineMs - ctx.clock.now());
-    const reservation = ctx.limiter.reserve({ jobId: job.id, tokens: tokenEstimate }, { maxWaitMs });
+    let reservation: ReturnType<Limiter['reserve']>;
+    try {
+      reservation = ctx.limiter.reserve({ jobId: job.id, tokens: tokenEstimate }, { maxWaitMs });
+    } catch (e) {
+      releaseProbe();
+      throw e;
+    }
     if (!reservation.ok) {
-      // Give an unused half-open probe back at once (a cancelled outcome has no effect on health).
-      if (decision.probe) {
-        ctx.breaker.record(
-          { ok: false, error: new ProviderError('cancelled', 'probe not sent', { retryable: false }) },
-          decision,
-        );
-      }
+      releaseProbe();
       if (ctx.deadlineMs !== undefined && ctx.clock.now() + reservation.delayMs > ctx.deadlineMs) {
         throw new FlashcardsError(
           'deadline',
@@ -244,6 +252,7 @@ async function callWithPolicies(
         await sleepOrStop(ctx, reservation.delayMs);
       } catch (e) {
         reservation.cancel();
+        releaseProbe();
         throw e;
       }
     }
@@ -251,15 +260,35 @@ async function callWithPolicies(
     attempts++;
     requests++;
     ctx.counters.requests++;
-    let error: ProviderError;
+    // Only the network call is inside this try: a failure in our own bookkeeping afterwards must
+    // never turn a paid, valid answer into a "network" error and a retry.
+    let result: ChatResult | undefined;
+    let error: ProviderError | undefined;
     try {
-      const result = await ctx.client.complete(request, ctx.signal);
+      result = await ctx.client.complete(request, ctx.signal);
+    } catch (e) {
+      error = isProviderError(e)
+        ? e
+        : classifyFetchError(e, { timedOut: false, timeoutMs: 0, cancelled: ctx.signal.aborted });
+      // A 429 or a request that never left spent no provider tokens; anything else may have.
+      if (error.kind === 'rate_limit' || error.kind === 'cancelled') reservation.cancel();
+      else reservation.settle(promptTokens);
+      ctx.breaker.record({ ok: false, error }, decision);
+      if (error.kind === 'cancelled') throw stoppedError(ctx);
+      if (error.kind === 'auth' || error.kind === 'quota') throw error;
+    }
+    if (result) {
       reservation.settle(result.usage.totalTokens);
       ctx.breaker.record({ ok: true }, decision);
       const checked = validate(stage, result.content);
       if (checked.ok) {
         ctx.retry.onSuccess();
-        ctx.cache?.put(key, { body: result.content, model: ctx.model, term: job.term, stage: stage.name });
+        try {
+          ctx.cache?.put(key, { body: result.content, model: ctx.model, term: job.term, stage: stage.name });
+        } catch {
+          // The result is stored with the job in state.db all the same; a cache that cannot be
+          // written only costs a later re-run, so it must not fail a paid answer.
+        }
         return { ok: true, value: checked.value, cached: false, usage: result.usage, attempts, requests };
       }
       error = invalidResponseError(checked.detail);
@@ -278,17 +307,8 @@ async function callWithPolicies(
           ],
         };
       }
-    } catch (e) {
-      error = isProviderError(e)
-        ? e
-        : classifyFetchError(e, { timedOut: false, timeoutMs: 0, cancelled: ctx.signal.aborted });
-      // A 429 or a request that never left spent no provider tokens; anything else may have.
-      if (error.kind === 'rate_limit' || error.kind === 'cancelled') reservation.cancel();
-      else reservation.settle(promptTokens);
-      ctx.breaker.record({ ok: false, error }, decision);
-      if (error.kind === 'cancelled') throw stoppedError(ctx);
-      if (error.kind === 'auth' || error.kind === 'quota') throw error;
     }
+    if (!error) throw new FlashcardsError('internal', 'a request ended with neither an answer nor an error');
 
     const verdict = ctx.retry.decide(error, attempts, { nowMs: ctx.clock.now(), deadlineMs: ctx.deadlineMs });
     let delayMs: number;

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Settings } from '../config/index.ts';
 import { FlashcardsError } from '../core/errors.ts';
+import { publicUrl } from '../core/provider-key.ts';
 import type { Pipeline } from '../pipeline/types.ts';
 import { batchIdFor, hashFile } from './prepare.ts';
 import type { BatchStore } from './store.ts';
@@ -10,7 +11,7 @@ export function resultSettings(settings: Settings, pipeline: Pipeline): Record<s
   return {
     pipeline: pipeline.name,
     pipelineVersion: pipeline.version,
-    baseUrl: settings.baseUrl,
+    baseUrl: publicUrl(settings.baseUrl),
     model: settings.model,
     sourceLanguage: settings.sourceLanguage,
     targetLanguage: settings.targetLanguage,
@@ -55,7 +56,7 @@ export async function identifyBatch(
       );
       throw new FlashcardsError(
         'usage',
-        `batch ${named.id} was made with other settings (${changed.join(', ') || 'settings'} differ)`,
+        `batch ${named.id} was made with other settings (changed: ${changed.join(', ') || 'settings'})`,
         {
           hint: 'run it with the settings of its first run (see `flashcards batches show`), or use --new for a fresh batch',
         },

@@ -36,10 +36,26 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   const { batch, store, pipeline, job, owner, clock, events } = options;
   const limit = pLimit(options.concurrency);
   const running = new Set<Promise<void>>();
+  // One wake-up promise instead of Promise.race over every running task: race leaves a reaction
+  // on each task per call, which piles up while a few tasks wait minutes (breaker, backoff).
+  let wake: () => void = () => {};
+  const slotFreed = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      wake = resolve;
+    });
   let fatal: FlashcardsError | undefined;
   const stages = pipeline.stages;
 
-  const heartbeat = setInterval(() => store.heartbeat(owner, LEASE_MS), HEARTBEAT_MS);
+  const heartbeat = setInterval(() => {
+    try {
+      store.heartbeat(owner, LEASE_MS);
+    } catch (e) {
+      // A timer must not crash the process: stop the run cleanly instead.
+      fatal ??= new FlashcardsError('database', `cannot renew leases in state.db: ${errorMessage(e)}`, {
+        cause: e,
+      });
+    }
+  }, HEARTBEAT_MS);
   heartbeat.unref();
 
   const stopping = (): boolean => fatal !== undefined || job.stopSignal.aborted || job.signal.aborted;
@@ -88,6 +104,8 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
       }
       results[stage.name] = result.value;
       store.completeJob(outcome, result.value, s === stages.length - 1);
+      // Without the response cache this row is the only copy of a paid answer: commit it now.
+      if (!job.cache && !result.cached) store.flush();
       events.emit({
         type: 'job_succeeded',
         batchId: batch.id,
@@ -109,7 +127,10 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
         ? e
         : new FlashcardsError('internal', `unexpected error: ${errorMessage(e)}`, { cause: e });
     });
-    const tracked = task.finally(() => running.delete(tracked));
+    const tracked = task.finally(() => {
+      running.delete(tracked);
+      wake();
+    });
     running.add(tracked);
   };
 
@@ -121,7 +142,7 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   try {
     while (!stopping()) {
       if (running.size >= options.concurrency) {
-        await Promise.race(running);
+        await slotFreed();
         continue;
       }
       if (queue.length === 0) {
@@ -136,7 +157,7 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
         continue;
       }
       if (running.size > 0) {
-        await Promise.race(running);
+        await slotFreed();
         continue;
       }
       // Nothing claimable here: the rest is either finished or leased by other runs.
@@ -167,6 +188,13 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   }
 
   const counts = store.counts(batch.id);
+  if (counts.total === 0) {
+    return {
+      status: 'stopped',
+      counts,
+      reason: new FlashcardsError('usage', `batch ${batch.id} was deleted while this run was working on it`),
+    };
+  }
   // Stopped just as the last item finished: the batch is complete all the same.
   if (counts.pending === 0 && (!fatal || fatal.kind === 'cancelled' || fatal.kind === 'deadline')) {
     return { status: 'complete', counts };

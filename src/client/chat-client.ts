@@ -164,8 +164,11 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
         options.onResponse?.(response.status, response.headers);
         // The body is read under the same timeout: a provider that hangs mid-body is a timeout too.
         const text = await response.text();
-        if (response.status < 200 || response.status > 299)
-          throw classifyHttpError(response.status, text, response.headers, now());
+        if (response.status < 200 || response.status > 299) {
+          // Some gateways echo the key they rejected; it must not reach a message or a log.
+          const safe = options.apiKey ? text.replaceAll(options.apiKey, '[redacted]') : text;
+          throw classifyHttpError(response.status, safe, response.headers, now());
+        }
         return { ...parseCompletion(text, body), status: response.status };
       } catch (e) {
         if (isProviderError(e)) throw e;

@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { exportBatch } from '../batch/export.ts';
+import { isOwnerAlive, newOwnerId, ownerPid } from '../batch/owner.ts';
 import { type BatchRecord, BatchStore } from '../batch/store.ts';
 import { formatDuration } from '../core/duration.ts';
 import { ExitCode, FlashcardsError } from '../core/errors.ts';
@@ -199,6 +200,18 @@ export async function batchesRm(ctx: CommandContext, opts: { id: string }): Prom
   const store = openStore(ctx);
   try {
     const batch = findBatch(store, opts.id);
+    // Deleting under a running batch would leave it nothing to write: ask for the run to end first.
+    const probe = newOwnerId();
+    const conflict = store!.joinRun(batch.id, probe, true, 1000, isOwnerAlive);
+    if (conflict) {
+      throw new FlashcardsError(
+        'locked',
+        `batch ${batch.id} is being processed (pid ${ownerPid(conflict)})`,
+        {
+          hint: 'stop that run first (Ctrl-C), then remove the batch',
+        },
+      );
+    }
     store!.delete(batch.id);
     ctx.io.err(`deleted batch ${batch.id}\n`);
     return ExitCode.ok;

@@ -298,8 +298,8 @@ export async function configInit(ctx: CommandContext, opts: ConfigInitOptions): 
     );
     ctx.io.err(
       already
-        ? `      (${already} is already set in this shell; keys are read from the environment, never from ${shown})\n`
-        : `      keys are read from the environment and never written to ${shown}\n`,
+        ? `      (${already} is already set in this shell; the key belongs in the environment, not in ${shown})\n`
+        : `      the key belongs in the environment; it is never written to ${shown}\n`,
     );
   }
   ctx.io.err('then: flashcards doctor\n');

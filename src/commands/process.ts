@@ -1,5 +1,5 @@
-import { rmSync } from 'node:fs';
-import { basename, extname, resolve } from 'node:path';
+import { rmSync, statSync } from 'node:fs';
+import { basename, dirname, extname, resolve } from 'node:path';
 import { composeJobContext } from '../batch/compose.ts';
 import { exportBatch } from '../batch/export.ts';
 import { identifyBatch } from '../batch/identify.ts';
@@ -12,9 +12,10 @@ import { createMockFetch } from '../client/mock-fetch.ts';
 import { fetchTransport } from '../client/transport.ts';
 import type { Settings } from '../config/index.ts';
 import { apiKeyVars, loadSettings, needsApiKey, PRESETS, suggestedKeyVar } from '../config/index.ts';
-import { ExitCode, type ExitCode as ExitCodeType, FlashcardsError } from '../core/errors.ts';
+import { ExitCode, type ExitCode as ExitCodeType, FlashcardsError, usageError } from '../core/errors.ts';
 import { type EventSink, fanOut } from '../core/events.ts';
 import { dataPaths } from '../core/home.ts';
+import { publicUrl } from '../core/provider-key.ts';
 import { systemRandom } from '../core/random.ts';
 import { openDatabase } from '../db/open.ts';
 import { type OutputFormat, parseOutputFormat } from '../output/index.ts';
@@ -54,15 +55,32 @@ const extensions: Record<OutputFormat, string> = {
   jsonl: '.cards.jsonl',
 };
 
+/** words.csv -> words.deck.tsv (or .cards.csv / .cards.jsonl); stdin -> deck.tsv / cards.csv / cards.jsonl. */
 function defaultOutput(input: string, format: OutputFormat, cwd: string): string {
-  const stem = input === '-' ? 'deck' : basename(input, extname(input));
-  return resolve(cwd, `${stem}${extensions[format]}`);
+  const name =
+    input === '-' ? extensions[format].slice(1) : `${basename(input, extname(input))}${extensions[format]}`;
+  return resolve(cwd, name);
 }
 
 export function costOf(settings: Settings, prompt: number, completion: number): number | null {
   const price = settings.prices[settings.model];
   if (!price) return null;
-  return (prompt * price.input + completion * price.output) / 1_000_000;
+  return Math.round(prompt * price.input + completion * price.output) / 1_000_000;
+}
+
+/** Options that contradict each other are a usage error, not a silent choice. */
+function checkOptions(o: ProcessOptions, settings: Settings): void {
+  if (o.batch && o.newBatch)
+    throw usageError('--batch resumes a batch and --new starts one; use one of them');
+  if (o.refresh && !settings.cache.enabled) {
+    throw usageError('--refresh rewrites the cache and --no-cache turns it off; use one of them');
+  }
+  if (o.json && o.output === '-') {
+    throw usageError(
+      '--json and -o - both write to stdout',
+      'write the deck to a file with -o, or drop --json',
+    );
+  }
 }
 
 function requireApiKey(settings: Settings): void {
@@ -165,7 +183,9 @@ async function finishRun(f: Finished): Promise<ExitCodeType> {
   else if (!o.quiet) await printSummary(ctx.io, summary);
 
   if (outcome.status === 'stopped') {
-    const resume = `run the same command again to resume batch ${batch.id}`;
+    const resume = o.newBatch
+      ? `resume it with --batch ${batch.id} instead of --new (--new would start yet another batch)`
+      : `run the same command again to resume batch ${batch.id}`;
     const hint =
       outcome.reason.kind === 'deadline' || exitCode === ExitCode.interrupted
         ? resume
@@ -192,6 +212,7 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
     flags: o.flags,
   });
   const format = parseOutputFormat(settings.format);
+  checkOptions(o, settings);
   requireApiKey(settings);
   const paths = dataPaths(ctx.home);
   const owner = newOwnerId();
@@ -201,6 +222,13 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
   const inputPath = spooled ?? resolve(ctx.cwd, o.input);
   const output =
     o.output === '-' ? '-' : resolve(ctx.cwd, o.output ?? defaultOutput(o.input, format, ctx.cwd));
+  // Checked before anything is paid for: a typo in -o must not surface after the whole run.
+  if (output !== '-' && !statSync(dirname(output), { throwIfNoEntry: false })?.isDirectory()) {
+    throw usageError(
+      `cannot write ${basename(output)}: directory ${dirname(output)}/ does not exist`,
+      `mkdir -p ${dirname(output)}`,
+    );
+  }
 
   const db = openDatabase(paths.stateDb);
   const store = new BatchStore(db, () => ctx.clock.now());
@@ -223,7 +251,7 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
         pipeline: pipeline.name,
         stages: pipeline.stages.map((s) => s.name),
         model: settings.model,
-        baseUrl: settings.baseUrl,
+        baseUrl: publicUrl(settings.baseUrl),
         outputPath: output,
         format,
         settings: {
@@ -312,7 +340,7 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
       remaining: before.pending,
       resumed,
       model: settings.model,
-      baseUrl: settings.baseUrl,
+      baseUrl: publicUrl(settings.baseUrl),
       concurrency: settings.concurrency,
     });
     if (!o.quiet && !o.json) {

@@ -124,7 +124,7 @@ function shardCount() {
       (v) => (v === 'auto' ? v : toNumber(v)),
       z.union([z.literal('auto'), z.number().int().min(1).max(64)]),
     ),
-    shape: { noun: '"auto" or an integer from 1 to 64' },
+    shape: { noun: '"auto" or an integer' },
   };
 }
 

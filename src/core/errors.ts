@@ -42,7 +42,7 @@ const defaultExit: Record<ErrorKind, ExitCode> = {
   database: ExitCode.usage,
   locked: ExitCode.locked,
   deadline: ExitCode.aborted,
-  internal: ExitCode.itemsFailed,
+  internal: ExitCode.aborted,
   rate_limit: ExitCode.itemsFailed,
   server: ExitCode.itemsFailed,
   timeout: ExitCode.itemsFailed,

@@ -17,5 +17,18 @@ export function keyFingerprint(apiKey: string | undefined): string {
  * base URL, model and a hash of the API key. Never contains the key itself.
  */
 export function providerKey(id: ProviderIdentity): string {
-  return `${id.baseUrl.replace(/\/+$/, '')}|${id.model}|${keyFingerprint(id.apiKey)}`;
+  return `${publicUrl(id.baseUrl)}|${id.model}|${keyFingerprint(id.apiKey)}`;
+}
+
+/** A base URL fit for logs and state: credentials and query string (`?api-key=`) removed. */
+export function publicUrl(baseUrl: string): string {
+  try {
+    const url = new URL(baseUrl);
+    url.username = '';
+    url.password = '';
+    url.search = '';
+    return url.toString().replace(/\/+$/, '');
+  } catch {
+    return baseUrl.replace(/\/+$/, '');
+  }
 }

@@ -16,9 +16,9 @@ export interface OpenOptions {
  * several processes. A file that is not a database becomes a one-line error naming it.
  */
 export function openDatabase(file: string, options: OpenOptions = {}): Db {
-  if (file !== ':memory:' && !options.readonly) mkdirSync(dirname(file), { recursive: true });
   let db: Db | undefined;
   try {
+    if (file !== ':memory:' && !options.readonly) mkdirSync(dirname(file), { recursive: true });
     db = new Database(file, {
       readonly: options.readonly ?? false,
       fileMustExist: options.readonly ?? false,
@@ -62,6 +62,12 @@ export function databaseError(file: string, e: unknown): FlashcardsError {
   if (code === 'SQLITE_NOTADB' || code === 'SQLITE_CORRUPT' || /not a database|malformed/i.test(message)) {
     return new FlashcardsError('database', `${file} is not a valid SQLite database (${message})`, {
       hint: `move it aside (mv ${file} ${file}.bad) and run again; a fresh one is created`,
+      cause: e,
+    });
+  }
+  if (['ENOTDIR', 'EACCES', 'EROFS', 'EEXIST', 'EPERM'].includes(code)) {
+    return new FlashcardsError('database', `cannot create the data directory for ${file} (${message})`, {
+      hint: 'set --home or FLASHCARDS_HOME to a writable directory',
       cause: e,
     });
   }

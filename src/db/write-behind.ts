@@ -24,8 +24,8 @@ export class WriteBehind<T> {
   }
 
   add(item: T): void {
-    this.#throwPending();
     this.#queue.push(item);
+    this.#throwPending();
     // A run answered from the cache can go a long while without yielding to timers: bound the queue.
     if (this.#queue.length >= MAX_QUEUE) {
       this.flush();
@@ -54,9 +54,15 @@ export class WriteBehind<T> {
     if (this.#queue.length === 0) return;
     const queue = this.#queue;
     this.#queue = [];
-    this.#db.transaction(() => {
-      for (const item of queue) this.#write(item);
-    })();
+    try {
+      this.#db.transaction(() => {
+        for (const item of queue) this.#write(item);
+      })();
+    } catch (e) {
+      // Keep the writes for the next flush: a busy or full disk must not silently drop results.
+      this.#queue = queue.concat(this.#queue);
+      throw e;
+    }
     this.#afterFlush?.();
   }
 

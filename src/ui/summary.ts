@@ -31,7 +31,9 @@ export async function printSummary(io: Io, s: RunSummary): Promise<void> {
     // One rule around the whole table, none between rows: compact in a terminal and in cron mail.
     chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
   });
-  const rate = s.durationMs > 0 ? (s.items.succeeded + s.items.failed) / (s.durationMs / 1000) : 0;
+  // Items finished by this run (not those a previous run had already done).
+  const processed = s.items.total - s.items.pending - s.items.skipped;
+  const rate = s.durationMs > 0 ? Math.max(0, processed) / (s.durationMs / 1000) : 0;
   const statusText =
     s.exitCode === 0
       ? chalk.green(s.status)
@@ -46,8 +48,8 @@ export async function printSummary(io: Io, s: RunSummary): Promise<void> {
     },
     { cards: String(s.cards) },
     { requests: `${s.requests} (${s.retries} retries, ${s.cacheHits} cache hits)` },
-    { tokens: `${s.tokens.total} (${s.tokens.prompt} in, ${s.tokens.completion} out)` },
-    { cost: s.costUsd === null ? 'unknown model price' : `~$${s.costUsd.toFixed(4)}` },
+    { 'tokens (batch)': `${s.tokens.total} (${s.tokens.prompt} in, ${s.tokens.completion} out)` },
+    { 'cost (batch)': s.costUsd === null ? 'unknown model price' : `~$${s.costUsd.toFixed(4)}` },
     { time: `${formatDuration(s.durationMs)} (${rate.toFixed(1)} items/s)` },
     { output: s.output ?? '(not written: batch unfinished)' },
     { log: s.log },
@@ -58,7 +60,8 @@ export async function printSummary(io: Io, s: RunSummary): Promise<void> {
     for (const f of s.failures.slice(0, 10)) {
       io.err(`  item ${f.item + 1} "${f.term}": ${f.errorKind}: ${f.message}\n`);
     }
-    if (s.failures.length > 10)
-      io.err(`  ... and ${s.failures.length - 10} more (flashcards batches show ${s.batchId})\n`);
+    if (s.items.failed > 10) {
+      io.err(`  ... and ${s.items.failed - 10} more (flashcards batches show ${s.batchId})\n`);
+    }
   }
 }

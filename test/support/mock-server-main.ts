@@ -9,6 +9,7 @@ import { type MockOptions, startMockServer } from './mock-server.ts';
 
 const { values } = parseArgs({
   options: {
+    help: { type: 'boolean', default: false },
     port: { type: 'string', default: '0' },
     latency: { type: 'string', default: '0' },
     'latency-max': { type: 'string' },
@@ -28,6 +29,16 @@ const { values } = parseArgs({
   },
   strict: true,
 });
+
+if (values.help) {
+  process.stdout.write(
+    'usage: node test/support/mock-server-main.ts [--port 0] [--latency ms] [--latency-max ms] [--rpm n] [--tpm n]\n' +
+      '  [--burst-seconds s] [--error500 p] [--error503 p] [--reset p] [--truncated p] [--hang p] [--invalid-schema p]\n' +
+      '  [--no-rate-headers] [--require-auth] [--no-record] [--seed n]\n' +
+      'p = probability per request (0-1). Prints {"url": ...} once listening; stats on SIGTERM.\n',
+  );
+  process.exit(0);
+}
 
 function num(name: string, text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
