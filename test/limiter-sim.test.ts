@@ -212,6 +212,34 @@ describe('whole runs against a rate-limited provider (fake time)', () => {
     assert.ok(stats.finishedAt - start <= 5000 * 1.1, `took ${stats.finishedAt - start} ms`);
   });
 
+  test('two processes learning an unknown 1200 RPM provider without headers: >=75% utilisation, <=10% 429s over 60 s', async () => {
+    const clock = new FakeClock();
+    const random = seededRandom(6);
+    const start = clock.now();
+    const provider = new FakeProvider(clock, {
+      rpm: 1200,
+      burstSeconds: 1,
+      sendHeaders: false,
+      latency: jitter(random, 50, 150),
+      uplink: jitter(random, 0, 5),
+    });
+    const file = dbFile();
+    const limiters = ['a', 'b'].map(() => createLimiter(openDatabase(file), 'p|m|k', base, { clock }));
+    const work = Promise.all(
+      limiters.map((limiter, i) =>
+        runPool(clock, limiter, provider, { items: 600, concurrency: 20, random, name: `p${i}` }),
+      ),
+    );
+    await drive(clock, work);
+    const all = await work;
+    const requests = all.reduce((n, s) => n + s.requests, 0);
+    const limited = all.reduce((n, s) => n + s.rateLimited, 0);
+    const took = Math.max(...all.map((s) => s.finishedAt)) - start;
+    const ideal = (1200 / 1200) * 60_000;
+    assert.ok(ideal / took >= 0.75, `took ${took} ms`);
+    assert.ok(limited <= 0.1 * requests, `${limited} 429s of ${requests}`);
+  });
+
   test('a provider at 300 RPM sending no headers at all: AIMD keeps >=80% utilisation with <=15% 429s', async () => {
     const clock = new FakeClock();
     const random = seededRandom(5);

@@ -358,6 +358,40 @@ describe('learning from the provider', () => {
     assert.equal(Math.round(limiter.snapshot().rpm ?? 0), 2600);
   });
 
+  test('a 429 decreases from the rate accepted by every instance on the database file, not one share', async () => {
+    const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'fc-')), 'state.db');
+    const clock = new FakeClock();
+    const a = setup({}, openDatabase(file), clock).limiter;
+    const b = setup({}, openDatabase(file), clock).limiter;
+    for (let i = 0; i < 30; i++) {
+      a.observe({ status: 200, headers: headers() });
+      b.observe({ status: 200, headers: headers() });
+    }
+    await clock.advance(1000);
+    b.observe({ status: 200, headers: headers() });
+    a.observe({ status: 429, headers: headers() });
+    // a saw 30 accepted in the last second and b 31: 70% of (1800 + 1860)/min, for both.
+    assert.equal(a.snapshot().rpm, 2562);
+    // b re-reads the shared row within 150 ms; growth waits for the pause and the gap after it.
+    await clock.advance(150);
+    assert.equal(b.snapshot().rpm, 2562);
+  });
+
+  test('a 429 before a second of history paces at the opening burst instead of cutting below it', async () => {
+    const { limiter, clock } = setup({});
+    limiter.observe({ status: 200, headers: headers() });
+    for (let i = 0; i < 20; i++) ok(reserve(limiter, 0, Infinity, `j${i}`));
+    await clock.advance(180);
+    limiter.observe({ status: 429, headers: headers() });
+    // 20 admitted in 180 ms, read as 20 a second; the next 429 decreases from a measured rate.
+    assert.deepEqual(limiter.snapshot(), {
+      rpm: 1200,
+      tpm: null,
+      pausedUntil: clock.now() + 1000,
+      learned: true,
+    });
+  });
+
   test('a provider that sends limit headers is never put on AIMD', () => {
     const { limiter } = setup({});
     limiter.observe({

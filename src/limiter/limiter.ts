@@ -59,6 +59,18 @@ const refreshMs = 150;
 /** With nothing known about a provider, one request goes first so its headers can set the pace. */
 const probeTimeoutMs = 5000;
 const probePollMs = 20;
+/**
+ * While learning by AIMD, each instance shares its meters this often; a 429's decrease sums the
+ * shares written within `ratesFreshMs` (older ones are instances that stopped or moved on), and
+ * rows untouched for `ratesKeepMs` are deleted then.
+ */
+const publishEveryMs = 500;
+const ratesFreshMs = 3000;
+const ratesKeepMs = 60_000;
+/** A 429 before this much shared history answers one opening burst, which says nothing of the rate. */
+const minHistoryMs = 1000;
+/** Tells apart limiter instances (processes, or several in one process) in limiter_rates. */
+let instanceSeq = 0;
 
 const defaultRow = (key: string): KeyRow => ({
   key,
@@ -131,6 +143,8 @@ class SqliteLimiter implements Limiter {
   /** Requests this process admitted, and responses the provider accepted (not 429). */
   readonly #meter = new RateMeter();
   readonly #accepted = new RateMeter();
+  readonly #instance = `${process.pid}.${++instanceSeq}`;
+  #publishedAt = Number.NEGATIVE_INFINITY;
   readonly #book: (plan: Plan, a: number, b: number, tokens: number, maxWaitMs: number) => Booking;
   readonly #undo: (rpm: Booked | null, tpm: Booked | null) => void;
   #row: KeyRow;
@@ -230,6 +244,7 @@ class SqliteLimiter implements Limiter {
       }
     }
     if (changed) this.#refresh(now, true);
+    if (now - this.#publishedAt >= publishEveryMs && this.#learning()) this.#publishRates(now);
   }
 
   snapshot(): LimiterSnapshot {
@@ -348,6 +363,35 @@ class SqliteLimiter implements Limiter {
     this.#sql.raise.run({ key: this.#key, kind: bucket.kind, shards: bucket.shards, floor, now });
   }
 
+  /** True while no limit is configured or reported, so a 429 may set the rate by AIMD. */
+  #learning(): boolean {
+    return this.#settings.rpm === undefined && this.#row.header_rpm === null;
+  }
+
+  #publishRates(now: number): void {
+    this.#publishedAt = now;
+    this.#sql.publishRates.run({
+      key: this.#key,
+      process: this.#instance,
+      accepted: this.#accepted.perMinute(now),
+      admitted: this.#meter.perMinute(now),
+      since: Math.min(this.#meter.since ?? now, this.#accepted.since ?? now),
+      at: now,
+    });
+  }
+
+  /**
+   * What every instance on the key admitted and got accepted lately (per minute), and since when
+   * the oldest of them has been measuring. Each process sees only its share of the key's traffic.
+   */
+  #sharedRates(now: number): { accepted: number; admitted: number; historyMs: number } {
+    this.#sql.dropRates.run({ key: this.#key, before: now - ratesKeepMs });
+    this.#publishRates(now);
+    const shared = this.#sql.sharedRates.get({ key: this.#key, fresh: now - ratesFreshMs });
+    const since = shared?.since ?? now;
+    return { accepted: shared?.accepted ?? 0, admitted: shared?.admitted ?? 0, historyMs: now - since };
+  }
+
   #on429(now: number, info: RateLimitInfo): void {
     this.#db
       .transaction(() => {
@@ -361,12 +405,20 @@ class SqliteLimiter implements Limiter {
         let aimdAt = row.aimd_at;
         const unknown = this.#settings.rpm === undefined && row.header_rpm === null;
         // aimd_at is when growth starts: until then, 429s answer requests booked at the old rate.
-        if (unknown && !hasLimitHeaders(info) && (aimdAt === null || now >= aimdAt)) {
-          const decreased = decreasedRate(
-            aimdRpm !== null && aimdAt !== null ? aimdRate(aimdRpm, aimdAt, now) : null,
-            this.#accepted.perMinute(now),
-            this.#meter.perMinute(now),
-          );
+        const shared =
+          unknown && !hasLimitHeaders(info) && (aimdAt === null || now >= aimdAt)
+            ? this.#sharedRates(now)
+            : null;
+        if (shared !== null) {
+          const current = aimdRpm !== null && aimdAt !== null ? aimdRate(aimdRpm, aimdAt, now) : null;
+          // Before a second of history the meters have seen one opening burst, not a rate (most
+          // answers are still in flight): pace at that burst per second rather than cut below it.
+          const decreased =
+            shared.historyMs >= minHistoryMs
+              ? decreasedRate(current, shared.accepted, shared.admitted)
+              : shared.admitted > 0
+                ? Math.min(current ?? Number.POSITIVE_INFINITY, shared.admitted)
+                : null;
           if (decreased !== null) {
             aimdRpm = decreased;
             aimdAt = Math.max(now, until, this.#bookedUntil()) + aimdMinGapMs;

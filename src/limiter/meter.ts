@@ -22,6 +22,11 @@ export class RateMeter {
     this.#counts[i] = (this.#counts[i] ?? 0) + count;
   }
 
+  /** When the first event was recorded; undefined before any. */
+  get since(): number | undefined {
+    return this.#firstAt;
+  }
+
   /** Admitted per minute over the window (at least one second, so a single burst is not read as a huge rate). */
   perMinute(nowMs: number): number {
     if (this.#firstAt === undefined) return 0;

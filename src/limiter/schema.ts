@@ -34,6 +34,17 @@ const steps = [
      updated_at REAL NOT NULL,
      PRIMARY KEY (key, kind, shard)
    ) WITHOUT ROWID;`,
+  // One row per limiter instance learning a key by AIMD: its recent accepted and admitted rates,
+  // so a 429's decrease starts from what the whole key got through, not one process's share.
+  `CREATE TABLE limiter_rates (
+     key TEXT NOT NULL,
+     process TEXT NOT NULL,
+     accepted REAL NOT NULL,
+     admitted REAL NOT NULL,
+     since REAL NOT NULL,
+     at REAL NOT NULL,
+     PRIMARY KEY (key, process)
+   ) WITHOUT ROWID;`,
 ];
 
 export function migrateLimiter(db: Db): void {
@@ -68,6 +79,14 @@ export interface ShardRow {
   shard: number;
   tat: number;
   updated_at: number;
+}
+
+/** True when `limiter_rates` exists (databases last migrated before it was added do not have it). */
+export function hasRatesTable(db: Db): boolean {
+  const row = db
+    .prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'limiter_rates'")
+    .get() as { n: number };
+  return row.n === 1;
 }
 
 /** True when the limiter tables exist (status and reset never create them). */

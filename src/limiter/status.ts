@@ -1,7 +1,7 @@
 import type { Db } from '../db/open.ts';
 import type { BucketKind } from './layout.ts';
 import { aimdRate } from './learn.ts';
-import { hasLimiterTables, type KeyRow, type ShardRow } from './schema.ts';
+import { hasLimiterTables, hasRatesTable, type KeyRow, type ShardRow } from './schema.ts';
 
 export interface ShardStatus {
   shard: number;
@@ -117,6 +117,7 @@ export function resetLimiterState(db: Db, prefix: string | undefined): string[] 
         .all(p) as string[];
       db.prepare(`DELETE FROM limiter_shards WHERE ${match}`).run(p);
       db.prepare(`DELETE FROM limiter_keys WHERE ${match}`).run(p);
+      if (hasRatesTable(db)) db.prepare(`DELETE FROM limiter_rates WHERE ${match}`).run(p);
       return keys.sort();
     })
     .immediate();

@@ -27,6 +27,14 @@ export interface Statements {
   pauseUntil: Statement<[{ key: string; until: number; reason: string; now: number }]>;
   clearStrikes: Statement<[string]>;
   on429: Statement<[Record<string, string | number | null>]>;
+  publishRates: Statement<
+    [{ key: string; process: string; accepted: number; admitted: number; since: number; at: number }]
+  >;
+  sharedRates: Statement<
+    [{ key: string; fresh: number }],
+    { accepted: number; admitted: number; since: number | null }
+  >;
+  dropRates: Statement<[{ key: string; before: number }]>;
 }
 
 export function prepare(db: Db): Statements {
@@ -108,5 +116,19 @@ export function prepare(db: Db): Statements {
          paused_until = max(paused_until, @until), strikes = @strikes, aimd_rpm = @aimd_rpm, aimd_at = @aimd_at,
          observed_at = coalesce(observed_at, @now), updated_at = @now`,
     ),
+    publishRates: db.prepare(
+      `INSERT INTO limiter_rates (key, process, accepted, admitted, since, at)
+       VALUES (@key, @process, @accepted, @admitted, @since, @at)
+       ON CONFLICT (key, process) DO UPDATE SET accepted = excluded.accepted, admitted = excluded.admitted,
+         since = excluded.since, at = excluded.at`,
+    ),
+    sharedRates: db.prepare<
+      [{ key: string; fresh: number }],
+      { accepted: number; admitted: number; since: number | null }
+    >(
+      `SELECT coalesce(sum(accepted), 0) AS accepted, coalesce(sum(admitted), 0) AS admitted, min(since) AS since
+       FROM limiter_rates WHERE key = @key AND at >= @fresh`,
+    ),
+    dropRates: db.prepare('DELETE FROM limiter_rates WHERE key = @key AND at < @before'),
   };
 }
