@@ -174,3 +174,21 @@ describe('the client against the mock provider over node:http', () => {
     }
   });
 });
+
+describe('content shapes some gateways send', () => {
+  test('content as an array of text parts is joined', () => {
+    const body = JSON.stringify({
+      choices: [
+        {
+          message: {
+            content: [
+              { type: 'text', text: '{"a":' },
+              { type: 'text', text: '1}' },
+            ],
+          },
+        },
+      ],
+    });
+    assert.equal(parseCompletion(body, '').content, '{"a":1}');
+  });
+});

@@ -230,6 +230,16 @@ async function callWithPolicies(
     }
     if (!reservation.ok) {
       releaseProbe();
+      const now = ctx.clock.now();
+      if (reservation.delayMs >= 2000 && now - lastWaitEvent > 5000) {
+        lastWaitEvent = now;
+        ctx.events.emit({
+          type: 'rate_limited',
+          batchId: ctx.batchId,
+          waitMs: reservation.delayMs,
+          reason: reservation.message,
+        });
+      }
       if (ctx.deadlineMs !== undefined && ctx.clock.now() + reservation.delayMs > ctx.deadlineMs) {
         throw new FlashcardsError(
           'deadline',

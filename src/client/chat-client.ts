@@ -82,6 +82,18 @@ interface CompletionBody {
   error?: { message?: unknown };
 }
 
+/** Some gateways send content as an array of parts ({type: 'text', text}) instead of a string. */
+function textOf(content: unknown): unknown {
+  if (!Array.isArray(content)) return content;
+  return content
+    .map((part) =>
+      part && typeof part === 'object' && typeof (part as { text?: unknown }).text === 'string'
+        ? (part as { text: string }).text
+        : '',
+    )
+    .join('');
+}
+
 /** Local models sometimes wrap JSON in a Markdown fence despite response_format. */
 function unfence(content: string): string {
   const m = /^\s*```(?:json)?\s*\n([\s\S]*?)\n?```\s*$/.exec(content);
@@ -107,7 +119,7 @@ export function parseCompletion(text: string, promptText: string): Omit<ChatResu
   if (body.error)
     throw invalidResponseError(`provider sent an error in a 200 response: ${String(body.error.message)}`);
   const choice = body.choices?.[0];
-  const content = choice?.message?.content;
+  const content = textOf(choice?.message?.content);
   if (typeof choice?.message?.refusal === 'string' && choice.message.refusal) {
     throw invalidResponseError(`the model refused: ${choice.message.refusal.slice(0, 200)}`);
   }
