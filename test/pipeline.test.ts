@@ -91,7 +91,7 @@ describe('stage schemas', () => {
     assert.match(sent, /"minItems":1/);
     assert.match(sent, /"maxItems":4/);
   });
-  test('the analysis schema rejects extra fields and accepts a full analysis', () => {
+  test('the analysis schema accepts a full analysis, strips extra fields and refuses missing ones', () => {
     const analysis = {
       term: '사과',
       lemma: '사과',
@@ -104,7 +104,34 @@ describe('stage schemas', () => {
       nearSynonyms: [],
     };
     assert.equal(analysisSchema.safeParse(analysis).success, true);
-    assert.equal(analysisSchema.safeParse({ ...analysis, extra: 1 }).success, false);
+    const extra = analysisSchema.safeParse({ ...analysis, extra: 1 });
+    assert.equal(extra.success, true);
+    assert.equal(extra.success && 'extra' in extra.data, false);
+    const { mnemonic: _m, ...missing } = analysis;
+    assert.equal(analysisSchema.safeParse(missing).success, false);
     assert.equal(analysisSchema.safeParse({ ...analysis, meanings: [] }).success, false);
+  });
+});
+
+describe('the schema sent to the provider', () => {
+  test('closes every object (additionalProperties: false) and requires every property', () => {
+    const visit = (node: unknown): void => {
+      if (Array.isArray(node)) {
+        for (const child of node) visit(child);
+        return;
+      }
+      if (!node || typeof node !== 'object') return;
+      const n = node as Record<string, unknown>;
+      if (n['type'] === 'object') {
+        assert.equal(n['additionalProperties'], false);
+        assert.deepEqual(
+          [...(n['required'] as string[])].sort(),
+          Object.keys(n['properties'] as object).sort(),
+        );
+      }
+      for (const v of Object.values(n)) visit(v);
+    };
+    visit(providerJsonSchema(analysisSchema));
+    visit(providerJsonSchema(cardsSchema));
   });
 });
