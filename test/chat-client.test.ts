@@ -4,12 +4,22 @@ import {
   type ChatRequest,
   createChatClient,
   parseCompletion,
-  requestBody,
   requestJson,
 } from '../src/client/chat-client.ts';
 import { nodeTransport } from '../src/client/transport.ts';
 import { isProviderError, type ProviderError } from '../src/core/errors.ts';
 import { type MockServer, startMockServer } from './support/mock-server.ts';
+
+/** The body as plain JSON.stringify would write it. */
+function requestBody(request: ChatRequest): Record<string, unknown> {
+  return {
+    model: request.model,
+    messages: request.messages,
+    response_format: request.responseFormat,
+    temperature: request.temperature,
+    max_tokens: request.maxTokens,
+  };
+}
 
 const schema = {
   type: 'object',

@@ -1,8 +1,21 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { analysisSchema, cardsSchema, providerJsonSchema } from '../src/pipeline/schemas.ts';
-import { renderTemplate, renderTemplateSlow } from '../src/pipeline/template.ts';
+import { renderTemplate } from '../src/pipeline/template.ts';
 import { vocabularyPipeline } from '../src/pipeline/vocabulary.ts';
+
+/** A reference renderer: regex replacement on every call, as the first version did. */
+function renderTemplateSlow(template: string, values: Record<string, string | undefined>): string {
+  const withSections = template.replace(
+    /\{\{#(\w+)\}\}([\s\S]*?)\{\{\/\1\}\}/g,
+    (_match, name: string, body: string) => (values[name] ? body : ''),
+  );
+  return withSections.replace(/\{\{(\w+)\}\}/g, (_match, name: string) => {
+    const value = values[name];
+    if (value === undefined) throw new Error(`prompt template uses {{${name}}} but no value was given`);
+    return value;
+  });
+}
 
 describe('prompt templates', () => {
   const template =

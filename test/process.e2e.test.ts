@@ -239,3 +239,29 @@ describe('flashcards process offline and on bad input', () => {
     }
   });
 });
+
+describe('output format from the file name', () => {
+  test('-o cards.csv writes csv and -o cards.jsonl writes jsonl unless --format says otherwise', async () => {
+    const home = tempDir();
+    const env = cliEnv({ FLASHCARDS_HOME: home });
+    const csv = join(home, 'cards.csv');
+    assert.equal(
+      (await runCli(['process', fixture, '-o', csv, '--provider', 'mock', '--quiet'], { env })).code,
+      0,
+    );
+    assert.match(readFileSync(csv, 'utf8'), /^term,front,back,card_type,tags/);
+    const jsonl = join(home, 'cards.jsonl');
+    assert.equal(
+      (await runCli(['process', fixture, '-o', jsonl, '--provider', 'mock', '--quiet'], { env })).code,
+      0,
+    );
+    assert.doesNotThrow(() => JSON.parse(readFileSync(jsonl, 'utf8').split('\n')[0] ?? ''));
+    const forced = join(home, 'forced.csv');
+    const r = await runCli(
+      ['process', fixture, '-o', forced, '--format', 'anki', '--provider', 'mock', '--quiet'],
+      { env },
+    );
+    assert.equal(r.code, 0);
+    assert.match(readFileSync(forced, 'utf8'), /^#separator:tab/);
+  });
+});

@@ -18,7 +18,7 @@ import { dataPaths } from '../core/home.ts';
 import { publicUrl } from '../core/provider-key.ts';
 import { systemRandom } from '../core/random.ts';
 import { openDatabase } from '../db/open.ts';
-import { type OutputFormat, parseOutputFormat } from '../output/index.ts';
+import { type OutputFormat, outputFormatFromPath, parseOutputFormat } from '../output/index.ts';
 import type { Pipeline } from '../pipeline/types.ts';
 import { vocabularyPipeline } from '../pipeline/vocabulary.ts';
 import { openJsonLog } from '../ui/json-log.ts';
@@ -205,13 +205,18 @@ async function finishRun(f: Finished): Promise<ExitCodeType> {
 /** `flashcards process`: the whole pipeline, from a word list to a deck. */
 export async function processCommand(ctx: CommandContext, o: ProcessOptions): Promise<ExitCodeType> {
   const started = ctx.clock.now();
-  const { settings } = await loadSettings({
+  const { settings, sources } = await loadSettings({
     cwd: ctx.cwd,
     env: ctx.env,
     configFile: ctx.configFile,
     flags: o.flags,
   });
-  const format = parseOutputFormat(settings.format);
+  // `-o cards.csv` means csv unless a format was asked for somewhere (flag, env or config file).
+  const fromPath = o.output && o.output !== '-' ? outputFormatFromPath(o.output) : undefined;
+  const format =
+    fromPath && (sources['format']?.kind ?? 'default') === 'default'
+      ? fromPath
+      : parseOutputFormat(settings.format);
   checkOptions(o, settings);
   requireApiKey(settings);
   const paths = dataPaths(ctx.home);

@@ -51,16 +51,3 @@ export function compileTemplate(template: string): Render {
   compiled.set(template, render);
   return render;
 }
-
-/** The reference implementation (kept for tests): regex replacement on every call. */
-export function renderTemplateSlow(template: string, values: Record<string, string | undefined>): string {
-  const withSections = template.replace(
-    /\{\{#(\w+)\}\}([\s\S]*?)\{\{\/\1\}\}/g,
-    (_match, name: string, body: string) => (values[name] ? body : ''),
-  );
-  return withSections.replace(/\{\{(\w+)\}\}/g, (_match, name: string) => {
-    const value = values[name];
-    if (value === undefined) throw new Error(`prompt template uses {{${name}}} but no value was given`);
-    return value;
-  });
-}
