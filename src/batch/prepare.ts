@@ -4,7 +4,6 @@ import { join } from 'node:path';
 import { pipeline as pump } from 'node:stream/promises';
 import type { Clock } from '../core/clock.ts';
 import { FlashcardsError } from '../core/errors.ts';
-import { openInput } from '../input/index.ts';
 import { isOwnerAlive } from './owner.ts';
 import type { BatchMeta, BatchRecord, BatchStore, ItemData } from './store.ts';
 
@@ -81,6 +80,8 @@ export async function prepareBatch(o: PrepareOptions): Promise<{ batch: BatchRec
 }
 
 async function loadItems(o: PrepareOptions): Promise<number> {
+  // The parsers (csv-parse) load only when a batch is new: a resumed run never reads its input again.
+  const { openInput } = await import('../input/index.ts');
   const source = await openInput(o.inputPath, { name: o.displayName });
   let chunk: (ItemData & { idx: number })[] = [];
   let total = 0;

@@ -8,7 +8,6 @@ import { prepareBatch, spoolStdin } from '../batch/prepare.ts';
 import { DEADLINE_GRACE_MS, runSignals } from '../batch/run-signals.ts';
 import { LEASE_MS, type RunOutcome, runBatch } from '../batch/runner.ts';
 import { type BatchRecord, BatchStore } from '../batch/store.ts';
-import { createMockFetch } from '../client/mock-fetch.ts';
 import { fetchTransport } from '../client/transport.ts';
 import type { Settings } from '../config/index.ts';
 import { apiKeyVars, loadSettings, needsApiKey, PRESETS, suggestedKeyVar } from '../config/index.ts';
@@ -315,6 +314,13 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
       graceMs: Math.min(DEADLINE_GRACE_MS, settings.timeoutMs),
     });
     cleanup.push(() => signals.dispose());
+    // The offline mock (and its schema sampler) loads only when asked for.
+    const transport =
+      settings.provider === 'mock'
+        ? fetchTransport((await import('../client/mock-fetch.ts')).createMockFetch())
+        : o.fetch
+          ? fetchTransport(o.fetch)
+          : undefined;
     const job = composeJobContext({
       db,
       paths,
@@ -322,12 +328,7 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
       batchId: batch.id,
       owner,
       refresh: o.refresh,
-      transport:
-        settings.provider === 'mock'
-          ? fetchTransport(createMockFetch())
-          : o.fetch
-            ? fetchTransport(o.fetch)
-            : undefined,
+      transport,
       events,
       signals,
       deadlineMs,
