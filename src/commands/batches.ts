@@ -11,19 +11,35 @@ import { parseOutputFormat } from '../output/index.ts';
 import { vocabularyPipeline } from '../pipeline/vocabulary.ts';
 import type { CommandContext } from './context.ts';
 
-function openStore(ctx: CommandContext): BatchStore | undefined {
+/** Runs `fn` on the batch store, or on undefined when there is no state.db yet (nothing is created). */
+async function withStore<T>(
+  ctx: CommandContext,
+  fn: (store: BatchStore | undefined) => Promise<T> | T,
+): Promise<T> {
   const file = dataPaths(ctx.home).stateDb;
-  if (!existsSync(file)) return undefined;
-  return new BatchStore(openDatabase(file), () => ctx.clock.now());
+  const store = existsSync(file) ? new BatchStore(openDatabase(file), () => ctx.clock.now()) : undefined;
+  try {
+    return await fn(store);
+  } finally {
+    store?.db.close();
+  }
 }
 
-function findBatch(store: BatchStore | undefined, id: string): BatchRecord {
-  const batch = store?.get(id);
-  if (!batch)
-    throw new FlashcardsError('usage', `no batch ${id}`, {
-      hint: 'list batches with `flashcards batches list`',
-    });
-  return batch;
+/** Runs `fn` on one batch, or fails with exit 2 when there is no such batch. */
+function withBatch<T>(
+  ctx: CommandContext,
+  id: string,
+  fn: (store: BatchStore, batch: BatchRecord) => Promise<T> | T,
+): Promise<T> {
+  return withStore(ctx, (store) => {
+    const batch = store?.get(id);
+    if (!store || !batch) {
+      throw new FlashcardsError('usage', `no batch ${id}`, {
+        hint: 'list batches with `flashcards batches list`',
+      });
+    }
+    return fn(store, batch);
+  });
 }
 
 function percentile(sorted: number[], p: number): number | null {
@@ -37,8 +53,7 @@ async function table(head: string[]): Promise<{ push(row: string[]): void; toStr
 }
 
 export async function batchesList(ctx: CommandContext, opts: { json: boolean }): Promise<number> {
-  const store = openStore(ctx);
-  try {
+  return withStore(ctx, async (store) => {
     const rows = store
       ? (store.db.prepare('SELECT id FROM batches ORDER BY created_at DESC').all() as { id: string }[]).map(
           (r) => {
@@ -83,16 +98,12 @@ export async function batchesList(ctx: CommandContext, opts: { json: boolean }):
     }
     ctx.io.err(`${t.toString()}\n`);
     return ExitCode.ok;
-  } finally {
-    store?.db.close();
-  }
+  });
 }
 
 export async function batchesShow(ctx: CommandContext, opts: { id: string; json: boolean }): Promise<number> {
-  const store = openStore(ctx);
-  try {
-    const batch = findBatch(store, opts.id);
-    const db = store!.db;
+  return withBatch(ctx, opts.id, async (store, batch) => {
+    const db = store.db;
     const stages = (
       db
         .prepare(
@@ -116,8 +127,8 @@ export async function batchesShow(ctx: CommandContext, opts: { id: string; json:
       p99: percentile(durations, 99),
       max: durations.at(-1) ?? null,
     };
-    const failures = store!.failures(batch.id, 1000);
-    const counts = store!.counts(batch.id);
+    const failures = store.failures(batch.id, 1000);
+    const counts = store.counts(batch.id);
     const result = { ...batch, counts, stages, timingMs: timing, failures };
     if (opts.json) {
       ctx.io.out(`${JSON.stringify(result)}\n`);
@@ -147,33 +158,25 @@ export async function batchesShow(ctx: CommandContext, opts: { id: string; json:
     for (const f of failures.slice(0, 20))
       ctx.io.err(`failed item ${f.item + 1} "${f.term}": ${f.errorKind}: ${f.message}\n`);
     return ExitCode.ok;
-  } finally {
-    store?.db.close();
-  }
+  });
 }
 
 export async function batchesRetry(ctx: CommandContext, opts: { id: string }): Promise<number> {
-  const store = openStore(ctx);
-  try {
-    const batch = findBatch(store, opts.id);
-    const n = store!.requeueFailed(batch.id);
-    if (n > 0) store!.setStatus(batch.id, 'running');
+  return withBatch(ctx, opts.id, async (store, batch) => {
+    const n = store.requeueFailed(batch.id);
+    if (n > 0) store.setStatus(batch.id, 'running');
     ctx.io.err(
       `${n} failed item(s) of ${batch.id} queued again; run \`flashcards process --batch ${batch.id} <input>\` or the original command\n`,
     );
     return ExitCode.ok;
-  } finally {
-    store?.db.close();
-  }
+  });
 }
 
 export async function batchesExport(
   ctx: CommandContext,
   opts: { id: string; output: string; format?: string | undefined },
 ): Promise<number> {
-  const store = openStore(ctx);
-  try {
-    const batch = findBatch(store, opts.id);
+  return withBatch(ctx, opts.id, async (store, batch) => {
     const s = batch.settings;
     const format = parseOutputFormat(opts.format ?? batch.format);
     const pipeline = vocabularyPipeline({
@@ -181,28 +184,24 @@ export async function batchesExport(
       targetLanguage: String(s['targetLanguage'] ?? 'English'),
     });
     const output = opts.output === '-' ? '-' : resolve(ctx.cwd, opts.output);
-    const written = await exportBatch(store!, batch.id, pipeline, output, format, {
+    const written = await exportBatch(store, batch.id, pipeline, output, format, {
       deck: String(s['deck'] ?? 'Korean Vocabulary'),
       noteType: String(s['noteType'] ?? 'Basic'),
       tags: Array.isArray(s['tags']) ? (s['tags'] as string[]) : [],
     });
-    const counts = store!.counts(batch.id);
+    const counts = store.counts(batch.id);
     ctx.io.err(
       `wrote ${written.cards} cards for ${counts.done} of ${counts.total} items to ${written.path}\n`,
     );
     return ExitCode.ok;
-  } finally {
-    store?.db.close();
-  }
+  });
 }
 
 export async function batchesRm(ctx: CommandContext, opts: { id: string }): Promise<number> {
-  const store = openStore(ctx);
-  try {
-    const batch = findBatch(store, opts.id);
+  return withBatch(ctx, opts.id, async (store, batch) => {
     // Deleting under a running batch would leave it nothing to write: ask for the run to end first.
     const probe = newOwnerId();
-    const conflict = store!.joinRun(batch.id, probe, true, 1000, isOwnerAlive);
+    const conflict = store.joinRun(batch.id, probe, true, 1000, isOwnerAlive);
     if (conflict) {
       throw new FlashcardsError(
         'locked',
@@ -212,10 +211,8 @@ export async function batchesRm(ctx: CommandContext, opts: { id: string }): Prom
         },
       );
     }
-    store!.delete(batch.id);
+    store.delete(batch.id);
     ctx.io.err(`deleted batch ${batch.id}\n`);
     return ExitCode.ok;
-  } finally {
-    store?.db.close();
-  }
+  });
 }

@@ -283,15 +283,14 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
         },
       );
     }
-    cleanup.push(() => {
+    // Hand back this run's leases and registration, at the end or on a second Ctrl-C.
+    const leave = (): void => {
       store.releaseLeases(owner);
       store.leaveRun(owner);
-    });
+    };
+    cleanup.push(leave);
+    o.onHardExit?.(leave);
     if (o.retryFailed) store.requeueFailed(batch.id);
-    o.onHardExit?.(() => {
-      store.releaseLeases(owner);
-      store.leaveRun(owner);
-    });
     store.setOutput(batch.id, output === '-' ? null : output, format);
 
     const log = openJsonLog(paths.logs, () => ctx.clock.now(), owner.split(':').slice(1).join('-'));
