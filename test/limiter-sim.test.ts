@@ -125,44 +125,50 @@ function dbFile(): string {
   return path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'fc-')), 'state.db');
 }
 
+/** One process against a fake provider at `rpm` (null = unlimited), with 100±50 ms latency by default. */
+async function singleRun(o: {
+  seed: number;
+  rpm: number | null;
+  sendHeaders: boolean;
+  limit?: number | undefined;
+  items: number;
+  concurrency?: number;
+  latency?: (random: Random) => () => number;
+}): Promise<{ took: number; stats: Awaited<ReturnType<typeof runPool>> }> {
+  const clock = new FakeClock();
+  const random = seededRandom(o.seed);
+  const start = clock.now();
+  const provider = new FakeProvider(clock, {
+    rpm: o.rpm,
+    burstSeconds: 1,
+    sendHeaders: o.sendHeaders,
+    latency: (o.latency ?? ((r) => jitter(r, 50, 150)))(random),
+    uplink: o.latency ? () => 0 : jitter(random, 0, 5),
+  });
+  const limiter = createLimiter(openDatabase(':memory:'), 'p|m|k', { ...base, rpm: o.limit }, { clock });
+  const work = runPool(clock, limiter, provider, {
+    items: o.items,
+    concurrency: o.concurrency ?? 20,
+    random,
+    name: 'a',
+  });
+  await drive(clock, work);
+  const stats = await work;
+  return { took: stats.finishedAt - start, stats };
+}
+
 describe('whole runs against a rate-limited provider (fake time)', () => {
   test('told 600 RPM (provider burst 1 s, 100±50 ms latency): 200 requests within 1/0.9 of ideal, <=1% 429s', async () => {
-    const clock = new FakeClock();
-    const random = seededRandom(1);
-    const start = clock.now();
-    const provider = new FakeProvider(clock, {
-      rpm: 600,
-      burstSeconds: 1,
-      sendHeaders: true,
-      latency: jitter(random, 50, 150),
-      uplink: jitter(random, 0, 5),
-    });
-    const limiter = createLimiter(openDatabase(':memory:'), 'p|m|k', { ...base, rpm: 600 }, { clock });
-    const work = runPool(clock, limiter, provider, { items: 200, concurrency: 20, random, name: 'a' });
-    await drive(clock, work);
-    const stats = await work;
+    const { took, stats } = await singleRun({ seed: 1, rpm: 600, sendHeaders: true, limit: 600, items: 200 });
     const ideal = (200 / 600) * 60_000;
-    assert.ok(stats.finishedAt - start <= ideal / 0.9, `took ${stats.finishedAt - start} ms`);
+    assert.ok(took <= ideal / 0.9, `took ${took} ms`);
     assert.ok(stats.rateLimited <= 2, `${stats.rateLimited} 429s`);
   });
 
   test('not told (provider at 300 RPM with headers): finishes with >=75% utilisation and <=10% 429s', async () => {
-    const clock = new FakeClock();
-    const random = seededRandom(2);
-    const start = clock.now();
-    const provider = new FakeProvider(clock, {
-      rpm: 300,
-      burstSeconds: 1,
-      sendHeaders: true,
-      latency: jitter(random, 50, 150),
-      uplink: jitter(random, 0, 5),
-    });
-    const limiter = createLimiter(openDatabase(':memory:'), 'p|m|k', base, { clock });
-    const work = runPool(clock, limiter, provider, { items: 200, concurrency: 20, random, name: 'a' });
-    await drive(clock, work);
-    const stats = await work;
+    const { took, stats } = await singleRun({ seed: 2, rpm: 300, sendHeaders: true, items: 200 });
     const ideal = (200 / 300) * 60_000;
-    assert.ok(ideal / (stats.finishedAt - start) >= 0.75, `took ${stats.finishedAt - start} ms`);
+    assert.ok(ideal / took >= 0.75, `took ${took} ms`);
     assert.ok(stats.rateLimited <= 0.1 * stats.requests, `${stats.rateLimited} 429s of ${stats.requests}`);
   });
 
@@ -193,23 +199,17 @@ describe('whole runs against a rate-limited provider (fake time)', () => {
   });
 
   test('an unlimited provider without headers runs at full concurrency (5000 requests, 50 workers, 50 ms)', async () => {
-    const clock = new FakeClock();
-    const random = seededRandom(4);
-    const start = clock.now();
-    const provider = new FakeProvider(clock, {
+    const { took, stats } = await singleRun({
+      seed: 4,
       rpm: null,
-      burstSeconds: 1,
       sendHeaders: false,
-      latency: () => 50,
-      uplink: () => 0,
+      items: 5000,
+      concurrency: 50,
+      latency: () => () => 50,
     });
-    const limiter = createLimiter(openDatabase(':memory:'), 'p|m|k', base, { clock });
-    const work = runPool(clock, limiter, provider, { items: 5000, concurrency: 50, random, name: 'a' });
-    await drive(clock, work);
-    const stats = await work;
     assert.equal(stats.rateLimited, 0);
     // Ideal 5 s; the first request alone probes for limits (one round trip).
-    assert.ok(stats.finishedAt - start <= 5000 * 1.1, `took ${stats.finishedAt - start} ms`);
+    assert.ok(took <= 5000 * 1.1, `took ${took} ms`);
   });
 
   test('two processes learning an unknown 1200 RPM provider without headers: >=75% utilisation, <=10% 429s over 60 s', async () => {
@@ -241,22 +241,9 @@ describe('whole runs against a rate-limited provider (fake time)', () => {
   });
 
   test('a provider at 300 RPM sending no headers at all: AIMD keeps >=80% utilisation with <=15% 429s', async () => {
-    const clock = new FakeClock();
-    const random = seededRandom(5);
-    const start = clock.now();
-    const provider = new FakeProvider(clock, {
-      rpm: 300,
-      burstSeconds: 1,
-      sendHeaders: false,
-      latency: jitter(random, 50, 150),
-      uplink: jitter(random, 0, 5),
-    });
-    const limiter = createLimiter(openDatabase(':memory:'), 'p|m|k', base, { clock });
-    const work = runPool(clock, limiter, provider, { items: 300, concurrency: 20, random, name: 'a' });
-    await drive(clock, work);
-    const stats = await work;
+    const { took, stats } = await singleRun({ seed: 5, rpm: 300, sendHeaders: false, items: 300 });
     const ideal = (300 / 300) * 60_000;
-    assert.ok(ideal / (stats.finishedAt - start) >= 0.8, `took ${stats.finishedAt - start} ms`);
+    assert.ok(ideal / took >= 0.8, `took ${took} ms`);
     assert.ok(stats.rateLimited <= 0.15 * stats.requests, `${stats.rateLimited} 429s of ${stats.requests}`);
   });
 });
