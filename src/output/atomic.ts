@@ -12,14 +12,14 @@ interface Where {
 }
 
 /**
- * Streams `chunks` into a temp file beside `file`, fsyncs it and renames it over `file`, so readers
- * (and a crash at any moment) see either the old file or the complete new one. On failure the temp
- * file is removed; file-system errors become usage errors naming the path, anything else (such
- * as an error from the chunk source) is rethrown as it is.
+ * Streams `chunks` (strings as UTF-8, or raw bytes) into a temp file beside `file`, fsyncs it and
+ * renames it over `file`, so readers (and a crash at any moment) see either the old file or the
+ * complete new one. On failure the temp file is removed; file-system errors become usage errors
+ * naming the path, anything else (such as an error from the chunk source) is rethrown as it is.
  */
 export async function writeFileAtomic(
   file: string,
-  chunks: AsyncIterable<string>,
+  chunks: AsyncIterable<string | Uint8Array>,
 ): Promise<{ bytes: number; path: string }> {
   const target = resolve(file);
   const dir = dirname(target);
@@ -33,7 +33,7 @@ export async function writeFileAtomic(
     // Replacing a file keeps its permissions, as an in-place write would have.
     if (mode !== undefined) await handle.chmod(mode);
     let bytes = 0;
-    for await (const chunk of chunks) bytes += await writeAll(handle, Buffer.from(chunk, 'utf8'));
+    for await (const chunk of chunks) bytes += await writeAll(handle, toBuffer(chunk));
     await handle.sync();
     await handle.close();
     handle = undefined;
@@ -64,6 +64,12 @@ async function checkTarget(target: string, dir: string, where: Where): Promise<n
     if (err.code === 'ENOENT') return undefined;
     throw writeError(where, err);
   }
+}
+
+function toBuffer(chunk: string | Uint8Array): Buffer {
+  return typeof chunk === 'string'
+    ? Buffer.from(chunk, 'utf8')
+    : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
 }
 
 async function writeAll(handle: FileHandle, buffer: Buffer): Promise<number> {
