@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { Argument, Command, CommanderError, Option } from 'commander';
 import type { CommandContext } from './commands/context.ts';
-import { ExitCode, FlashcardsError, isFlashcardsError } from './core/errors.ts';
+import { ExitCode, FlashcardsError, isFlashcardsError, usageError } from './core/errors.ts';
+import { OUTPUT_FORMATS } from './output/types.ts';
 
 /**
  * The command-line entry: declares commands and options, lazily imports each handler (so
@@ -53,6 +54,11 @@ function configFlags(cmd: Command): Record<string, unknown> {
     maxAttempts: 'retry.maxAttempts',
     maxWait: 'breaker.maxWait',
     deck: 'deck',
+    noteType: 'noteType',
+    tags: 'tags',
+    fields: 'fields',
+    pipeline: 'pipeline',
+    ankiUrl: 'ankiConnectUrl',
     sourceLanguage: 'sourceLanguage',
     targetLanguage: 'targetLanguage',
     cacheTtl: 'cache.ttl',
@@ -97,7 +103,21 @@ export function buildProgram(): Command {
       .description('Make flashcards for every term in a word list (CSV, TSV or text; - for stdin)')
       .argument('<input>', 'word list file, or - for stdin')
       .option('-o, --output <file>', 'output file (- for stdout; default <input>.deck.tsv)')
-      .addOption(new Option('--format <format>', 'output format').choices(['anki', 'csv', 'jsonl']))
+      .option('--stdout', 'write the deck to stdout (same as -o -)')
+      .addOption(
+        new Option('--format <format>', 'output format (default from the -o extension, else anki)').choices(
+          OUTPUT_FORMATS,
+        ),
+      )
+      .option('--pipeline <name|file>', 'built-in pipeline (vocabulary, cloze, topics) or a pipeline file')
+      .option('--fields <list>', 'fields/columns to write, in order, e.g. Front,Back,tags')
+      .addOption(
+        new Option('--to <destination>', 'where the cards go: a file, or a running Anki').choices([
+          'file',
+          'anki-connect',
+        ]),
+      )
+      .option('--anki-url <url>', 'AnkiConnect address (default http://127.0.0.1:8765)')
       .option('--concurrency <n>', 'requests in flight at once (default 8)')
       .option('--timeout <duration>', 'per-request timeout, e.g. 30s (default 60s)')
       .option('--rpm <n>', 'requests per minute allowed by your provider')
@@ -110,7 +130,9 @@ export function buildProgram(): Command {
         'longest wait for an open circuit breaker before stopping (default 3m)',
       )
       .option('--max-duration <duration>', 'stop cleanly after this long, e.g. 25m (for cron)')
-      .option('--deck <name>', 'Anki deck name')
+      .option('--deck <name>', "Anki deck name (default: the pipeline's)")
+      .option('--note-type <name>', "Anki note type (default: the pipeline's)")
+      .option('--tags <list>', 'tags added to every card, comma-separated (default flashcards)')
       .option('--source-language <lang>', 'language of the terms (default Korean)')
       .option('--target-language <lang>', "learner's language (default English)")
       .option('--cache-ttl <duration>', 'how long cached responses live, e.g. 30d (0 = forever)')
@@ -147,9 +169,13 @@ Examples:
       const { processCommand } = await import('./commands/process.ts');
       const signals = installSignalHandlers(ctx);
       try {
+        if (opts['stdout'] && opts['output'] !== undefined && opts['output'] !== '-') {
+          throw usageError('--stdout and -o name two outputs; use one of them');
+        }
         process.exitCode = await processCommand(ctx, {
           input,
-          output: opts['output'] as string | undefined,
+          output: opts['stdout'] ? '-' : (opts['output'] as string | undefined),
+          to: opts['to'] as 'file' | 'anki-connect' | undefined,
           flags,
           json: Boolean(opts['json']),
           progress: opts['progress'] !== false,
@@ -376,13 +402,18 @@ Examples:
     .description('Write the deck from stored results, without any API call')
     .argument('<id>')
     .requiredOption('-o, --output <file>', 'output file (- for stdout)')
-    .addOption(new Option('--format <format>', 'output format').choices(['anki', 'csv', 'jsonl']))
+    .addOption(new Option('--format <format>', 'output format').choices(OUTPUT_FORMATS))
+    .option('--fields <list>', 'fields/columns to write, in order, e.g. Front,Back,tags')
     .action(
-      run(async (ctx, id: string, opts: { output: string; format?: string }) =>
+      run(async (ctx, id: string, opts: { output: string; format?: string; fields?: string }) =>
         (await import('./commands/batches.ts')).batchesExport(ctx, {
           id,
           output: opts.output,
           format: opts.format,
+          fields: opts.fields
+            ?.split(',')
+            .map((f) => f.trim())
+            .filter(Boolean),
         }),
       ),
     );
@@ -391,6 +422,37 @@ Examples:
     .description('Delete a batch and its stored results')
     .argument('<id>')
     .action(run(async (ctx, id: string) => (await import('./commands/batches.ts')).batchesRm(ctx, { id })));
+
+  const pipelines = program
+    .command('pipelines')
+    .description('List the built-in pipelines and show one as an editable pipeline file')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ flashcards pipelines list
+  $ flashcards pipelines show vocabulary > my-pipeline.yaml
+  $ flashcards process words.csv --pipeline my-pipeline.yaml`,
+    );
+  pipelines
+    .command('list')
+    .description('Built-in pipelines with their stages and card fields')
+    .option('--json', 'machine-readable output')
+    .action(
+      run(async (ctx, opts: { json?: boolean }) =>
+        (await import('./commands/pipelines.ts')).pipelinesList(ctx, { json: Boolean(opts.json) }),
+      ),
+    );
+  pipelines
+    .command('show')
+    .description('One pipeline (built-in name or file) as a self-contained YAML file, prompts inline')
+    .argument('<name|file>')
+    .option('--json', 'as JSON instead of YAML')
+    .action(
+      run(async (ctx, ref: string, opts: { json?: boolean }) =>
+        (await import('./commands/pipelines.ts')).pipelinesShow(ctx, { ref, json: Boolean(opts.json) }),
+      ),
+    );
 
   const config = program
     .command('config')

@@ -132,6 +132,8 @@ describe('completionScript for bash', () => {
       'anki',
       'csv',
       'jsonl',
+      'json',
+      'apkg',
     ]);
     assert.deepEqual(bashComplete(file, '_flashcards', ['flashcards', 'process', '--provider', 'o']), [
       'openrouter',
@@ -186,6 +188,8 @@ describe('completionScript for zsh', { skip: has('zsh') ? false : 'zsh is not in
       'anki',
       'csv',
       'jsonl',
+      'json',
+      'apkg',
     ]);
     assert.deepEqual(zshComplete(file, ['flashcards', '--home', '']), ['<files -/>']);
     assert.deepEqual(zshComplete(file, ['flashcards', 'process', '-o', '']), ['<files>']);
@@ -213,7 +217,13 @@ describe('completionScript for fish', { skip: has('fish') ? false : 'fish is not
       'isolate',
       'status',
     ]);
-    assert.deepEqual(fishComplete(file, 'flashcards process --format '), ['anki', 'csv', 'jsonl']);
+    assert.deepEqual(fishComplete(file, 'flashcards process --format '), [
+      'anki',
+      'apkg',
+      'csv',
+      'json',
+      'jsonl',
+    ]);
     assert.deepEqual(fishComplete(file, 'flashcards process --dry'), ['--dry-run']);
     assert.deepEqual(fishComplete(file, 'flashcards process --concurrency '), []);
   });

@@ -44,10 +44,13 @@ const defaults: Settings = {
   apiKeySource: undefined,
   sourceLanguage: 'Korean',
   targetLanguage: 'English',
+  pipeline: 'vocabulary',
   deck: 'Korean Vocabulary',
   noteType: 'Basic',
   tags: ['flashcards'],
+  fields: undefined,
   format: 'anki',
+  ankiConnectUrl: 'http://127.0.0.1:8765',
   concurrency: 8,
   timeoutMs: 60_000,
   maxTokens: 1500,
@@ -443,7 +446,7 @@ describe('loadSettings: errors name the source, the key and what is allowed', ()
   test('enums, groups and whole-file shapes', async () => {
     assert.equal(
       await fileError('.flashcardrc', 'format: docx\n'),
-      '.flashcardrc: format must be one of anki, csv, jsonl, got "docx"',
+      '.flashcardrc: format must be one of anki, csv, jsonl, json, apkg, got "docx"',
     );
     assert.equal(
       await fileError('.flashcardrc', 'limiter: 5\n'),
@@ -495,7 +498,7 @@ describe('schema documentation', () => {
 
   test('describeKeys lists each key with a description and its file-form default', () => {
     const keys = describeKeys();
-    assert.equal(keys.length, 35);
+    assert.equal(keys.length, 38);
     assert.deepEqual(
       keys.find((k) => k.path === 'timeout'),
       { path: 'timeout', description: 'Timeout for one API request', default: '60s' },

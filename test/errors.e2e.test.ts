@@ -150,7 +150,7 @@ describe('flag errors exit 2 with one or two lines', { concurrency: 4 }, () => {
   test('an unknown --format lists the allowed choices', async () => {
     const box = sandbox();
     const r = await run(box, ['process', fixture, '--format', 'xml', '--provider', 'mock']);
-    assertUsageError(r, /^error: .*'xml' is invalid\. Allowed choices are anki, csv, jsonl\.$/m);
+    assertUsageError(r, /^error: .*'xml' is invalid\. Allowed choices are anki, csv, jsonl, json, apkg\.$/m);
   });
 
   test('--concurrency abc says an integer is expected and what was given', async () => {

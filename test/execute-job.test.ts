@@ -12,10 +12,13 @@ import type { RunEvent } from '../src/core/events.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { openDatabase } from '../src/db/open.ts';
 import { createLimiter } from '../src/limiter/index.ts';
-import { vocabularyPipeline } from '../src/pipeline/vocabulary.ts';
+import { loadPipeline } from '../src/pipeline/registry.ts';
 import { CircuitBreaker, defaultBreakerSettings, RetryPolicy } from '../src/resilience/index.ts';
 
-const pipeline = vocabularyPipeline({ sourceLanguage: 'Korean', targetLanguage: 'English' });
+const pipeline = loadPipeline('vocabulary', process.cwd(), {
+  sourceLanguage: 'Korean',
+  targetLanguage: 'English',
+});
 const cardsStage = pipeline.stages[1]!;
 const goodCards = JSON.stringify({
   cards: [{ front: '사과', back: 'apple', cardType: 'recognition', tags: ['food'] }],

@@ -14,16 +14,21 @@ import { describe, test } from 'node:test';
 import { isFlashcardsError } from '../src/core/errors.ts';
 import { type CardRecord, type DeckMeta, writeOutput } from '../src/output/index.ts';
 
-const meta: DeckMeta = { deck: 'Korean', noteType: 'Basic', tags: [] };
+const meta: DeckMeta = {
+  deck: 'Korean',
+  noteType: 'Basic',
+  tags: [],
+  fields: ['Front', 'Back'],
+  columns: ['term', 'Front', 'Back', 'tags'],
+};
 
 function card(i: number): CardRecord {
   return {
     item: i,
     term: `단어${i}`,
-    front: `단어${i}`,
-    back: `word number ${i}`,
-    cardType: 'basic',
+    fields: { Front: `단어${i}`, Back: `word number ${i}` },
     tags: [],
+    key: `단어${i}`,
   };
 }
 
@@ -56,7 +61,7 @@ describe('atomic file output', () => {
     const result = await writeOutput(file, 'csv', [card(0), card(1)], meta);
     assert.equal(
       readFileSync(file, 'utf8'),
-      'term,front,back,card_type,tags\r\n단어0,단어0,word number 0,basic,\r\n단어1,단어1,word number 1,basic,\r\n',
+      'term,Front,Back,tags\r\n단어0,단어0,word number 0,\r\n단어1,단어1,word number 1,\r\n',
     );
     assert.equal(statSync(file).mode & 0o777, 0o640);
     assert.deepEqual(readdirSync(dir), ['deck.csv']);

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
 import { describe, test } from 'node:test';
 import { isFlashcardsError } from '../src/core/errors.ts';
+import { chooseColumns } from '../src/output/columns.ts';
+import { noteGuid } from '../src/output/guid.ts';
 import {
   type CardRecord,
   type DeckMeta,
@@ -15,18 +17,28 @@ import {
 } from '../src/output/index.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'fc-output-'));
-const meta: DeckMeta = { deck: 'Korean::Top 1000', noteType: 'Basic', tags: ['korean', 'top 1000'] };
+const meta: DeckMeta = {
+  deck: 'Korean::Top 1000',
+  noteType: 'Basic',
+  tags: ['korean', 'top 1000'],
+  fields: ['Front', 'Back'],
+  columns: ['term', 'Front', 'Back', 'tags'],
+};
 
 const cards: CardRecord[] = [
-  { item: 0, term: '가다', front: '가다', back: 'to go', cardType: 'recognition', tags: ['verb'] },
+  {
+    item: 0,
+    term: '가다',
+    fields: { Front: '가다', Back: 'to go' },
+    tags: ['verb'],
+    key: '가다|recognition',
+  },
   {
     item: 1,
     term: '<b>',
-    front: '<b>&"\'',
-    back: 'line one\nline two\tafter a tab',
-    cardType: 'recognition',
+    fields: { Front: '<b>&"\'', Back: 'line one\nline two\tafter a tab' },
     tags: ['html test', 'korean'],
-    extra: { romanization: 'b' },
+    key: '<b>|recognition',
   },
 ];
 
@@ -34,42 +46,66 @@ async function written(
   name: string,
   format: Parameters<typeof writeOutput>[1],
   list = cards,
+  deck = meta,
 ): Promise<string> {
   const file = join(dir, name);
-  await writeOutput(file, format, list, meta);
+  await writeOutput(file, format, list, deck);
   return readFileSync(file, 'utf8');
 }
 
 describe('anki format', () => {
-  test('starts with the header lines that configure Anki’s import', async () => {
+  test('starts with the header lines that configure Anki’s import (2.1.55+)', async () => {
     const lines = (await written('header.txt', 'anki', [])).split('\n');
     assert.deepEqual(lines, [
       '#separator:tab',
       '#html:true',
       '#deck:Korean::Top 1000',
       '#notetype:Basic',
-      '#columns:Front\tBack\tTags',
+      '#columns:Front\tBack\tTags\tGUID',
       '#tags column:3',
+      '#guid column:4',
       '',
     ]);
   });
 
-  test('writes one line per card: escaped HTML, <br> for newlines, spaces for tabs, then tags', async () => {
-    const lines = (await written('deck.txt', 'anki')).split('\n').slice(6);
+  test('writes one line per card: escaped HTML, <br> for newlines, spaces for tabs, tags, GUID', async () => {
+    const lines = (await written('deck.txt', 'anki')).split('\n').slice(7);
     assert.deepEqual(lines, [
-      '가다\tto go\tverb korean top_1000',
-      '&lt;b&gt;&amp;&quot;&#39;\tline one<br>line two after a tab\thtml_test korean top_1000',
+      `가다\tto go\tverb korean top_1000\t${noteGuid('가다|recognition')}`,
+      `&lt;b&gt;&amp;&quot;&#39;\tline one<br>line two after a tab\thtml_test korean top_1000\t${noteGuid('<b>|recognition')}`,
       '',
     ]);
   });
 
   test('fields are trimmed, CRLF is one <br>, and header values cannot break the header', async () => {
     const file = join(dir, 'trim.txt');
-    const card: CardRecord = { item: 0, term: 'x', front: '  x \n', back: 'a\r\nb', cardType: 't', tags: [] };
-    await writeOutput(file, 'anki', [card], { deck: 'A\nB', noteType: 'Basic', tags: [] });
+    const card: CardRecord = {
+      item: 0,
+      term: 'x',
+      fields: { Front: '  x \n', Back: 'a\r\nb' },
+      tags: [],
+      key: 'x',
+    };
+    await writeOutput(file, 'anki', [card], { ...meta, deck: 'A\nB', tags: [] });
     const lines = readFileSync(file, 'utf8').split('\n');
     assert.equal(lines[2], '#deck:A B');
-    assert.equal(lines[6], 'x\ta<br>b\t');
+    assert.equal(lines[7], `x\ta<br>b\t\t${noteGuid('x')}`);
+  });
+
+  test('--fields chooses and orders the note fields; without tags there is no tags column', async () => {
+    const chosen = { ...meta, ...chooseColumns(['Front', 'Back'], ['back', 'term']) };
+    const lines = (await written('chosen.txt', 'anki', cards, chosen)).split('\n');
+    assert.equal(lines[4], '#columns:Back\tterm\tGUID');
+    assert.equal(lines[5], '#guid column:3');
+    assert.equal(lines[6], `to go\t가다\t${noteGuid('가다|recognition')}`);
+  });
+});
+
+describe('note GUIDs', () => {
+  test('are stable per key, differ between keys and use no quote, tab or backslash', () => {
+    assert.equal(noteGuid('가다|recognition'), noteGuid('가다|recognition'));
+    assert.notEqual(noteGuid('가다|recognition'), noteGuid('가다|production'));
+    for (let i = 0; i < 500; i++) assert.match(noteGuid(`k${i}`), /^[^"'\t\\ ]{1,11}$/);
   });
 });
 
@@ -78,41 +114,72 @@ describe('csv format', () => {
     const content = await written('deck.csv', 'csv');
     assert.equal(
       content,
-      'term,front,back,card_type,tags\r\n' +
-        '가다,가다,to go,recognition,verb korean top_1000\r\n' +
-        '<b>,"<b>&""\'","line one\nline two\tafter a tab",recognition,html_test korean top_1000\r\n',
+      'term,Front,Back,tags\r\n' +
+        '가다,가다,to go,verb korean top_1000\r\n' +
+        '<b>,"<b>&""\'","line one\nline two\tafter a tab",html_test korean top_1000\r\n',
     );
   });
 
   test('quotes commas and edge spaces', async () => {
-    const card: CardRecord = { item: 0, term: 'a,b', front: ' padded', back: 'x', cardType: 't', tags: [] };
+    const card: CardRecord = {
+      item: 0,
+      term: 'a,b',
+      fields: { Front: ' padded', Back: 'x' },
+      tags: [],
+      key: 'a',
+    };
     const content = await written('quote.csv', 'csv', [card]);
-    assert.equal(content.split('\r\n')[1], '"a,b"," padded",x,t,korean top_1000');
+    assert.equal(content.split('\r\n')[1], '"a,b"," padded",x,korean top_1000');
+  });
+
+  test('--fields picks the columns in the given order', async () => {
+    const chosen = { ...meta, ...chooseColumns(['Front', 'Back'], ['tags', 'BACK']) };
+    assert.equal(
+      await written('picked.csv', 'csv', cards.slice(0, 1), chosen),
+      'tags,Back\r\nverb korean top_1000,to go\r\n',
+    );
   });
 });
 
-describe('jsonl format', () => {
-  test('writes one parseable object per card with every field and the merged tags', async () => {
+describe('json formats', () => {
+  test('jsonl: one parseable object per card with the chosen columns, the merged tags and the key', async () => {
     const lines = (await written('deck.jsonl', 'jsonl')).split('\n');
     assert.equal(lines.length, 3);
     assert.equal(lines[2], '');
     assert.deepEqual(JSON.parse(lines[0]!), {
       item: 0,
       term: '가다',
-      front: '가다',
-      back: 'to go',
-      cardType: 'recognition',
+      fields: { Front: '가다', Back: 'to go' },
       tags: ['verb', 'korean', 'top_1000'],
+      key: '가다|recognition',
     });
-    assert.deepEqual(JSON.parse(lines[1]!), {
-      item: 1,
-      term: '<b>',
-      front: '<b>&"\'',
-      back: 'line one\nline two\tafter a tab',
-      cardType: 'recognition',
-      tags: ['html_test', 'korean', 'top_1000'],
-      extra: { romanization: 'b' },
+    assert.equal(JSON.parse(lines[1]!).fields.Front, '<b>&"\'');
+  });
+
+  test('json: one array, streamed, empty when there are no cards', async () => {
+    const parsed = JSON.parse(await written('deck.json', 'json')) as Array<{ term: string }>;
+    assert.deepEqual(
+      parsed.map((c) => c.term),
+      ['가다', '<b>'],
+    );
+    assert.deepEqual(JSON.parse(await written('empty.json', 'json', [])), []);
+  });
+});
+
+describe('choosing columns', () => {
+  test('defaults to term, every field, tags; an unknown name is a usage error with a suggestion', () => {
+    assert.deepEqual(chooseColumns(['Front', 'Back'], undefined), {
+      fields: ['Front', 'Back'],
+      columns: ['term', 'Front', 'Back', 'tags'],
     });
+    assert.throws(
+      () => chooseColumns(['Front', 'Back'], ['Frnt']),
+      (e: unknown) =>
+        isFlashcardsError(e) &&
+        e.exitCode === 2 &&
+        /"Frnt" is not a field of this pipeline \(did you mean Front\?\)/.test(e.message),
+    );
+    assert.throws(() => chooseColumns(['Front'], ['tags']), /at least one field besides tags/);
   });
 });
 
@@ -170,8 +237,8 @@ describe('writeOutput', () => {
 });
 
 describe('format names', () => {
-  test('parseOutputFormat accepts the three names in any case', () => {
-    assert.deepEqual(OUTPUT_FORMATS, ['anki', 'csv', 'jsonl']);
+  test('parseOutputFormat accepts the format names in any case', () => {
+    assert.deepEqual(OUTPUT_FORMATS, ['anki', 'csv', 'jsonl', 'json', 'apkg']);
     assert.equal(parseOutputFormat(' JSONL '), 'jsonl');
     assert.equal(parseOutputFormat('anki'), 'anki');
   });
@@ -183,16 +250,24 @@ describe('format names', () => {
         isFlashcardsError(e) &&
         e.kind === 'usage' &&
         e.exitCode === 2 &&
-        e.message === 'unknown --format "xml"; expected anki, csv or jsonl',
+        e.message === 'unknown --format "xml"; expected anki, csv, jsonl, json, apkg',
     );
   });
 
   test('outputFormatFromPath reads the extension', () => {
     assert.deepEqual(
-      ['deck.csv', 'deck.JSONL', 'deck.ndjson', 'deck.txt', 'deck.tsv', 'deck.apkg', '-'].map(
-        outputFormatFromPath,
-      ),
-      ['csv', 'jsonl', 'jsonl', 'anki', 'anki', undefined, undefined],
+      [
+        'deck.csv',
+        'deck.JSONL',
+        'deck.ndjson',
+        'deck.json',
+        'deck.txt',
+        'deck.tsv',
+        'deck.apkg',
+        'deck',
+        '-',
+      ].map(outputFormatFromPath),
+      ['csv', 'jsonl', 'jsonl', 'json', 'anki', 'anki', 'apkg', undefined, undefined],
     );
   });
 });

@@ -1,26 +1,22 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { analysisSchema, cardsSchema, providerJsonSchema } from '../src/pipeline/schemas.ts';
-import { renderTemplate } from '../src/pipeline/template.ts';
-import { vocabularyPipeline } from '../src/pipeline/vocabulary.ts';
+import { isFlashcardsError } from '../src/core/errors.ts';
+import { compilePipeline } from '../src/pipeline/compile.ts';
+import { parseDefinition } from '../src/pipeline/definition.ts';
+import { builtinPipelineNames, loadPipeline, loadPipelineDefinition } from '../src/pipeline/registry.ts';
+import { providerJsonSchema } from '../src/pipeline/schemas.ts';
+import { compileTemplate, renderTemplate } from '../src/pipeline/template.ts';
 
-/** A reference renderer: regex replacement on every call, as the first version did. */
-function renderTemplateSlow(template: string, values: Record<string, string | undefined>): string {
-  const withSections = template.replace(
-    /\{\{#(\w+)\}\}([\s\S]*?)\{\{\/\1\}\}/g,
-    (_match, name: string, body: string) => (values[name] ? body : ''),
-  );
-  return withSections.replace(/\{\{(\w+)\}\}/g, (_match, name: string) => {
-    const value = values[name];
-    if (value === undefined) throw new Error(`prompt template uses {{${name}}} but no value was given`);
-    return value;
-  });
-}
+const english = { sourceLanguage: 'Korean', targetLanguage: 'English' };
+const root = new URL('..', import.meta.url).pathname;
 
-describe('prompt templates', () => {
+describe('templates', () => {
   const template =
     'Term: {{term}}\n{{#type}}Type: {{type}}\n{{/type}}{{#context}}Context:\n{{context}}\n{{/context}}end';
-  test('inserts values and keeps sections only when their value is non-empty', () => {
+  test('insert values and keep sections only when their value is non-empty', () => {
     assert.equal(
       renderTemplate(template, { term: '사과', type: 'noun', context: undefined }),
       'Term: 사과\nType: noun\nend',
@@ -29,33 +25,44 @@ describe('prompt templates', () => {
       renderTemplate(template, { term: 'x', type: '', context: '- a: b' }),
       'Term: x\nContext:\n- a: b\nend',
     );
+    assert.equal(renderTemplate('{{term}}', { term: '$&' }), '$&');
   });
-  test('the compiled renderer matches the reference renderer', () => {
-    for (const values of [
-      { term: 'a', type: 'b', context: 'c' },
-      { term: '$&', type: undefined, context: undefined },
-    ]) {
-      assert.equal(renderTemplate(template, values), renderTemplateSlow(template, values));
-    }
+  test('follow dotted paths; lists of strings join, objects become JSON, missing values are empty', () => {
+    const scope = { a: { b: 'x', list: ['p', 'q'], obj: { k: 1 }, n: 3 } };
+    assert.equal(renderTemplate('{{a.b}}|{{a.list}}|{{a.n}}|{{a.none}}|{{a.list.1}}', scope), 'x|p, q|3||q');
+    assert.equal(renderTemplate('{{a.obj}}', scope), '{\n  "k": 1\n}');
+    assert.equal(renderTemplate('{{#a.none}}hidden{{/a.none}}{{#a.list}}shown{{/a.list}}', scope), 'shown');
   });
-  test('a missing value is an error naming it', () => {
-    assert.throws(() => renderTemplate('{{term}} {{lemma}}', { term: 'x' }), /\{\{lemma\}\}/);
+  test('list the variables they use, and keep a lone variable’s raw value', () => {
+    const t = compileTemplate('{{#row.level}}{{row.level}}{{/row.level}} {{explain.pattern}}');
+    assert.deepEqual([...t.variables].sort(), ['explain.pattern', 'row.level']);
+    assert.deepEqual(compileTemplate('{{card.tags}}').value({ card: { tags: ['a', 'b'] } }), ['a', 'b']);
   });
 });
 
-describe('the vocabulary pipeline', () => {
-  const pipeline = vocabularyPipeline({ sourceLanguage: 'Korean', targetLanguage: 'English' });
-  test('has an analyze stage then a cards stage, each with a strict json_schema response format', () => {
+describe('the built-in pipelines', () => {
+  test('vocabulary, cloze and topics are all valid pipeline files', () => {
+    assert.deepEqual(builtinPipelineNames(), ['cloze', 'topics', 'vocabulary']);
+    for (const name of builtinPipelineNames()) {
+      const p = loadPipeline(name, root, english);
+      assert.equal(p.name, name);
+      assert.equal(p.source, 'built-in');
+      assert.ok(p.fields.length >= 2);
+    }
+  });
+
+  const pipeline = loadPipeline('vocabulary', root, english);
+  test('vocabulary: an analyze stage then a cards stage, each with a strict json_schema response format', () => {
     assert.deepEqual(
       pipeline.stages.map((s) => s.name),
       ['analyze', 'cards'],
     );
+    assert.deepEqual(pipeline.fields, ['Front', 'Back']);
     for (const stage of pipeline.stages) {
       assert.equal(stage.responseFormat.type, 'json_schema');
       assert.equal(stage.responseFormat.json_schema.strict, true);
       assert.equal(stage.responseFormat.json_schema.name, stage.name);
       assert.equal(stage.jsonSchema['additionalProperties'], false);
-      assert.equal('$schema' in stage.jsonSchema, false);
     }
   });
   test('the analyze prompt carries the term, its type and context columns; the cards prompt the analysis', () => {
@@ -72,39 +79,40 @@ describe('the vocabulary pipeline', () => {
     assert.match(m2[1]!.content, /"lemma": "먹다"/);
   });
   test('languages are settings', () => {
-    const ja = vocabularyPipeline({ sourceLanguage: 'Japanese', targetLanguage: 'German' });
+    const ja = loadPipeline('vocabulary', root, { sourceLanguage: 'Japanese', targetLanguage: 'German' });
     const system = ja.stages[0]!.buildMessages({ item: { term: '食べる', context: {} }, previous: {} })[0]!
       .content;
     assert.match(system, /Japanese/);
     assert.match(system, /German/);
   });
-  test('cards are mapped with part of speech and card-type tags, empty cards dropped', () => {
+  test('cards carry fields, tags (card, part of speech, card type) and a stable key; empty fronts are dropped', () => {
     const cards = pipeline.toCards(
       { term: '사과', context: {} },
       {
-        analyze: { partOfSpeech: 'Noun' },
+        analyze: { partOfSpeech: 'noun' },
         cards: {
           cards: [
             { front: '사과', back: 'apple', cardType: 'recognition', tags: ['food'] },
             { front: ' ', back: 'x', cardType: 'usage', tags: [] },
+            { front: 'apple', back: '사과', cardType: 'recognition', tags: [] },
           ],
         },
       },
     );
     assert.deepEqual(cards, [
-      { front: '사과', back: 'apple', cardType: 'recognition', tags: ['food', 'noun', 'card::recognition'] },
+      {
+        fields: { Front: '사과', Back: 'apple' },
+        tags: ['food', 'noun', 'card::recognition'],
+        key: '사과|recognition',
+      },
+      {
+        fields: { Front: 'apple', Back: '사과' },
+        tags: ['noun', 'card::recognition'],
+        key: '사과|recognition#2',
+      },
     ]);
   });
-});
-
-describe('stage schemas', () => {
-  test('the schema sent to the provider is no stricter than the local validator', () => {
-    const sent = JSON.stringify(providerJsonSchema(cardsSchema));
-    assert.doesNotMatch(sent, /minLength/);
-    assert.match(sent, /"minItems":1/);
-    assert.match(sent, /"maxItems":4/);
-  });
-  test('the analysis schema accepts a full analysis, strips extra fields and refuses missing ones', () => {
+  test('the answer validator requires every property, refuses bad values and strips extra keys', () => {
     const analysis = {
       term: '사과',
       lemma: '사과',
@@ -116,13 +124,18 @@ describe('stage schemas', () => {
       mnemonic: '',
       nearSynonyms: [],
     };
-    assert.equal(analysisSchema.safeParse(analysis).success, true);
-    const extra = analysisSchema.safeParse({ ...analysis, extra: 1 });
+    const schema = pipeline.stages[0]!.schema;
+    assert.equal(schema.safeParse(analysis).success, true);
+    const extra = schema.safeParse({ ...analysis, extra: 1 });
     assert.equal(extra.success, true);
-    assert.equal(extra.success && 'extra' in extra.data, false);
     const { mnemonic: _m, ...missing } = analysis;
-    assert.equal(analysisSchema.safeParse(missing).success, false);
-    assert.equal(analysisSchema.safeParse({ ...analysis, meanings: [] }).success, false);
+    assert.equal(schema.safeParse(missing).success, false);
+    assert.equal(schema.safeParse({ ...analysis, meanings: [] }).success, false);
+    assert.equal(
+      pipeline.stages[1]!.schema.safeParse({ cards: [{ front: 'a', back: 'b', cardType: 'x', tags: [] }] })
+        .success,
+      false,
+    );
   });
 });
 
@@ -142,9 +155,107 @@ describe('the schema sent to the provider', () => {
           Object.keys(n['properties'] as object).sort(),
         );
       }
-      for (const v of Object.values(n)) visit(v);
+      for (const [k, v] of Object.entries(n)) {
+        if (k === 'properties') for (const p of Object.values(v as object)) visit(p);
+        else visit(v);
+      }
     };
-    visit(providerJsonSchema(analysisSchema));
-    visit(providerJsonSchema(cardsSchema));
+    for (const name of builtinPipelineNames()) {
+      for (const stage of loadPipeline(name, root, english).stages) visit(stage.jsonSchema);
+    }
+    // A property called "properties" is a property, not a keyword.
+    const odd = providerJsonSchema({ type: 'object', properties: { properties: { type: 'string' } } });
+    assert.deepEqual(odd['required'], ['properties']);
+  });
+});
+
+describe('pipeline files', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'fc-pipeline-'));
+  const base = {
+    name: 'mine',
+    stages: [
+      {
+        name: 'one',
+        user: 'Term: {{term}}',
+        schema: { type: 'object', properties: { a: { type: 'string' } } },
+      },
+    ],
+    cards: { from: 'one', fields: { Front: '{{term}}', Back: '{{one.a}}' } },
+  };
+  const problem = (text: string): string => {
+    try {
+      parseDefinition(text, 'p.yaml', dir);
+    } catch (e) {
+      assert.ok(isFlashcardsError(e), String(e));
+      assert.equal(e.exitCode, 2);
+      return e.message;
+    }
+    assert.fail('the definition was accepted');
+  };
+
+  test('JSON is accepted as well as YAML', () => {
+    const def = parseDefinition(JSON.stringify(base), 'p.json', dir);
+    const p = compilePipeline(def, english);
+    assert.deepEqual(p.toCards({ term: 't', context: {} }, { one: { a: 'x' } }), [
+      { fields: { Front: 't', Back: 'x' }, tags: [], key: 't' },
+    ]);
+  });
+  test('every problem names the file and the place in it', () => {
+    assert.match(problem('name: [unclosed'), /^pipeline p\.yaml: line 1, column \d+: /);
+    assert.match(problem(JSON.stringify({ ...base, stages: [] })), /^pipeline p\.yaml: stages: /);
+    assert.match(
+      problem(JSON.stringify({ ...base, stages: [{ ...base.stages[0], usr: 'x' }] })),
+      /^pipeline p\.yaml: stages\[0\]: unknown key "usr"/,
+    );
+    assert.match(
+      problem(JSON.stringify({ ...base, stages: [{ ...base.stages[0], schema: { type: 'array' } }] })),
+      /stages\[0\]\.schema\.type: must be "object"/,
+    );
+    assert.match(
+      problem(
+        JSON.stringify({
+          ...base,
+          stages: [{ ...base.stages[0], schema: { type: 'object', properties: { a: { type: 'strin' } } } }],
+        }),
+      ),
+      /stages\[0\]\.schema: not a usable JSON Schema/,
+    );
+    assert.match(
+      problem(JSON.stringify({ ...base, cards: { ...base.cards, fields: { Front: '{{one.a}} {{tern}}' } } })),
+      /cards\.fields\.Front: \{\{tern\}\} is not a known variable \(did you mean term\?\)/,
+    );
+    assert.match(
+      problem(JSON.stringify({ ...base, cards: { ...base.cards, from: 'two' } })),
+      /cards\.from: "two" does not start with a stage name/,
+    );
+    assert.match(
+      problem(JSON.stringify({ ...base, stages: [{ ...base.stages[0], user: { file: 'missing.md' } }] })),
+      /stages\[0\]\.user\.file: cannot read missing\.md/,
+    );
+  });
+  test('a stage may only read the stages before it', () => {
+    const two = {
+      ...base,
+      stages: [
+        { ...base.stages[0], user: '{{two.b}}' },
+        { name: 'two', user: '{{one.a}}', schema: { type: 'object', properties: { b: { type: 'string' } } } },
+      ],
+    };
+    assert.match(problem(JSON.stringify(two)), /stages\[0\]\.user: \{\{two\.b\}\} is not a known variable/);
+  });
+  test('the fixture pipeline loads from a path; an unknown name lists the built-in ones', () => {
+    const def = loadPipelineDefinition('fixtures/pipelines/grammar.yaml', root);
+    assert.deepEqual(
+      def.stages.map((s) => s.name),
+      ['explain', 'practice'],
+    );
+    assert.match(def.prompts[0]!.system ?? '', /grammar teacher/);
+    assert.throws(
+      () => loadPipelineDefinition('vocabluary', root),
+      /unknown pipeline "vocabluary" \(did you mean vocabulary\?\); built-in: cloze, topics, vocabulary/,
+    );
+    const file = join(dir, 'x.yaml');
+    writeFileSync(file, 'name: x\n');
+    assert.throws(() => loadPipelineDefinition(file, root), /pipeline .*x\.yaml: stages: /);
   });
 });

@@ -124,7 +124,7 @@ describe('flashcards process against an OpenAI-compatible server', () => {
     const csv = join(home, 'x.csv');
     const r2 = await runCli(['process', fixture, '--format', 'csv', '-o', csv, '--quiet'], { env });
     assert.equal(r2.code, 0, r2.stderr);
-    assert.match(readFileSync(csv, 'utf8'), /^term,front,back,card_type,tags\r?\n/);
+    assert.match(readFileSync(csv, 'utf8'), /^term,Front,Back,tags\r?\n/);
   });
 
   test('a rejected API key aborts with exit 3 and a clear message', async () => {
@@ -249,7 +249,7 @@ describe('output format from the file name', () => {
       (await runCli(['process', fixture, '-o', csv, '--provider', 'mock', '--quiet'], { env })).code,
       0,
     );
-    assert.match(readFileSync(csv, 'utf8'), /^term,front,back,card_type,tags/);
+    assert.match(readFileSync(csv, 'utf8'), /^term,Front,Back,tags/);
     const jsonl = join(home, 'cards.jsonl');
     assert.equal(
       (await runCli(['process', fixture, '-o', jsonl, '--provider', 'mock', '--quiet'], { env })).code,

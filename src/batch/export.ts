@@ -3,10 +3,16 @@ import { writeOutput } from '../output/index.ts';
 import type { Pipeline } from '../pipeline/types.ts';
 import type { BatchStore } from './store.ts';
 
-/**
- * Writes a batch's deck from stored results, in input order, without any provider call.
- * The file is replaced atomically; items that failed or are unfinished are left out.
- */
+/** A batch's cards from stored results, in input order; failed and unfinished items are left out. */
+export function* batchCards(store: BatchStore, batchId: string, pipeline: Pipeline): Generator<CardRecord> {
+  for (const { idx, item, results } of store.finishedItems(batchId)) {
+    for (const card of pipeline.toCards(item, results)) {
+      yield { item: idx, term: item.term, ...card };
+    }
+  }
+}
+
+/** Writes a batch's deck from stored results without any provider call; the file is replaced atomically. */
 export async function exportBatch(
   store: BatchStore,
   batchId: string,
@@ -15,13 +21,6 @@ export async function exportBatch(
   format: OutputFormat,
   meta: DeckMeta,
 ): Promise<{ cards: number; path: string }> {
-  function* cards(): Generator<CardRecord> {
-    for (const { idx, item, results } of store.finishedItems(batchId)) {
-      for (const card of pipeline.toCards(item, results)) {
-        yield { item: idx, term: item.term, ...card };
-      }
-    }
-  }
-  const written = await writeOutput(output, format, cards(), meta);
+  const written = await writeOutput(output, format, batchCards(store, batchId, pipeline), meta);
   return { cards: written.cards, path: written.path };
 }

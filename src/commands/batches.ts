@@ -7,8 +7,9 @@ import { formatDuration } from '../core/duration.ts';
 import { ExitCode, FlashcardsError } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
 import { openDatabase } from '../db/open.ts';
-import { parseOutputFormat } from '../output/index.ts';
-import { vocabularyPipeline } from '../pipeline/vocabulary.ts';
+import { deckMeta } from '../output/deck-meta.ts';
+import { outputFormatFromPath, parseOutputFormat } from '../output/index.ts';
+import { DEFAULT_PIPELINE, loadPipeline } from '../pipeline/registry.ts';
 import type { CommandContext } from './context.ts';
 
 /** Runs `fn` on the batch store, or on undefined when there is no state.db yet (nothing is created). */
@@ -174,21 +175,35 @@ export async function batchesRetry(ctx: CommandContext, opts: { id: string }): P
 
 export async function batchesExport(
   ctx: CommandContext,
-  opts: { id: string; output: string; format?: string | undefined },
+  opts: { id: string; output: string; format?: string | undefined; fields?: string[] | undefined },
 ): Promise<number> {
   return withBatch(ctx, opts.id, async (store, batch) => {
     const s = batch.settings;
-    const format = parseOutputFormat(opts.format ?? batch.format);
-    const pipeline = vocabularyPipeline({
-      sourceLanguage: String(s['sourceLanguage'] ?? 'Korean'),
-      targetLanguage: String(s['targetLanguage'] ?? 'English'),
+    const format = parseOutputFormat(
+      opts.format ?? (opts.output === '-' ? undefined : outputFormatFromPath(opts.output)) ?? batch.format,
+    );
+    const text = (key: string): string | undefined =>
+      typeof s[key] === 'string' ? (s[key] as string) : undefined;
+    const list = (key: string): string[] | undefined =>
+      Array.isArray(s[key]) ? (s[key] as unknown[]).map(String) : undefined;
+    const pipeline = loadPipeline(text('pipelineRef') ?? DEFAULT_PIPELINE, ctx.cwd, {
+      sourceLanguage: text('sourceLanguage') ?? 'Korean',
+      targetLanguage: text('targetLanguage') ?? 'English',
     });
     const output = opts.output === '-' ? '-' : resolve(ctx.cwd, opts.output);
-    const written = await exportBatch(store, batch.id, pipeline, output, format, {
-      deck: String(s['deck'] ?? 'Korean Vocabulary'),
-      noteType: String(s['noteType'] ?? 'Basic'),
-      tags: Array.isArray(s['tags']) ? (s['tags'] as string[]) : [],
-    });
+    const written = await exportBatch(
+      store,
+      batch.id,
+      pipeline,
+      output,
+      format,
+      deckMeta(pipeline, {
+        deck: text('deck'),
+        noteType: text('noteType'),
+        tags: list('tags') ?? [],
+        fields: opts.fields ?? list('fields'),
+      }),
+    );
     const counts = store.counts(batch.id);
     ctx.io.err(
       `wrote ${written.cards} cards for ${counts.done} of ${counts.total} items to ${written.path}\n`,

@@ -9,8 +9,8 @@ import { ExitCode } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
 import { systemRandom } from '../core/random.ts';
 import { openInput } from '../input/index.ts';
+import { loadPipeline } from '../pipeline/registry.ts';
 import type { Stage } from '../pipeline/types.ts';
-import { vocabularyPipeline } from '../pipeline/vocabulary.ts';
 import type { CommandContext } from './context.ts';
 import { costOf } from './process.ts';
 
@@ -37,7 +37,7 @@ export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<num
     configFile: ctx.configFile,
     flags: o.flags,
   });
-  const pipeline = vocabularyPipeline(settings);
+  const pipeline = loadPipeline(settings.pipeline, ctx.cwd, settings);
   const source = await openInput(o.input === '-' ? '-' : resolve(ctx.cwd, o.input), { stdin: o.stdin });
   const paths = dataPaths(ctx.home);
   const cache =

@@ -1,7 +1,7 @@
 import { rmSync, statSync } from 'node:fs';
 import { basename, dirname, extname, resolve } from 'node:path';
 import { composeJobContext } from '../batch/compose.ts';
-import { exportBatch } from '../batch/export.ts';
+import { batchCards, exportBatch } from '../batch/export.ts';
 import { identifyBatch } from '../batch/identify.ts';
 import { isOwnerAlive, newOwnerId, ownerPid } from '../batch/owner.ts';
 import { prepareBatch, spoolStdin } from '../batch/prepare.ts';
@@ -17,9 +17,15 @@ import { dataPaths } from '../core/home.ts';
 import { publicUrl } from '../core/provider-key.ts';
 import { systemRandom } from '../core/random.ts';
 import { openDatabase } from '../db/open.ts';
-import { type OutputFormat, outputFormatFromPath, parseOutputFormat } from '../output/index.ts';
+import { type DeckChoice, deckMeta } from '../output/deck-meta.ts';
+import {
+  type DeckMeta,
+  type OutputFormat,
+  outputFormatFromPath,
+  parseOutputFormat,
+} from '../output/index.ts';
+import { loadPipeline, pipelineRef } from '../pipeline/registry.ts';
 import type { Pipeline } from '../pipeline/types.ts';
-import { vocabularyPipeline } from '../pipeline/vocabulary.ts';
 import { openJsonLog } from '../ui/json-log.ts';
 import { createProgress } from '../ui/progress.ts';
 import { printSummary, type RunSummary } from '../ui/summary.ts';
@@ -28,6 +34,8 @@ import type { CommandContext } from './context.ts';
 export interface ProcessOptions {
   input: string;
   output?: string | undefined;
+  /** Where the cards go: a file (default), or a running Anki through AnkiConnect. */
+  to?: 'file' | 'anki-connect' | undefined;
   /** Config overrides from flags, keyed by config path (see config/load.ts). */
   flags: Record<string, unknown>;
   json: boolean;
@@ -52,9 +60,11 @@ const extensions: Record<OutputFormat, string> = {
   anki: '.deck.tsv',
   csv: '.cards.csv',
   jsonl: '.cards.jsonl',
+  json: '.cards.json',
+  apkg: '.apkg',
 };
 
-/** words.csv -> words.deck.tsv (or .cards.csv / .cards.jsonl); stdin -> deck.tsv / cards.csv / cards.jsonl. */
+/** words.csv -> words.deck.tsv (or .cards.csv, .apkg, ...); stdin -> deck.tsv / cards.csv / ... */
 function defaultOutput(input: string, format: OutputFormat, cwd: string): string {
   const name =
     input === '-' ? extensions[format].slice(1) : `${basename(input, extname(input))}${extensions[format]}`;
@@ -103,12 +113,52 @@ interface Finished {
   pipeline: Pipeline;
   events: EventSink;
   outcome: RunOutcome;
-  output: string;
+  /** null when the cards go to AnkiConnect only. */
+  output: string | null;
   format: OutputFormat;
+  meta: DeckMeta;
   started: number;
   skipped: number;
   counters: { requests: number; retries: number; cacheHits: number };
   log: string;
+}
+
+function isDefault(sources: Record<string, { kind: string } | undefined>, key: string): boolean {
+  return (sources[key]?.kind ?? 'default') === 'default';
+}
+
+interface PushSummary {
+  url: string;
+  cards: number;
+  added: number;
+  duplicates: number;
+  failed: number;
+}
+
+/** Fails before any work when Anki is not listening: a closed Anki must not surface after the run. */
+async function checkAnkiConnect(url: string): Promise<void> {
+  const { ankiConnectVersion } = await import('../output/anki-connect.ts');
+  await ankiConnectVersion(url);
+}
+
+async function pushBatch(f: Finished, url: string): Promise<PushSummary> {
+  const { pushToAnkiConnect } = await import('../output/anki-connect.ts');
+  const result = await pushToAnkiConnect(batchCards(f.store, f.batch.id, f.pipeline), f.meta, {
+    url,
+    signal: f.o.signal,
+  });
+  if (!f.o.quiet && !f.o.json) {
+    f.ctx.io.err(
+      `AnkiConnect: added ${result.added} note(s) to "${f.meta.deck}"${result.duplicates ? `, ${result.duplicates} already there` : ''}${result.failed ? `, ${result.failed} refused` : ''}\n`,
+    );
+  }
+  return {
+    url: publicUrl(url),
+    cards: result.added + result.duplicates + result.failed,
+    added: result.added,
+    duplicates: result.duplicates,
+    failed: result.failed,
+  };
 }
 
 /** After the run: the deck (when the batch is finished), the batch's status, and the summary. */
@@ -116,12 +166,9 @@ async function finishRun(f: Finished): Promise<ExitCodeType> {
   const { ctx, o, settings, store, batch, outcome, events } = f;
   const counts = outcome.counts;
   let written: { cards: number; path: string } | undefined;
-  if (outcome.status === 'complete') {
-    written = await exportBatch(store, batch.id, f.pipeline, f.output, f.format, {
-      deck: settings.deck,
-      noteType: settings.noteType,
-      tags: settings.tags,
-    });
+  let pushed: PushSummary | undefined;
+  if (outcome.status === 'complete' && f.output !== null) {
+    written = await exportBatch(store, batch.id, f.pipeline, f.output, f.format, f.meta);
     events.emit({
       type: 'output_written',
       batchId: batch.id,
@@ -129,6 +176,10 @@ async function finishRun(f: Finished): Promise<ExitCodeType> {
       cards: written.cards,
       format: f.format,
     });
+  }
+  if (outcome.status === 'complete' && o.to === 'anki-connect') {
+    pushed = await pushBatch(f, settings.ankiConnectUrl);
+    events.emit({ type: 'anki_connect_pushed', batchId: batch.id, ...pushed });
   }
   const exitCode: ExitCodeType =
     outcome.status === 'stopped'
@@ -163,7 +214,8 @@ async function finishRun(f: Finished): Promise<ExitCodeType> {
       pending: counts.pending,
       skipped: f.skipped,
     },
-    cards: written?.cards ?? 0,
+    cards: written?.cards ?? pushed?.cards ?? 0,
+    ...(pushed ? { ankiConnect: pushed } : {}),
     requests: f.counters.requests,
     cacheHits: f.counters.cacheHits,
     retries: f.counters.retries,
@@ -220,14 +272,32 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
   requireApiKey(settings);
   const paths = dataPaths(ctx.home);
   const owner = newOwnerId();
-  const pipeline = vocabularyPipeline(settings);
+  const pipeline = loadPipeline(settings.pipeline, ctx.cwd, settings);
+  const choice: DeckChoice = {
+    deck: isDefault(sources, 'deck') ? undefined : settings.deck,
+    noteType: isDefault(sources, 'noteType') ? undefined : settings.noteType,
+    tags: settings.tags,
+    fields: settings.fields,
+  };
+  const meta = deckMeta(pipeline, choice);
+  if (o.to === 'anki-connect') await checkAnkiConnect(settings.ankiConnectUrl);
   const displayName = o.input === '-' ? 'stdin' : o.input;
   const spooled = o.input === '-' ? await spoolStdin(ctx.home, o.stdin ?? process.stdin) : undefined;
   const inputPath = spooled ?? resolve(ctx.cwd, o.input);
   const output =
-    o.output === '-' ? '-' : resolve(ctx.cwd, o.output ?? defaultOutput(o.input, format, ctx.cwd));
+    o.output === '-'
+      ? '-'
+      : o.to === 'anki-connect' && o.output === undefined
+        ? null
+        : resolve(ctx.cwd, o.output ?? defaultOutput(o.input, format, ctx.cwd));
+  if (output === '-' && format === 'apkg')
+    throw usageError('an .apkg package cannot be written to stdout', 'give a file with -o deck.apkg');
   // Checked before anything is paid for: a typo in -o must not surface after the whole run.
-  if (output !== '-' && !statSync(dirname(output), { throwIfNoEntry: false })?.isDirectory()) {
+  if (
+    output !== null &&
+    output !== '-' &&
+    !statSync(dirname(output), { throwIfNoEntry: false })?.isDirectory()
+  ) {
     throw usageError(
       `cannot write ${basename(output)}: directory ${dirname(output)}/ does not exist`,
       `mkdir -p ${dirname(output)}`,
@@ -260,9 +330,8 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
         format,
         settings: {
           ...identity.shaping,
-          deck: settings.deck,
-          noteType: settings.noteType,
-          tags: settings.tags,
+          pipelineRef: pipelineRef(settings.pipeline, ctx.cwd),
+          ...choice,
         },
       },
       inputPath,
@@ -384,6 +453,7 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
       outcome,
       output,
       format,
+      meta,
       started,
       skipped: before.total - before.pending,
       counters: job.counters,

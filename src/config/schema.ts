@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseDuration } from '../core/duration.ts';
+import { OUTPUT_FORMATS, type OutputFormat } from '../output/types.ts';
 import { PROVIDERS, type ProviderPreset } from './presets.ts';
 
 /** What a valid value looks like, for one-line error messages. */
@@ -104,6 +105,20 @@ function url() {
   };
 }
 
+function nameList() {
+  const split = (v: unknown): unknown =>
+    typeof v === 'string'
+      ? v
+          .split(',')
+          .map((t) => t.trim())
+          .filter(Boolean)
+      : v;
+  return {
+    schema: z.preprocess(split, z.array(z.string().min(1)).min(1)),
+    shape: { noun: 'a comma-separated list of names' },
+  };
+}
+
 function tagList() {
   const split = (v: unknown): unknown =>
     typeof v === 'string'
@@ -181,10 +196,20 @@ export const configSchema = z.strictObject({
   ),
   sourceLanguage: setting(text(), 'Korean', 'Language of the words in your list'),
   targetLanguage: setting(text(), 'English', 'Language the cards explain them in'),
-  deck: setting(text(), 'Korean Vocabulary', 'Anki deck the cards go into'),
-  noteType: setting(text(), 'Basic', 'Anki note type'),
+  pipeline: setting(
+    text(),
+    'vocabulary',
+    'Built-in pipeline (vocabulary, cloze, topics) or the path of a pipeline file (.yaml/.json)',
+  ),
+  deck: setting(text(), 'Korean Vocabulary', "Anki deck the cards go into (default: the pipeline's)"),
+  noteType: setting(text(), 'Basic', "Anki note type (default: the pipeline's)"),
   tags: setting(tagList(), ['flashcards'], 'Tags added to every card (comma-separated in env/flags)'),
-  format: setting(choice(['anki', 'csv', 'jsonl'] as const), 'anki', 'Output format'),
+  fields: optional(
+    nameList(),
+    'Columns/fields to write, in order: card fields, term, tags (comma-separated); unset = all',
+  ),
+  format: setting(choice(OUTPUT_FORMATS), 'anki', 'Output format: anki, csv, jsonl, json or apkg'),
+  ankiConnectUrl: setting(url(), 'http://127.0.0.1:8765', 'AnkiConnect address used by --to anki-connect'),
   concurrency: setting(integer(1, 256), 8, 'Requests in flight at once'),
   timeout: setting(duration(SECOND), '60s', 'Timeout for one API request'),
   maxTokens: setting(integer(1, 1_000_000), 1500, 'max_tokens for each completion'),
@@ -281,10 +306,13 @@ export interface Settings {
   apiKeySource: string | undefined;
   sourceLanguage: string;
   targetLanguage: string;
+  pipeline: string;
   deck: string;
   noteType: string;
   tags: string[];
-  format: 'anki' | 'csv' | 'jsonl';
+  fields: string[] | undefined;
+  format: OutputFormat;
+  ankiConnectUrl: string;
   concurrency: number;
   timeoutMs: number;
   maxTokens: number;
@@ -329,10 +357,13 @@ export function toSettings(
     apiKeySource,
     sourceLanguage: c.sourceLanguage,
     targetLanguage: c.targetLanguage,
+    pipeline: c.pipeline,
     deck: c.deck,
     noteType: c.noteType,
     tags: c.tags,
+    fields: c.fields,
     format: c.format,
+    ankiConnectUrl: c.ankiConnectUrl.replace(/\/+$/, ''),
     concurrency: c.concurrency,
     timeoutMs: c.timeout,
     maxTokens: c.maxTokens,

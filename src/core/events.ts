@@ -45,6 +45,15 @@ export type RunEvent =
   | { type: 'breaker_transition'; key: string; from: string; to: string; cause: string }
   | { type: 'breaker_wait'; batchId: string; state: string; untilMs: number | null }
   | { type: 'output_written'; batchId: string; path: string; cards: number; format: string }
+  | {
+      type: 'anki_connect_pushed';
+      batchId: string;
+      url: string;
+      cards: number;
+      added: number;
+      duplicates: number;
+      failed: number;
+    }
   | { type: 'run_stopping'; batchId: string; reason: string }
   | { type: 'run_finished'; batchId: string; status: string; exitCode: number; durationMs: number };
 

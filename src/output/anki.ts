@@ -1,25 +1,36 @@
+import { fieldValue } from './columns.ts';
+import { noteGuid } from './guid.ts';
 import type { CardRecord, DeckMeta, Formatter } from './types.ts';
 
 /**
- * Anki's text import format (https://docs.ankiweb.net/importing/text-files.html): header lines
- * set separator, deck, note type and the tags column, so the file imports without any dialog
- * choices. With `#html:true` every field is HTML: content is escaped so a "<" in a definition
- * shows as text, and newlines become <br>.
+ * Anki's text import format (https://docs.ankiweb.net/importing/text-files.html), for Anki
+ * 2.1.55 and later: header lines set separator, deck, note type, the columns and the tags and
+ * GUID columns, so the file imports without any dialog choices, and re-importing an updated
+ * deck updates its notes (matched by GUID) instead of adding copies. With `#html:true` every
+ * field is HTML: content is escaped so a "<" in a definition shows as text, and newlines
+ * become <br>.
  */
 export const ankiFormatter: Formatter = {
   header(meta: DeckMeta): string {
+    const columns = [...meta.fields];
+    const tagsColumn = meta.columns.includes('tags') ? columns.push('Tags') : undefined;
+    const guidColumn = columns.push('GUID');
     return [
       '#separator:tab',
       '#html:true',
       `#deck:${headerValue(meta.deck)}`,
       `#notetype:${headerValue(meta.noteType)}`,
-      '#columns:Front\tBack\tTags',
-      '#tags column:3',
+      `#columns:${columns.map(headerValue).join('\t')}`,
+      ...(tagsColumn ? [`#tags column:${tagsColumn}`] : []),
+      `#guid column:${guidColumn}`,
       '',
     ].join('\n');
   },
-  card(card: CardRecord, tags: string[]): string {
-    return `${ankiField(card.front)}\t${ankiField(card.back)}\t${tags.join(' ')}\n`;
+  card(card: CardRecord, tags: string[], meta: DeckMeta): string {
+    const cells = meta.fields.map((f) => ankiField(fieldValue(card, f)));
+    if (meta.columns.includes('tags')) cells.push(tags.join(' '));
+    cells.push(noteGuid(card.key));
+    return `${cells.join('\t')}\n`;
   },
 };
 

@@ -1,12 +1,14 @@
-import type { CardRecord, Formatter } from './types.ts';
+import { fieldValue } from './columns.ts';
+import type { CardRecord, DeckMeta, Formatter } from './types.ts';
 
-/** RFC 4180: CRLF line ends, a field quoted when it holds a comma, quote or line break. */
+/** RFC 4180: a header row, CRLF line ends, a field quoted when it holds a comma, quote or line break. */
 export const csvFormatter: Formatter = {
-  header(): string {
-    return 'term,front,back,card_type,tags\r\n';
+  header(meta: DeckMeta): string {
+    return `${meta.columns.map(csvField).join(',')}\r\n`;
   },
-  card(card: CardRecord, tags: string[]): string {
-    return [card.term, card.front, card.back, card.cardType, tags.join(' ')].map(csvField).join(',') + '\r\n';
+  card(card: CardRecord, tags: string[], meta: DeckMeta): string {
+    const cells = meta.columns.map((c) => (c === 'tags' ? tags.join(' ') : fieldValue(card, c)));
+    return `${cells.map(csvField).join(',')}\r\n`;
   },
 };
 

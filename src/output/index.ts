@@ -3,7 +3,7 @@ import { FlashcardsError } from '../core/errors.ts';
 import { ankiFormatter } from './anki.ts';
 import { writeFileAtomic } from './atomic.ts';
 import { csvFormatter } from './csv.ts';
-import { jsonlFormatter } from './jsonl.ts';
+import { jsonFormatter, jsonlFormatter } from './jsonl.ts';
 import { writeToStream } from './stream.ts';
 import { cardTags } from './tags.ts';
 import {
@@ -17,10 +17,11 @@ import {
 export type { CardRecord, DeckMeta, OutputFormat } from './types.ts';
 export { OUTPUT_FORMATS } from './types.ts';
 
-const formatters: Record<OutputFormat, Formatter> = {
+const formatters: Record<Exclude<OutputFormat, 'apkg'>, Formatter> = {
   anki: ankiFormatter,
   csv: csvFormatter,
   jsonl: jsonlFormatter,
+  json: jsonFormatter,
 };
 
 /** Cards are written in chunks of about this many characters: few syscalls, bounded memory. */
@@ -45,6 +46,14 @@ export async function writeOutput(
   meta: DeckMeta,
   opts: { stdout?: NodeJS.WritableStream } = {},
 ): Promise<WriteResult> {
+  if (format === 'apkg') {
+    if (file === '-')
+      throw new FlashcardsError('usage', 'an .apkg package cannot be written to stdout', {
+        hint: 'give a file with -o deck.apkg',
+      });
+    const { writeApkg } = await import('./apkg.ts');
+    return writeApkg(file, cards, meta);
+  }
   const count = { cards: 0 };
   const chunks = render(formatters[format], cards, meta, count);
   if (file === '-') {
@@ -58,12 +67,12 @@ export async function writeOutput(
 export function parseOutputFormat(text: string): OutputFormat {
   const format = OUTPUT_FORMATS.find((f) => f === text.trim().toLowerCase());
   if (format) return format;
-  throw new FlashcardsError('usage', `unknown --format "${text}"; expected anki, csv or jsonl`, {
-    hint: "anki writes Anki's text import file, csv a spreadsheet, jsonl one JSON object per card",
+  throw new FlashcardsError('usage', `unknown --format "${text}"; expected ${OUTPUT_FORMATS.join(', ')}`, {
+    hint: "anki writes Anki's text import file, apkg an Anki package, csv a spreadsheet, json one array, jsonl one object per line",
   });
 }
 
-/** The format an output path implies by its extension, if any (.csv, .jsonl/.ndjson, .txt/.tsv for Anki). */
+/** The format an output path implies by its extension, if any (.csv, .json, .jsonl/.ndjson, .apkg, .txt/.tsv for Anki). */
 export function outputFormatFromPath(file: string): OutputFormat | undefined {
   switch (extname(file).toLowerCase()) {
     case '.csv':
@@ -71,6 +80,10 @@ export function outputFormatFromPath(file: string): OutputFormat | undefined {
     case '.jsonl':
     case '.ndjson':
       return 'jsonl';
+    case '.json':
+      return 'json';
+    case '.apkg':
+      return 'apkg';
     case '.txt':
     case '.tsv':
       return 'anki';
@@ -87,12 +100,13 @@ async function* render(
 ): AsyncGenerator<string> {
   let buffer = formatter.header(meta);
   for await (const card of cards) {
-    buffer += formatter.card(card, cardTags(card, meta));
+    buffer += formatter.card(card, cardTags(card, meta), meta, count.cards);
     count.cards++;
     if (buffer.length >= CHUNK_CHARS) {
       yield buffer;
       buffer = '';
     }
   }
+  buffer += formatter.footer?.(meta, count.cards) ?? '';
   if (buffer !== '') yield buffer;
 }

@@ -1,53 +1,95 @@
 /**
- * A deliberately tiny template language for the prompt files: `{{name}}` inserts a value and
- * `{{#name}}...{{/name}}` keeps a section only when the value is non-empty. Prompts stay readable
- * text files; anything more clever belongs in code, not in templates.
+ * The small template language of prompts and card fields: `{{name}}` or `{{stage.field.sub}}`
+ * inserts a value, `{{#name}}...{{/name}}` keeps a section only when the value is non-empty.
+ * Strings go in as they are, numbers and booleans as text, lists of strings joined with ", ",
+ * anything else as indented JSON. Anything cleverer belongs in code or in a later stage.
  */
-export function renderTemplate(template: string, values: Record<string, string | undefined>): string {
-  return compileTemplate(template)(values);
+
+export type Scope = Readonly<Record<string, unknown>>;
+type Part = string | { path: string[] } | { section: string[]; body: Part[] };
+
+export interface CompiledTemplate {
+  /** Every variable the template reads, as dotted paths, sections included. */
+  readonly variables: readonly string[];
+  render(scope: Scope): string;
+  /**
+   * The raw value when the whole template is one `{{path}}` (so a list can stay a list, as tags
+   * want), otherwise the rendered text.
+   */
+  value(scope: Scope): unknown;
 }
 
-type Render = (values: Record<string, string | undefined>) => string;
-const compiled = new Map<string, Render>();
+const compiled = new Map<string, CompiledTemplate>();
 
-/**
- * Parses a template once into literal text and slots; rendering then only concatenates.
- * (Prompts are rendered for every request, so this is on the hot path.)
- */
-export function compileTemplate(template: string): Render {
+/** Renders once-parsed templates: prompts are rendered for every request, so this is on the hot path. */
+export function renderTemplate(template: string, scope: Scope): string {
+  return compileTemplate(template).render(scope);
+}
+
+export function compileTemplate(template: string): CompiledTemplate {
   const known = compiled.get(template);
   if (known) return known;
-  type Part = string | { name: string } | { section: string; body: Part[] };
+  const variables = new Set<string>();
   const parse = (text: string): Part[] => {
     const parts: Part[] = [];
-    const re = /\{\{#(\w+)\}\}([\s\S]*?)\{\{\/\1\}\}|\{\{(\w+)\}\}/g;
+    const re = /\{\{#([\w.-]+)\}\}([\s\S]*?)\{\{\/\1\}\}|\{\{\s*([\w.-]+)\s*\}\}/g;
     let last = 0;
     for (let m = re.exec(text); m; m = re.exec(text)) {
       if (m.index > last) parts.push(text.slice(last, m.index));
-      if (m[1] !== undefined) parts.push({ section: m[1], body: parse(m[2] ?? '') });
-      else parts.push({ name: m[3] ?? '' });
+      const name = m[1] ?? m[3] ?? '';
+      variables.add(name);
+      if (m[1] !== undefined) parts.push({ section: name.split('.'), body: parse(m[2] ?? '') });
+      else parts.push({ path: name.split('.') });
       last = re.lastIndex;
     }
     if (last < text.length) parts.push(text.slice(last));
     return parts;
   };
-  const run = (parts: Part[], values: Record<string, string | undefined>): string => {
+  const run = (parts: Part[], scope: Scope): string => {
     let out = '';
     for (const part of parts) {
       if (typeof part === 'string') out += part;
       else if ('section' in part) {
-        if (values[part.section]) out += run(part.body, values);
-      } else {
-        const value = values[part.name];
-        if (value === undefined)
-          throw new Error(`prompt template uses {{${part.name}}} but no value was given`);
-        out += value;
-      }
+        if (present(lookup(scope, part.section))) out += run(part.body, scope);
+      } else out += asText(lookup(scope, part.path));
     }
     return out;
   };
   const parts = parse(template);
-  const render: Render = (values) => run(parts, values);
-  compiled.set(template, render);
-  return render;
+  const only =
+    parts.length === 1 && typeof parts[0] !== 'string' && 'path' in parts[0]! ? parts[0] : undefined;
+  const result: CompiledTemplate = {
+    variables: [...variables],
+    render: (scope) => run(parts, scope),
+    value: (scope) => (only ? lookup(scope, only.path) : run(parts, scope)),
+  };
+  compiled.set(template, result);
+  return result;
+}
+
+/** Follows a dotted path through objects (and list indexes); undefined when any step is missing. */
+export function lookup(scope: Scope, path: readonly string[]): unknown {
+  let value: unknown = scope;
+  for (const key of path) {
+    if (value === null || typeof value !== 'object') return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return value;
+}
+
+function present(value: unknown): boolean {
+  if (value === undefined || value === null || value === false) return false;
+  if (typeof value === 'string') return value.trim() !== '';
+  if (Array.isArray(value)) return value.length > 0;
+  return true;
+}
+
+/** How a value reads inside text. */
+export function asText(value: unknown): string {
+  if (value === undefined || value === null) return '';
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (Array.isArray(value) && value.every((v) => typeof v === 'string' || typeof v === 'number'))
+    return value.join(', ');
+  return JSON.stringify(value, null, 2);
 }

@@ -37,18 +37,28 @@ export interface Stage<T = unknown> {
   buildMessages(input: StageInput): ChatMessage[];
 }
 
+/** One card as a pipeline makes it; the output writers add the item index and the term. */
 export interface CardFields {
-  front: string;
-  back: string;
-  cardType: string;
+  /** Plain-text values by field name, in the pipeline's field order. */
+  fields: Record<string, string>;
   tags: string[];
+  /** Stable identity of the card across runs (see CardRecord.key). */
+  key: string;
 }
 
 export interface Pipeline {
   readonly name: string;
+  readonly description: string;
+  /** Where the definition came from: "built-in" or a file path. */
+  readonly source: string;
   /** Changes whenever a prompt or schema changes, so old results are never mixed with new ones. */
   readonly version: string;
   readonly stages: readonly Stage[];
+  /** Card field names in order: the note type's fields and the columns of tabular formats. */
+  readonly fields: readonly string[];
+  /** The pipeline's own default deck and note type, used when the user did not choose one. */
+  readonly deck: string | undefined;
+  readonly noteType: string | undefined;
   /** Turns an item's stage results into cards for the output writer. */
   toCards(item: StageItem, results: Readonly<Record<string, unknown>>): CardFields[];
 }

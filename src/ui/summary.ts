@@ -10,6 +10,8 @@ export interface RunSummary {
   format: string;
   items: { total: number; succeeded: number; failed: number; pending: number; skipped: number };
   cards: number;
+  /** Present when the cards were pushed to a running Anki. */
+  ankiConnect?: { url: string; cards: number; added: number; duplicates: number; failed: number };
   requests: number;
   cacheHits: number;
   retries: number;
@@ -51,7 +53,22 @@ export async function printSummary(io: Io, s: RunSummary): Promise<void> {
     { 'tokens (batch)': `${s.tokens.total} (${s.tokens.prompt} in, ${s.tokens.completion} out)` },
     { 'cost (batch)': s.costUsd === null ? 'unknown model price' : `~$${s.costUsd.toFixed(4)}` },
     { time: `${formatDuration(s.durationMs)} (${rate.toFixed(1)} items/s)` },
-    { output: s.output ?? '(not written: batch unfinished)' },
+    {
+      output:
+        s.output ??
+        (s.ankiConnect
+          ? '(none: sent to Anki)'
+          : s.status === 'done' || s.status === 'failed'
+            ? '(none)'
+            : '(not written: batch unfinished)'),
+    },
+    ...(s.ankiConnect
+      ? [
+          {
+            anki: `${s.ankiConnect.added} added, ${s.ankiConnect.duplicates} already there, ${s.ankiConnect.failed} refused (${s.ankiConnect.url})`,
+          },
+        ]
+      : []),
     { log: s.log },
   );
   io.err(`${table.toString()}\n`);

@@ -1,0 +1,72 @@
+import { stringify } from 'yaml';
+import { ExitCode } from '../core/errors.ts';
+import type { LoadedDefinition } from '../pipeline/definition.ts';
+import { builtinPipelineNames, loadPipelineDefinition } from '../pipeline/registry.ts';
+import type { CommandContext } from './context.ts';
+
+function summary(def: LoadedDefinition): Record<string, unknown> {
+  return {
+    name: def.name,
+    description: def.description,
+    source: def.source,
+    stages: def.stages.map((s) => s.name),
+    fields: Object.keys(def.cards.fields),
+    deck: def.deck ?? null,
+    noteType: def.noteType ?? null,
+  };
+}
+
+/** `pipelines list`: the built-in pipelines (and the one named in config, when it is a file). */
+export async function pipelinesList(ctx: CommandContext, opts: { json: boolean }): Promise<number> {
+  const defs = builtinPipelineNames().map((name) => loadPipelineDefinition(name, ctx.cwd));
+  if (opts.json) {
+    ctx.io.out(`${JSON.stringify(defs.map(summary))}\n`);
+    return ExitCode.ok;
+  }
+  const { default: Table } = await import('cli-table3');
+  const table = new Table({
+    head: ['name', 'stages', 'card fields', 'description'],
+    style: { head: [], border: [] },
+    wordWrap: true,
+    colWidths: [12, 18, 18, 50],
+  });
+  for (const def of defs) {
+    table.push([
+      def.name,
+      def.stages.map((s) => s.name).join(' → '),
+      Object.keys(def.cards.fields).join(', '),
+      def.description,
+    ]);
+  }
+  ctx.io.out(`${table.toString()}\n`);
+  ctx.io.out('Use one with --pipeline <name>; copy one with `flashcards pipelines show <name> > my.yaml`.\n');
+  return ExitCode.ok;
+}
+
+/**
+ * `pipelines show <name|file>`: the whole definition as one self-contained YAML file, prompts
+ * written inline, ready to be saved, edited and run with --pipeline.
+ */
+export async function pipelinesShow(
+  ctx: CommandContext,
+  opts: { ref: string; json: boolean },
+): Promise<number> {
+  const def = loadPipelineDefinition(opts.ref, ctx.cwd);
+  const standalone = {
+    name: def.name,
+    description: def.description,
+    ...(def.deck ? { deck: def.deck } : {}),
+    ...(def.noteType ? { noteType: def.noteType } : {}),
+    stages: def.stages.map((stage, i) => ({
+      name: stage.name,
+      ...(stage.description ? { description: stage.description } : {}),
+      ...(def.prompts[i]?.system !== undefined ? { system: def.prompts[i]?.system } : {}),
+      user: def.prompts[i]?.user,
+      schema: stage.schema,
+    })),
+    cards: def.cards,
+  };
+  if (opts.json) ctx.io.out(`${JSON.stringify(standalone, null, 2)}\n`);
+  else ctx.io.out(`# pipeline ${def.name} (${def.source})\n${stringify(standalone, { lineWidth: 0 })}`);
+  return ExitCode.ok;
+}

@@ -1,0 +1,207 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { parseDocument } from 'yaml';
+import { z } from 'zod';
+import { didYouMean } from '../config/sources.ts';
+import { errorMessage, FlashcardsError } from '../core/errors.ts';
+import { ankiFieldsProblem } from '../output/field-names.ts';
+import { compileTemplate } from './template.ts';
+
+/** A prompt is written inline or kept in a text file beside the pipeline file. */
+const promptText = z.union([z.string().min(1), z.strictObject({ file: z.string().min(1) })]);
+
+const name = z
+  .string()
+  .regex(/^[A-Za-z][\w-]*$/, 'a name of letters, digits, "_" and "-", starting with a letter');
+
+const stageSchema = z.strictObject({
+  name,
+  description: z.string().optional(),
+  system: promptText.optional(),
+  user: promptText,
+  /** JSON Schema of the answer; sent as a strict `json_schema` response format. */
+  schema: z.record(z.string(), z.unknown()),
+});
+
+const cardsSchema = z.strictObject({
+  /** Where a stage's answer holds the cards: a list gives one card per element, an object one card. */
+  from: z.string().min(1),
+  /** Card field name -> template; the order is the note type's field order (the first is Anki's sort field). */
+  fields: z.record(z.string(), z.string()).superRefine((fields, ctx) => {
+    const problem = ankiFieldsProblem(Object.keys(fields));
+    if (problem) ctx.addIssue({ code: 'custom', message: problem });
+  }),
+  tags: z.array(z.string()).default([]),
+  /** Identity of a card across runs (the .apkg GUID is made from it); default: the term and the card's index. */
+  key: z.string().optional(),
+});
+
+export const definitionSchema = z.strictObject({
+  name,
+  description: z.string().default(''),
+  deck: z.string().min(1).optional(),
+  noteType: z.string().min(1).optional(),
+  stages: z.array(stageSchema).min(1),
+  cards: cardsSchema,
+});
+
+export type PipelineDefinition = z.output<typeof definitionSchema>;
+export type StageDefinition = PipelineDefinition['stages'][number];
+
+/** A definition with every prompt file read in: what the compiler and `pipelines show` work from. */
+export interface LoadedDefinition extends PipelineDefinition {
+  /** Where it came from: a file path, or "built-in". */
+  source: string;
+  prompts: Array<{ system: string | undefined; user: string }>;
+}
+
+/** Roots every template may read, besides earlier stages. */
+export const ITEM_VARIABLES = [
+  'term',
+  'type',
+  'position',
+  'context',
+  'row',
+  'sourceLanguage',
+  'targetLanguage',
+] as const;
+
+function definitionError(file: string, where: string, message: string, hint?: string): FlashcardsError {
+  return new FlashcardsError('config', `pipeline ${file}: ${where ? `${where}: ` : ''}${message}`, {
+    hint: hint ?? 'see `flashcards pipelines show vocabulary` for a complete example',
+  });
+}
+
+/** `stages.1.user` from a zod path, as people read YAML. */
+function pathText(path: readonly PropertyKey[]): string {
+  return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i ? '.' : ''}${String(p)}`)).join('');
+}
+
+/**
+ * Reads and checks a pipeline file (YAML or JSON): structure, prompt files, JSON Schemas and
+ * the variables every template uses. Every problem names the file and the place in it.
+ */
+export function loadDefinition(file: string, shownAs = file): LoadedDefinition {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw definitionError(shownAs, '', `cannot read it (${errorMessage(e)})`, 'check the --pipeline path');
+  }
+  return parseDefinition(text, shownAs, dirname(resolve(file)));
+}
+
+export function parseDefinition(text: string, file: string, baseDir: string): LoadedDefinition {
+  const doc = parseDocument(text);
+  const yamlError = doc.errors[0];
+  if (yamlError) {
+    const at = yamlError.linePos?.[0];
+    // The message ends with " at line L, column C:" and a code excerpt; the place is said first instead.
+    const firstLine = (yamlError.message.split('\n')[0] ?? '').replace(/ at line \d+, column \d+:?$/, '');
+    throw definitionError(file, at ? `line ${at.line}, column ${at.col}` : '', firstLine);
+  }
+  const raw: unknown = doc.toJS();
+  const parsed = definitionSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    let message = issue.message;
+    if (issue.code === 'unrecognized_keys') {
+      const known = Object.keys(issue.path.length === 0 ? definitionSchema.shape : {});
+      const guess = issue.keys[0] ? didYouMean(issue.keys[0], known) : undefined;
+      message = `unknown key "${issue.keys.join('", "')}"${guess ? ` (did you mean "${guess}"?)` : ''}`;
+    }
+    throw definitionError(file, pathText(issue.path), message);
+  }
+  const def = parsed.data;
+  const prompts = def.stages.map((stage, i) => ({
+    system:
+      stage.system === undefined ? undefined : readPrompt(stage.system, file, baseDir, `stages[${i}].system`),
+    user: readPrompt(stage.user, file, baseDir, `stages[${i}].user`),
+  }));
+  const loaded: LoadedDefinition = { ...def, source: file, prompts };
+  checkNames(loaded);
+  checkSchemas(loaded);
+  checkVariables(loaded);
+  return loaded;
+}
+
+function readPrompt(p: string | { file: string }, file: string, baseDir: string, where: string): string {
+  if (typeof p === 'string') return p;
+  try {
+    return readFileSync(resolve(baseDir, p.file), 'utf8');
+  } catch (e) {
+    throw definitionError(file, `${where}.file`, `cannot read ${p.file} (${errorMessage(e)})`);
+  }
+}
+
+function checkNames(def: LoadedDefinition): void {
+  const seen = new Set<string>();
+  def.stages.forEach((stage, i) => {
+    if (seen.has(stage.name))
+      throw definitionError(def.source, `stages[${i}].name`, `"${stage.name}" is used twice`);
+    if ((ITEM_VARIABLES as readonly string[]).includes(stage.name) || stage.name === 'card')
+      throw definitionError(
+        def.source,
+        `stages[${i}].name`,
+        `"${stage.name}" is reserved for a template variable`,
+      );
+    seen.add(stage.name);
+  });
+}
+
+function checkSchemas(def: LoadedDefinition): void {
+  def.stages.forEach((stage, i) => {
+    if (stage.schema['type'] !== 'object')
+      throw definitionError(
+        def.source,
+        `stages[${i}].schema.type`,
+        'must be "object" (providers want an object at the top)',
+      );
+    try {
+      z.fromJSONSchema(stage.schema as Parameters<typeof z.fromJSONSchema>[0]);
+    } catch (e) {
+      throw definitionError(
+        def.source,
+        `stages[${i}].schema`,
+        `not a usable JSON Schema (${errorMessage(e)})`,
+      );
+    }
+  });
+}
+
+/** Every `{{variable}}` must name something that exists where the template is used. */
+function checkVariables(def: LoadedDefinition): void {
+  const check = (template: string, where: string, roots: readonly string[]): void => {
+    for (const variable of compileTemplate(template).variables) {
+      const root = variable.split('.')[0] ?? variable;
+      if (roots.includes(root)) continue;
+      const guess = didYouMean(root, roots);
+      throw definitionError(
+        def.source,
+        where,
+        `{{${variable}}} is not a known variable${guess ? ` (did you mean ${guess}?)` : ''}`,
+        `templates can use ${roots.join(', ')}`,
+      );
+    }
+  };
+  const stageNames = def.stages.map((s) => s.name);
+  def.prompts.forEach((prompt, i) => {
+    const roots = [...ITEM_VARIABLES, ...stageNames.slice(0, i)];
+    if (prompt.system !== undefined) check(prompt.system, `stages[${i}].system`, roots);
+    check(prompt.user, `stages[${i}].user`, roots);
+  });
+  const fromRoot = def.cards.from.split('.')[0] ?? '';
+  if (!stageNames.includes(fromRoot)) {
+    const guess = didYouMean(fromRoot, stageNames);
+    throw definitionError(
+      def.source,
+      'cards.from',
+      `"${def.cards.from}" does not start with a stage name${guess ? ` (did you mean ${guess}?)` : ''}`,
+    );
+  }
+  const cardRoots = [...ITEM_VARIABLES, ...stageNames, 'card', 'index'];
+  for (const [field, template] of Object.entries(def.cards.fields))
+    check(template, `cards.fields.${field}`, cardRoots);
+  for (const [i, tag] of def.cards.tags.entries()) check(tag, `cards.tags[${i}]`, cardRoots);
+  if (def.cards.key !== undefined) check(def.cards.key, 'cards.key', cardRoots);
+}

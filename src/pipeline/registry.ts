@@ -1,0 +1,52 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { extname, resolve } from 'node:path';
+import { didYouMean } from '../config/sources.ts';
+import { FlashcardsError } from '../core/errors.ts';
+import { compilePipeline, type Languages } from './compile.ts';
+import { type LoadedDefinition, loadDefinition } from './definition.ts';
+import type { Pipeline } from './types.ts';
+
+/** Built-in pipelines are ordinary pipeline files; from dist/ they are read at ../../src/pipeline/builtin. */
+const builtinDir = new URL('../../src/pipeline/builtin/', import.meta.url);
+
+export const DEFAULT_PIPELINE = 'vocabulary';
+
+export function builtinPipelineNames(): string[] {
+  return readdirSync(builtinDir)
+    .filter((f) => extname(f) === '.yaml')
+    .map((f) => f.slice(0, -'.yaml'.length))
+    .sort();
+}
+
+function looksLikePath(ref: string): boolean {
+  return ref.includes('/') || ref.includes('\\') || /\.(ya?ml|json)$/i.test(ref);
+}
+
+/**
+ * A pipeline by built-in name or by file path (relative to `cwd`). A name that is neither is an
+ * error listing the built-in ones.
+ */
+export function loadPipelineDefinition(ref: string, cwd: string): LoadedDefinition {
+  const builtins = builtinPipelineNames();
+  if (builtins.includes(ref) && !looksLikePath(ref)) {
+    const def = loadDefinition(new URL(`${ref}.yaml`, builtinDir).pathname, `${ref} (built-in)`);
+    return { ...def, source: 'built-in' };
+  }
+  const file = resolve(cwd, ref);
+  if (looksLikePath(ref) || existsSync(file)) return loadDefinition(file, ref);
+  const guess = didYouMean(ref, builtins);
+  throw new FlashcardsError(
+    'config',
+    `unknown pipeline "${ref}"${guess ? ` (did you mean ${guess}?)` : ''}; built-in: ${builtins.join(', ')}`,
+    { hint: 'give a built-in name or the path of a pipeline file (.yaml or .json)' },
+  );
+}
+
+export function loadPipeline(ref: string, cwd: string, languages: Languages): Pipeline {
+  return compilePipeline(loadPipelineDefinition(ref, cwd), languages);
+}
+
+/** How a batch remembers its pipeline: a built-in name, or the file's absolute path. */
+export function pipelineRef(ref: string, cwd: string): string {
+  return builtinPipelineNames().includes(ref) && !looksLikePath(ref) ? ref : resolve(cwd, ref);
+}
