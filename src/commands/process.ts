@@ -151,6 +151,8 @@ async function pushBatch(f: Finished, url: string): Promise<PushSummary> {
     f.ctx.io.err(
       `AnkiConnect: added ${result.added} note(s) to "${f.meta.deck}"${result.duplicates ? `, ${result.duplicates} already there` : ''}${result.failed ? `, ${result.failed} refused` : ''}\n`,
     );
+    for (const failure of result.failures.slice(0, 5))
+      f.ctx.io.err(`  refused ${failure.term}: ${failure.reason}\n`);
   }
   return {
     url: publicUrl(url),
@@ -184,7 +186,7 @@ async function finishRun(f: Finished): Promise<ExitCodeType> {
   const exitCode: ExitCodeType =
     outcome.status === 'stopped'
       ? outcome.reason.exitCode
-      : counts.failed > 0
+      : counts.failed > 0 || (pushed?.failed ?? 0) > 0
         ? ExitCode.itemsFailed
         : ExitCode.ok;
   const status =
@@ -269,10 +271,11 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
       ? fromPath
       : parseOutputFormat(settings.format);
   checkOptions(o, settings);
+  // A pipeline file's problems are reported before anything else is asked of the user.
+  const pipeline = loadPipeline(settings.pipeline, ctx.cwd, settings);
   requireApiKey(settings);
   const paths = dataPaths(ctx.home);
   const owner = newOwnerId();
-  const pipeline = loadPipeline(settings.pipeline, ctx.cwd, settings);
   const choice: DeckChoice = {
     deck: isDefault(sources, 'deck') ? undefined : settings.deck,
     noteType: isDefault(sources, 'noteType') ? undefined : settings.noteType,
