@@ -3,6 +3,7 @@ import { createServer } from 'node:net';
 import { after, describe, test } from 'node:test';
 import { type FlashcardsError, isFlashcardsError } from '../src/core/errors.ts';
 import { ankiConnectVersion, type PushProgress, pushToAnkiConnect } from '../src/output/anki-connect.ts';
+import { NOTE_TYPE_CSS } from '../src/output/note-type.ts';
 import type { CardRecord, DeckMeta } from '../src/output/types.ts';
 import { type FakeAnkiConnectOptions, startFakeAnkiConnect } from './support/fake-anki-connect.ts';
 
@@ -76,6 +77,7 @@ describe('pushToAnkiConnect into an empty profile', () => {
     assert.deepEqual(result, {
       added: 250,
       duplicates: 0,
+      repeated: 0,
       failed: 0,
       failures: [],
       batches: 3,
@@ -96,9 +98,9 @@ describe('pushToAnkiConnect into an empty profile', () => {
       [100, 100, 50],
     );
     assert.deepEqual(progress, [
-      { batches: 1, sent: 100, added: 100, skipped: 0, failed: 0 },
-      { batches: 2, sent: 200, added: 200, skipped: 0, failed: 0 },
-      { batches: 3, sent: 250, added: 250, skipped: 0, failed: 0 },
+      { batches: 1, sent: 100, added: 100, skipped: 0, repeated: 0, failed: 0 },
+      { batches: 2, sent: 200, added: 200, skipped: 0, repeated: 0, failed: 0 },
+      { batches: 3, sent: 250, added: 250, skipped: 0, repeated: 0, failed: 0 },
     ]);
     assert.equal(anki.notes.length, 250);
     assert.deepEqual(anki.notes[249], {
@@ -146,11 +148,14 @@ describe('pushToAnkiConnect into an empty profile', () => {
     assert.equal(params?.['modelName'], 'Flashcards Vocabulary');
     assert.deepEqual(params?.['inOrderFields'], ['Term', 'Meaning', 'Example']);
     assert.equal(params?.['isCloze'], false);
-    assert.equal(typeof params?.['css'], 'string');
+    // The same styling as the .apkg note type, night mode with Anki's documented selector.
+    assert.equal(params?.['css'], NOTE_TYPE_CSS);
+    assert.match(String(params?.['css']), /^\.card\.nightMode \{$/m);
+    assert.doesNotMatch(String(params?.['css']), /\.nightMode \.card/);
     assert.deepEqual(params?.['cardTemplates'], [
       {
         Name: 'Card 1',
-        Front: '{{Term}}',
+        Front: '<div class="front">{{Term}}</div>',
         Back:
           '{{FrontSide}}\n\n<hr id=answer>\n\n' +
           '{{#Meaning}}<div class="field">{{Meaning}}</div>{{/Meaning}}\n' +
@@ -192,6 +197,7 @@ describe('pushToAnkiConnect again', () => {
     assert.deepEqual(result, {
       added: 0,
       duplicates: 250,
+      repeated: 0,
       failed: 0,
       failures: [],
       batches: 3,
@@ -243,16 +249,73 @@ describe('pushToAnkiConnect again', () => {
     assert.equal(anki.notes.length, 10);
   });
 
-  test('a card repeating an earlier first field of the same batch counts as a duplicate and is not sent', async () => {
+  test('a card repeating an earlier first field of the push counts as repeated, not as already in Anki, and is not sent', async () => {
     const anki = await fake();
     const twice = card(1, { fields: { Term: 'word0', Meaning: 'other meaning', Example: '' } });
 
     const result = await pushToAnkiConnect([card(0), twice, card(2)], meta, { url: anki.url });
 
-    assert.equal(result.added, 2);
-    assert.equal(result.duplicates, 1);
+    assert.deepEqual([result.added, result.duplicates, result.repeated, result.failed], [2, 0, 1, 0]);
     const asked = anki.requests.find((r) => r.action === 'canAddNotes')?.params['notes'];
     assert.equal((asked as unknown[] | undefined)?.length, 2);
+  });
+
+  test('every card sent is counted once: added, already in Anki, repeated in this push (across batches) or failed', async () => {
+    const anki = await fake({ rejectOnAdd: ['word5'] });
+    await pushToAnkiConnect(cards(0, 3), meta, { url: anki.url });
+    const repeat = (i: number) => card(90 + i, { fields: { Term: `word${i}`, Meaning: 'again' } });
+    const empty = card(4, { fields: { Term: ' ', Meaning: 'no term' } });
+    const sent = [card(0), card(3), repeat(3), empty, card(5), card(6), card(1), repeat(6)];
+    const progress: PushProgress[] = [];
+
+    const result = await pushToAnkiConnect(sent, meta, {
+      url: anki.url,
+      batchSize: 3,
+      onBatch: (p) => progress.push(p),
+    });
+
+    assert.deepEqual(result, {
+      added: 2,
+      duplicates: 2,
+      repeated: 2,
+      failed: 2,
+      failures: [
+        { term: 'word4', key: 'word4|vocab', reason: 'the first field (Term) is empty' },
+        { term: 'word5', key: 'word5|vocab', reason: 'Anki did not add the note (addNotes answered null)' },
+      ],
+      batches: 3,
+      createdDeck: false,
+      createdModel: false,
+    });
+    assert.equal(result.added + result.duplicates + result.repeated + result.failed, sent.length);
+    assert.deepEqual(progress.at(-1), {
+      batches: 3,
+      sent: 8,
+      added: 2,
+      skipped: 2,
+      repeated: 2,
+      failed: 2,
+    });
+    assert.deepEqual(
+      anki.notes.slice(3).map((n) => n.fields['Term']),
+      ['word3', 'word6'],
+    );
+  });
+
+  test('a field named term is filled from the card’s term, as in the file formats (--fields term,Meaning)', async () => {
+    const anki = await fake();
+    const chosen: DeckMeta = { ...meta, fields: ['term', 'Meaning'], columns: ['term', 'Meaning'] };
+
+    const result = await pushToAnkiConnect(cards(0, 2), chosen, { url: anki.url });
+
+    assert.deepEqual([result.added, result.failed], [2, 0]);
+    assert.deepEqual(
+      anki.notes.map((n) => n.fields),
+      [
+        { term: 'word0', Meaning: 'meaning 0' },
+        { term: 'word1', Meaning: 'meaning 1' },
+      ],
+    );
   });
 
   test('an existing note type with the same fields is used as it is', async () => {

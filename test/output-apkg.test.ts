@@ -6,6 +6,7 @@ import { describe, test } from 'node:test';
 import { readAnkiPackage } from 'anki-reader';
 import { isFlashcardsError } from '../src/core/errors.ts';
 import { noteGuid, writeApkg } from '../src/output/apkg.ts';
+import { cardGuid } from '../src/output/guid.ts';
 import type { CardRecord, DeckMeta } from '../src/output/types.ts';
 import { tempDir } from './support/cli.ts';
 
@@ -48,7 +49,15 @@ interface ReadBack {
   version: number;
   media: string[];
   decks: Record<string, { name: string; cards: { fields: Record<string, string>; model: string }[] }>;
-  models: { id: string; name: string; fields: string[]; qfmt: string; afmt: string; sortf: number }[];
+  models: {
+    id: string;
+    name: string;
+    fields: string[];
+    qfmt: string;
+    afmt: string;
+    css: string;
+    sortf: number;
+  }[];
   notes: Record<string, SqlValue>[];
   cards: Record<string, SqlValue>[];
   db: SqlDb;
@@ -81,6 +90,7 @@ async function readBack(file: string): Promise<ReadBack> {
       fields: model.getFields().map((f) => f.name),
       qfmt: template?.qfmt ?? '',
       afmt: template?.afmt ?? '',
+      css: (model.getRawModel() as { css: string }).css,
       sortf: (model.getRawModel() as { sortf: number }).sortf,
     };
   });
@@ -168,6 +178,9 @@ describe('apkg package', () => {
         '{{#Back}}<div class="field">{{Back}}</div>{{/Back}}\n' +
         '{{#Example}}<div class="field">{{Example}}</div>{{/Example}}',
     );
+    // Night mode as Anki documents it: Anki puts the nightMode class on the .card element itself.
+    assert.match(model?.css ?? '', /^\.card\.nightMode \{$/m);
+    assert.doesNotMatch(model?.css ?? '', /\.nightMode \.card/);
     const [deckId] = Object.keys(pkg.decks).filter((id) => id !== '1');
     for (const [i, c] of pkg.cards.entries()) {
       assert.equal(String(c['did']), deckId);
@@ -235,7 +248,7 @@ describe('apkg package', () => {
     );
     assert.deepEqual(
       first.pkg.notes.map((n) => n['guid']),
-      cards(20).map((c) => noteGuid(c.key)),
+      cards(20).map((c) => cardGuid(c, meta)),
     );
     // Only the ids taken from the clock move.
     assert.equal(second.pkg.notes[0]?.['id'], T0 + 86_400_000);
@@ -254,6 +267,17 @@ describe('apkg package', () => {
     const keys = Array.from({ length: 5000 }, (_, i) => `term ${i}|recognition`);
     assert.equal(new Set(keys.map(noteGuid)).size, 5000);
     assert.notEqual(noteGuid('가다|recognition'), noteGuid('가다|production'));
+  });
+
+  test('the same card in two decks gets two note GUIDs, so importing one deck does not overwrite the other', async () => {
+    const english = await written(cards(3));
+    const german = await written(cards(3), T0, { ...meta, deck: 'Korean::German' });
+    const guids = (pkg: ReadBack) => pkg.notes.map((n) => n['guid']);
+    assert.equal(new Set([...guids(english.pkg), ...guids(german.pkg)]).size, 6);
+    assert.deepEqual(
+      guids(german.pkg),
+      cards(3).map((c) => cardGuid(c, { ...meta, deck: 'Korean::German' })),
+    );
   });
 
   test('a different deck name or field list gives a different deck or note type id', async () => {
@@ -291,7 +315,9 @@ describe('apkg package', () => {
       '&lt;b&gt;&amp;&quot;&#39;\x1fline one<br>line two<br>line three\x1fa &lt; b',
     );
     assert.equal(note?.['tags'], ' html_test korean top_1000 ');
-    assert.equal(note?.['guid'], 'tOie(FUghS');
+    // Pinned: a change of the GUID recipe would turn every re-import into copies.
+    assert.equal(note?.['guid'], 'frP9%/7rs0');
+    assert.equal(note?.['guid'], noteGuid('Flashcards vocabulary\u001fKorean::Top 1000\u001f<b>|basic'));
     // The sort field and checksum are of the text as Anki sees it: tags stripped, entities decoded.
     assert.equal(note?.['sfld'], '<b>&"\'');
     assert.equal(note?.['csum'], 2622255434);

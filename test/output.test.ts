@@ -6,7 +6,7 @@ import { PassThrough, Writable } from 'node:stream';
 import { describe, test } from 'node:test';
 import { isFlashcardsError } from '../src/core/errors.ts';
 import { chooseColumns } from '../src/output/columns.ts';
-import { noteGuid } from '../src/output/guid.ts';
+import { cardGuid, noteGuid } from '../src/output/guid.ts';
 import {
   type CardRecord,
   type DeckMeta,
@@ -71,8 +71,8 @@ describe('anki format', () => {
   test('writes one line per card: escaped HTML, <br> for newlines, spaces for tabs, tags, GUID', async () => {
     const lines = (await written('deck.txt', 'anki')).split('\n').slice(7);
     assert.deepEqual(lines, [
-      `가다\tto go\tverb korean top_1000\t${noteGuid('가다|recognition')}`,
-      `&lt;b&gt;&amp;&quot;&#39;\tline one<br>line two after a tab\thtml_test korean top_1000\t${noteGuid('<b>|recognition')}`,
+      `가다\tto go\tverb korean top_1000\t${cardGuid(cards[0]!, meta)}`,
+      `&lt;b&gt;&amp;&quot;&#39;\tline one<br>line two after a tab\thtml_test korean top_1000\t${cardGuid(cards[1]!, meta)}`,
       '',
     ]);
   });
@@ -86,18 +86,74 @@ describe('anki format', () => {
       tags: [],
       key: 'x',
     };
-    await writeOutput(file, 'anki', [card], { ...meta, deck: 'A\nB', tags: [] });
+    const deck = { ...meta, deck: 'A\nB', tags: [] };
+    await writeOutput(file, 'anki', [card], deck);
     const lines = readFileSync(file, 'utf8').split('\n');
     assert.equal(lines[2], '#deck:A B');
-    assert.equal(lines[7], `x\ta<br>b\t\t${noteGuid('x')}`);
+    assert.equal(lines[7], `x\ta<br>b\t\t${cardGuid(card, deck)}`);
   });
 
   test('--fields chooses and orders the note fields; without tags there is no tags column', async () => {
     const chosen = { ...meta, ...chooseColumns(['Front', 'Back'], ['back', 'term']) };
     const lines = (await written('chosen.txt', 'anki', cards, chosen)).split('\n');
     assert.equal(lines[4], '#columns:Back\tterm\tGUID');
-    assert.equal(lines[5], '#guid column:3');
-    assert.equal(lines[6], `to go\t가다\t${noteGuid('가다|recognition')}`);
+    assert.equal(lines[6], '#guid column:3');
+    assert.equal(lines[7], `to go\t가다\t${cardGuid(cards[0]!, chosen)}`);
+  });
+
+  test('--fields without tags still gives every note the deck’s tags, in a #tags: header line', async () => {
+    const chosen = { ...meta, ...chooseColumns(['Front', 'Back'], ['Front', 'Back']) };
+    const lines = (await written('deck-tags.txt', 'anki', cards, chosen)).split('\n');
+    assert.deepEqual(lines.slice(0, 7), [
+      '#separator:tab',
+      '#html:true',
+      '#deck:Korean::Top 1000',
+      '#notetype:Basic',
+      '#columns:Front\tBack\tGUID',
+      '#tags:korean top_1000',
+      '#guid column:3',
+    ]);
+    assert.equal(lines[7], `가다\tto go\t${cardGuid(cards[0]!, chosen)}`);
+  });
+
+  test('no #tags: line when the deck has no tags or the tags are a column', async () => {
+    const untagged = { ...meta, ...chooseColumns(['Front', 'Back'], ['Front', 'Back']), tags: [' '] };
+    const bare = (await written('no-deck-tags.txt', 'anki', [], untagged)).split('\n');
+    const tagged = (await written('tags-column.txt', 'anki', [], meta)).split('\n');
+    assert.deepEqual(
+      bare.filter((l) => l.startsWith('#tags')),
+      [],
+    );
+    assert.deepEqual(
+      tagged.filter((l) => l.startsWith('#tags')),
+      ['#tags column:3'],
+    );
+  });
+
+  test('a first cell starting with # is written as &#35; so Anki does not skip the row as a comment', async () => {
+    const hashed: CardRecord[] = [
+      { item: 0, term: '#1 hit', fields: { Front: ' #1 hit', Back: '# of items' }, tags: [], key: 'a' },
+      { item: 1, term: 'C#', fields: { Front: 'C#', Back: '#' }, tags: [], key: 'b' },
+    ];
+    const chosen = { ...meta, ...chooseColumns(['Front', 'Back'], ['term', 'Back']), tags: [] };
+    const lines = (await written('hash.txt', 'anki', hashed, { ...meta, tags: [] })).split('\n');
+    const byTerm = (await written('hash-term.txt', 'anki', hashed, chosen)).split('\n');
+    assert.deepEqual(lines.slice(7, 9), [
+      `&#35;1 hit\t# of items\t\t${cardGuid(hashed[0]!, { ...meta, tags: [] })}`,
+      `C#\t#\t\t${cardGuid(hashed[1]!, { ...meta, tags: [] })}`,
+    ]);
+    assert.equal(byTerm[6], `&#35;1 hit\t# of items\t${cardGuid(hashed[0]!, chosen)}`);
+  });
+
+  test('the same card in two decks gets two GUIDs, so importing one deck does not overwrite the other', async () => {
+    const german = { ...meta, deck: 'Korean::German' };
+    const [english] = (await written('english.txt', 'anki', cards.slice(0, 1))).split('\n').slice(7);
+    const [inGerman] = (await written('german.txt', 'anki', cards.slice(0, 1), german)).split('\n').slice(7);
+    const [again] = (await written('english-again.txt', 'anki', cards.slice(0, 1))).split('\n').slice(7);
+    const guid = (line: string | undefined) => line?.split('\t').at(-1);
+    assert.notEqual(guid(inGerman), guid(english));
+    assert.equal(guid(again), guid(english));
+    assert.equal(guid(english), cardGuid(cards[0]!, meta));
   });
 });
 
@@ -106,6 +162,15 @@ describe('note GUIDs', () => {
     assert.equal(noteGuid('가다|recognition'), noteGuid('가다|recognition'));
     assert.notEqual(noteGuid('가다|recognition'), noteGuid('가다|production'));
     for (let i = 0; i < 500; i++) assert.match(noteGuid(`k${i}`), /^[^"'\t\\ ]{1,11}$/);
+  });
+
+  test('a card’s GUID is the note GUID of note type, deck and key, so it differs between decks and note types', () => {
+    const card = cards[0]!;
+    assert.equal(cardGuid(card, meta), noteGuid('Basic\u001fKorean::Top 1000\u001f가다|recognition'));
+    assert.equal(cardGuid(card, { ...meta, fields: ['Back'], tags: [] }), cardGuid(card, meta));
+    assert.notEqual(cardGuid(card, { ...meta, deck: 'Korean::German' }), cardGuid(card, meta));
+    assert.notEqual(cardGuid(card, { ...meta, noteType: 'Basic (reversed)' }), cardGuid(card, meta));
+    assert.notEqual(cardGuid(card, meta), noteGuid(card.key));
   });
 });
 

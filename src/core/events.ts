@@ -52,6 +52,7 @@ export type RunEvent =
       cards: number;
       added: number;
       duplicates: number;
+      repeated: number;
       failed: number;
     }
   | { type: 'run_stopping'; batchId: string; reason: string }

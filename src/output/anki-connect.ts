@@ -1,6 +1,8 @@
 import { type ErrorKind, ExitCode, FlashcardsError, usageError } from '../core/errors.ts';
 import { ankiField } from './anki.ts';
+import { fieldValue } from './columns.ts';
 import { ankiFieldsProblem } from './field-names.ts';
+import { cardTemplate, NOTE_TYPE_CSS } from './note-type.ts';
 import { cardTags } from './tags.ts';
 import type { CardRecord, DeckMeta } from './types.ts';
 
@@ -17,6 +19,9 @@ import type { CardRecord, DeckMeta } from './types.ts';
  * - 130 (interrupted): `signal` fired.
  * Notes that Anki refuses one by one do not throw: they are counted in `PushResult.failed`, and the
  * caller decides the exit code (1, items failed, when `failed > 0`).
+ *
+ * Every card read is counted exactly once: `added + duplicates + repeated + failed` is the number
+ * of cards sent.
  */
 
 export const DEFAULT_ANKI_CONNECT_URL = 'http://127.0.0.1:8765';
@@ -33,15 +38,20 @@ export interface PushProgress {
   /** Cards read so far. */
   sent: number;
   added: number;
-  /** Cards not added because the deck already has a note with the same first field. */
+  /** Cards not added because the deck already had a note with the same first field (`duplicates`). */
   skipped: number;
+  /** Cards not sent because an earlier card of this push has the same first field. */
+  repeated: number;
   failed: number;
 }
 
 export interface AnkiConnectOptions {
   /** AnkiConnect's address, e.g. http://127.0.0.1:8765. */
   url: string;
-  /** Cards per canAddNotes/addNotes round trip (default 100). Only one batch is held in memory. */
+  /**
+   * Cards per canAddNotes/addNotes round trip (default 100). Only one batch of cards is held in
+   * memory, plus the first field of each card sent so far (to recognise repeats).
+   */
   batchSize?: number;
   /** Default: global fetch. */
   fetch?: typeof fetch;
@@ -63,8 +73,17 @@ export interface PushFailure {
 
 export interface PushResult {
   added: number;
-  /** Cards skipped because their note is already in the deck (or earlier in this push). */
+  /**
+   * Cards not added because the deck already had a note with the same first field before this
+   * push (Anki's duplicate check, scoped to the deck).
+   */
   duplicates: number;
+  /**
+   * Cards not sent because an earlier card of this push, in any batch, has the same first field:
+   * Anki would take them for duplicates of that card. Not in `duplicates`.
+   */
+  repeated: number;
+  /** Cards Anki refused, or that could not be sent (an empty first field); see `failures`. */
   failed: number;
   /** Why notes failed: the first 20 failures. */
   failures: PushFailure[];
@@ -113,16 +132,18 @@ export async function pushToAnkiConnect(
 
   let sent = 0;
   let batch: CardRecord[] = [];
+  const seen = new Set<string>();
   const flush = async (): Promise<void> => {
     result.batches++;
     sent += batch.length;
-    await pushBatch(anki, batch, meta, result);
+    await pushBatch(anki, batch, meta, seen, result);
     batch = [];
     opts.onBatch?.({
       batches: result.batches,
       sent,
       added: result.added,
       skipped: result.duplicates,
+      repeated: result.repeated,
       failed: result.failed,
     });
   };
@@ -150,7 +171,7 @@ export async function ankiConnectVersion(
 /** The note AnkiConnect receives for a card: fields in note type order as HTML, tags joined from both. */
 export function ankiNote(card: CardRecord, meta: DeckMeta): AnkiNote {
   const fields: Record<string, string> = {};
-  for (const name of meta.fields) fields[name] = ankiField(card.fields[name] ?? '');
+  for (const name of meta.fields) fields[name] = ankiField(fieldValue(card, name));
   return {
     deckName: meta.deck,
     modelName: meta.noteType,
@@ -160,22 +181,15 @@ export function ankiNote(card: CardRecord, meta: DeckMeta): AnkiNote {
   };
 }
 
-/** The note type created when it is missing: one card, the first field asks, the others answer. */
+/** createModel's parameters for the note type of note-type.ts, created when it is missing. */
 export function noteTypeDefinition(meta: DeckMeta): Record<string, unknown> {
-  const [first = '', ...rest] = meta.fields;
-  const back = rest.map((f) => `{{#${f}}}<div class="field">{{${f}}}</div>{{/${f}}}`).join('\n');
+  const template = cardTemplate(meta.fields);
   return {
     modelName: meta.noteType,
     inOrderFields: meta.fields,
     isCloze: false,
-    css: [
-      '.card { font-family: arial, sans-serif; font-size: 22px; text-align: center; color: black; background-color: white; }',
-      '.nightMode .card { color: white; background-color: #2f2f31; }',
-      '.field { margin: 0.4em 0; }',
-    ].join('\n'),
-    cardTemplates: [
-      { Name: 'Card 1', Front: `{{${first}}}`, Back: `{{FrontSide}}\n\n<hr id=answer>\n\n${back}` },
-    ],
+    css: NOTE_TYPE_CSS,
+    cardTemplates: [{ Name: template.name, Front: template.front, Back: template.back }],
   };
 }
 
@@ -196,6 +210,7 @@ function emptyResult(): PushResult {
   return {
     added: 0,
     duplicates: 0,
+    repeated: 0,
     failed: 0,
     failures: [],
     batches: 0,
@@ -253,23 +268,24 @@ async function ensureModel(anki: Connection, meta: DeckMeta): Promise<boolean> {
 
 /**
  * One batch: local checks, canAddNotes to skip notes already in the deck, addNotes for the rest.
- * Notes with an empty first field fail locally (Anki would refuse them), and a first field seen
- * earlier in the same batch counts as a duplicate: canAddNotes only compares with the collection.
+ * Notes with an empty first field fail locally (Anki would refuse them), and a first field in
+ * `seen` (sent earlier in this push) counts as repeated and is not sent: canAddNotes would call it
+ * a duplicate of this push's own note, or, within one batch, not notice it at all.
  */
 async function pushBatch(
   anki: Connection,
   cards: CardRecord[],
   meta: DeckMeta,
+  seen: Set<string>,
   result: PushResult,
 ): Promise<void> {
   const firstField = meta.fields[0] ?? '';
   const candidates: Array<{ card: CardRecord; note: AnkiNote }> = [];
-  const seen = new Set<string>();
   for (const card of cards) {
     const note = ankiNote(card, meta);
     const first = note.fields[firstField] ?? '';
     if (first === '') fail(result, card, `the first field (${firstField}) is empty`);
-    else if (seen.has(first)) result.duplicates++;
+    else if (seen.has(first)) result.repeated++;
     else {
       seen.add(first);
       candidates.push({ card, note });

@@ -1,5 +1,6 @@
 import { fieldValue } from './columns.ts';
-import { noteGuid } from './guid.ts';
+import { cardGuid } from './guid.ts';
+import { cardTags } from './tags.ts';
 import type { CardRecord, DeckMeta, Formatter } from './types.ts';
 
 /**
@@ -8,13 +9,15 @@ import type { CardRecord, DeckMeta, Formatter } from './types.ts';
  * GUID columns, so the file imports without any dialog choices, and re-importing an updated
  * deck updates its notes (matched by GUID) instead of adding copies. With `#html:true` every
  * field is HTML: content is escaped so a "<" in a definition shows as text, and newlines
- * become <br>.
+ * become <br>. Without a tags column the deck's tags go in a `#tags:` header line, which Anki adds
+ * to every note.
  */
 export const ankiFormatter: Formatter = {
   header(meta: DeckMeta): string {
     const columns = [...meta.fields];
     const tagsColumn = meta.columns.includes('tags') ? columns.push('Tags') : undefined;
     const guidColumn = columns.push('GUID');
+    const deckTags = tagsColumn ? [] : cardTags(NO_CARD, meta);
     return [
       '#separator:tab',
       '#html:true',
@@ -22,6 +25,7 @@ export const ankiFormatter: Formatter = {
       `#notetype:${headerValue(meta.noteType)}`,
       `#columns:${columns.map(headerValue).join('\t')}`,
       ...(tagsColumn ? [`#tags column:${tagsColumn}`] : []),
+      ...(deckTags.length > 0 ? [`#tags:${deckTags.join(' ')}`] : []),
       `#guid column:${guidColumn}`,
       '',
     ].join('\n');
@@ -29,10 +33,15 @@ export const ankiFormatter: Formatter = {
   card(card: CardRecord, tags: string[], meta: DeckMeta): string {
     const cells = meta.fields.map((f) => ankiField(fieldValue(card, f)));
     if (meta.columns.includes('tags')) cells.push(tags.join(' '));
-    cells.push(noteGuid(card.key));
-    return `${cells.join('\t')}\n`;
+    cells.push(cardGuid(card, meta));
+    // Anki's importer skips every line starting with # as a comment: a term like "#1 hit" would
+    // vanish. The fields are HTML, so the entity still shows as #.
+    return `${cells.join('\t').replace(/^#/, '&#35;')}\n`;
   },
 };
+
+/** A card without tags of its own: `cardTags` of it gives the deck's tags alone. */
+const NO_CARD: CardRecord = { item: -1, term: '', fields: {}, tags: [], key: '' };
 
 const entities: Record<string, string> = {
   '&': '&amp;',

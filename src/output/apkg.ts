@@ -10,12 +10,13 @@ import { ankiField } from './anki.ts';
 import { writeFileAtomic } from './atomic.ts';
 import { fieldValue } from './columns.ts';
 import { ankiFieldsProblem } from './field-names.ts';
-import { noteGuid } from './guid.ts';
+import { cardGuid, noteGuid } from './guid.ts';
+import { cardTemplate, NOTE_TYPE_CSS } from './note-type.ts';
 import { cardTags } from './tags.ts';
 import type { CardRecord, DeckMeta } from './types.ts';
 
-/** The note GUID of a card key, shared with the text format's GUID column. */
-export { noteGuid };
+/** Note GUIDs, shared with the text format's GUID column. */
+export { cardGuid, noteGuid };
 
 export interface ApkgOptions {
   /** Clock in ms since the epoch: note and card ids, modification times, the zip entries' dates. */
@@ -34,8 +35,9 @@ export interface ApkgResult {
  * every Anki 2.1 desktop and AnkiDroid imports) and an empty `media` map. The collection is built
  * in a temp directory under os.tmpdir(), with cards inserted one at a time as they arrive, then
  * zipped straight into the target (temp file + rename, see writeFileAtomic). Notes get GUIDs from
- * their card keys, and the note type and deck get ids from their names, so importing a newer export
- * of the same deck updates its notes instead of adding copies.
+ * their note type, deck and card key (cardGuid), and the note type and deck get ids from their
+ * names, so importing a newer export of the same deck updates its notes instead of adding copies,
+ * and the same word in another deck stays a note of its own.
  */
 export async function writeApkg(
   file: string,
@@ -212,7 +214,7 @@ async function buildCollection(
       scratch.run(() => {
         insertNote.run(
           id,
-          noteGuid(card.key),
+          cardGuid(card, meta),
           ids.model,
           mod,
           tags.length === 0 ? '' : ` ${tags.join(' ')} `,
@@ -329,35 +331,9 @@ const DECK_CONFIG = {
   },
 };
 
-const CSS = `.card {
-  font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", sans-serif;
-  font-size: 22px;
-  line-height: 1.5;
-  text-align: center;
-  color: black;
-  background-color: white;
-  padding: 1em;
-}
-.card.nightMode {
-  color: #eee;
-  background-color: #2f2f31;
-}
-.front {
-  font-size: 32px;
-}
-.field {
-  margin: 0.6em 0;
-}
-hr#answer {
-  margin: 1em 0;
-}
-`;
-
-/** One note type, one card: the first field asks, the answer adds every other field below it. */
+/** The note type of note-type.ts as a schema 11 model. */
 function modelJson(meta: DeckMeta, id: number, deck: number, mod: number): Record<string, unknown> {
-  const [first = '', ...rest] = meta.fields;
-  // Each further field in its own div, left out when empty so blank fields leave no gap.
-  const answer = rest.map((name) => `{{#${name}}}<div class="field">{{${name}}}</div>{{/${name}}}`);
+  const template = cardTemplate(meta.fields);
   return {
     id,
     name: meta.noteType,
@@ -368,10 +344,10 @@ function modelJson(meta: DeckMeta, id: number, deck: number, mod: number): Recor
     did: deck,
     tmpls: [
       {
-        name: 'Card 1',
+        name: template.name,
         ord: 0,
-        qfmt: `<div class="front">{{${first}}}</div>`,
-        afmt: ['{{FrontSide}}', '', '<hr id=answer>', '', ...answer].join('\n'),
+        qfmt: template.front,
+        afmt: template.back,
         bqfmt: '',
         bafmt: '',
         did: null,
@@ -386,7 +362,7 @@ function modelJson(meta: DeckMeta, id: number, deck: number, mod: number): Recor
       size: 20,
       media: [],
     })),
-    css: CSS,
+    css: NOTE_TYPE_CSS,
     latexPre:
       '\\documentclass[12pt]{article}\n\\special{papersize=3in,5in}\n\\usepackage[utf8]{inputenc}\n' +
       '\\usepackage{amssymb,amsmath}\n\\pagestyle{empty}\n\\setlength{\\parindent}{0in}\n\\begin{document}\n',

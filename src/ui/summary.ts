@@ -10,8 +10,17 @@ export interface RunSummary {
   format: string;
   items: { total: number; succeeded: number; failed: number; pending: number; skipped: number };
   cards: number;
+  /** Finished items whose answers made no card (see the pipeline's cards section). */
+  itemsWithoutCards: number;
   /** Present when the cards were pushed to a running Anki. */
-  ankiConnect?: { url: string; cards: number; added: number; duplicates: number; failed: number };
+  ankiConnect?: {
+    url: string;
+    cards: number;
+    added: number;
+    duplicates: number;
+    repeated: number;
+    failed: number;
+  };
   requests: number;
   cacheHits: number;
   retries: number;
@@ -65,7 +74,7 @@ export async function printSummary(io: Io, s: RunSummary): Promise<void> {
     ...(s.ankiConnect
       ? [
           {
-            anki: `${s.ankiConnect.added} added, ${s.ankiConnect.duplicates} already there, ${s.ankiConnect.failed} refused (${s.ankiConnect.url})`,
+            anki: `${s.ankiConnect.added} added, ${s.ankiConnect.duplicates} already there, ${s.ankiConnect.repeated} repeated, ${s.ankiConnect.failed} refused (${s.ankiConnect.url})`,
           },
         ]
       : []),
