@@ -77,6 +77,24 @@ function configFlags(cmd: Command): Record<string, unknown> {
   return out;
 }
 
+interface ExportFlags {
+  output: string;
+  format?: string;
+  fields?: string;
+  deck?: string;
+  noteType?: string;
+  tags?: string;
+}
+
+/** "a, b,,c" -> ["a", "b", "c"]; undefined stays undefined. */
+function nameList(text: string | undefined): string[] | undefined {
+  if (text === undefined) return undefined;
+  return text
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
+}
+
 function addProviderOptions(cmd: Command): Command {
   return cmd
     .option('--provider <name>', 'provider preset: openrouter, openai, groq, ollama, llamacpp, custom, mock')
@@ -175,6 +193,9 @@ Examples:
       try {
         if (opts['stdout'] && opts['output'] !== undefined && opts['output'] !== '-') {
           throw usageError('--stdout and -o name two outputs; use one of them');
+        }
+        if (opts['ankiUrl'] !== undefined && opts['to'] !== 'anki-connect') {
+          throw usageError('--anki-url only matters with --to anki-connect', 'add --to anki-connect');
         }
         process.exitCode = await processCommand(ctx, {
           input,
@@ -408,16 +429,19 @@ Examples:
     .requiredOption('-o, --output <file>', 'output file (- for stdout)')
     .addOption(new Option('--format <format>', 'output format').choices(OUTPUT_FORMATS))
     .option('--fields <list>', 'fields/columns to write, in order, e.g. Front,Back,tags')
+    .option('--deck <name>', 'Anki deck name (default: the one the batch was last run with)')
+    .option('--note-type <name>', 'Anki note type (default: the one the batch was last run with)')
+    .option('--tags <list>', 'tags added to every card, comma-separated')
     .action(
-      run(async (ctx, id: string, opts: { output: string; format?: string; fields?: string }) =>
+      run(async (ctx, id: string, opts: ExportFlags) =>
         (await import('./commands/batches.ts')).batchesExport(ctx, {
           id,
           output: opts.output,
           format: opts.format,
-          fields: opts.fields
-            ?.split(',')
-            .map((f) => f.trim())
-            .filter(Boolean),
+          fields: nameList(opts.fields),
+          deck: opts.deck,
+          noteType: opts.noteType,
+          tags: nameList(opts.tags),
         }),
       ),
     );

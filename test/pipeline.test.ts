@@ -8,7 +8,9 @@ import { compilePipeline } from '../src/pipeline/compile.ts';
 import { parseDefinition } from '../src/pipeline/definition.ts';
 import { builtinPipelineNames, loadPipeline, loadPipelineDefinition } from '../src/pipeline/registry.ts';
 import { providerJsonSchema } from '../src/pipeline/schemas.ts';
-import { compileTemplate, renderTemplate } from '../src/pipeline/template.ts';
+import { compileTemplate, type Scope } from '../src/pipeline/template.ts';
+
+const renderTemplate = (template: string, scope: Scope): string => compileTemplate(template).render(scope);
 
 const english = { sourceLanguage: 'Korean', targetLanguage: 'English' };
 const root = new URL('..', import.meta.url).pathname;
@@ -232,6 +234,66 @@ describe('pipeline files', () => {
       problem(JSON.stringify({ ...base, stages: [{ ...base.stages[0], user: { file: 'missing.md' } }] })),
       /stages\[0\]\.user\.file: cannot read missing\.md/,
     );
+  });
+  test('paths into answers must exist in the schemas, with a suggestion', () => {
+    const listing = {
+      ...base,
+      stages: [
+        {
+          name: 'one',
+          user: 'Term: {{term}}',
+          schema: {
+            type: 'object',
+            properties: {
+              a: { type: 'string' },
+              cards: { type: 'array', items: { type: 'object', properties: { front: { type: 'string' } } } },
+            },
+          },
+        },
+      ],
+      cards: { from: 'one.cards', fields: { Front: '{{card.front}}' } },
+    };
+    assert.doesNotThrow(() => parseDefinition(JSON.stringify(listing), 'p.yaml', dir));
+    assert.match(
+      problem(
+        JSON.stringify({ ...listing, cards: { ...listing.cards, fields: { Front: '{{card.frnt}}' } } }),
+      ),
+      /cards\.fields\.Front: \{\{card\.frnt\}\}: a card has no "frnt" in its schema \(did you mean front\?\)/,
+    );
+    assert.match(
+      problem(JSON.stringify({ ...listing, cards: { ...listing.cards, from: 'one.card' } })),
+      /cards\.from: one\.card: the one stage's answer has no "card" in its schema \(did you mean cards\?\)/,
+    );
+    assert.match(
+      problem(JSON.stringify({ ...listing, cards: { ...listing.cards, tags: ['{{one.cards.first}}'] } })),
+      /cards\.tags\[0\]: \{\{one\.cards\.first\}\}/,
+    );
+    assert.doesNotThrow(() =>
+      parseDefinition(
+        JSON.stringify({
+          ...listing,
+          cards: { ...listing.cards, tags: ['{{one.cards.0.front}}', '{{row.level}}'] },
+        }),
+        'p.yaml',
+        dir,
+      ),
+    );
+  });
+  test('misspelt keys are named with a suggestion, at any level; index is reserved', () => {
+    const { stages, ...rest } = base;
+    assert.match(
+      problem(JSON.stringify({ ...rest, stagse: stages })),
+      /^pipeline p\.yaml: unknown key "stagse" \(did you mean "stages"\?\)/,
+    );
+    assert.match(
+      problem(JSON.stringify({ ...base, cards: { ...base.cards, tag: ['x'] } })),
+      /^pipeline p\.yaml: cards: unknown key "tag" \(did you mean "tags"\?\)/,
+    );
+    assert.match(
+      problem(JSON.stringify({ ...base, stages: [{ ...base.stages[0], name: 'index' }] })),
+      /stages\[0\]\.name: "index" is reserved/,
+    );
+    assert.throws(() => loadPipelineDefinition('vocab', root), /did you mean vocabulary\?/);
   });
   test('a stage may only read the stages before it', () => {
     const two = {

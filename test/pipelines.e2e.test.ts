@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { readAnkiPackage } from 'anki-reader';
@@ -153,12 +153,15 @@ describe('user-defined pipelines, output options and AnkiConnect, through the bu
     const summary = JSON.parse(r.stdout) as {
       output: string | null;
       cards: number;
-      ankiConnect: { added: number; duplicates: number };
+      ankiConnect: { added: number; duplicates: number; repeated: number; failed: number };
     };
     assert.equal(summary.output, null, 'no file is written unless -o is given');
     const added = anki.notes.filter((n) => n.deckName === 'Korean::E2E');
     assert.ok(added.length >= 20, `${added.length} notes`);
     assert.equal(summary.ankiConnect.added, added.length);
+    const push = summary.ankiConnect;
+    assert.equal(push.duplicates, 0, 'the deck was empty');
+    assert.equal(push.added + push.repeated + push.failed, summary.cards);
     assert.ok(anki.requests.some((q) => q.action === 'addNotes'));
     assert.ok(anki.requests.some((q) => q.action === 'canAddNotes'));
 
@@ -214,6 +217,98 @@ describe('user-defined pipelines, output options and AnkiConnect, through the bu
       first.notes.map(([guid]) => guid),
     );
     assert.equal(new Set(first.notes.map(([guid]) => guid)).size, count);
+  });
+
+  test('-o deck.apkg writes a package even when the config or environment say another format', async () => {
+    const home = tempDir();
+    const apkg = join(home, 'deck.apkg');
+    const r = await runCli(['process', grammarInput, '--pipeline', grammar, '-o', apkg, '-q'], {
+      env: { ...env(home), FLASHCARDS_FORMAT: 'anki' },
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(readFileSync(apkg).subarray(0, 2).toString('latin1'), 'PK');
+  });
+
+  test('a pipeline path in a config file is read from the config file’s directory', async () => {
+    const home = tempDir();
+    const project = join(home, 'project');
+    mkdirSync(join(project, 'pipelines', 'prompts'), { recursive: true });
+    mkdirSync(join(project, 'sub'));
+    writeFileSync(join(project, 'pipelines', 'grammar.yaml'), readFileSync(grammar));
+    writeFileSync(
+      join(project, 'pipelines', 'prompts', 'explain.system.md'),
+      readFileSync(join(repoRoot, 'fixtures', 'pipelines', 'prompts', 'explain.system.md')),
+    );
+    writeFileSync(join(project, '.flashcardrc'), 'pipeline: pipelines/grammar.yaml\n');
+    const r = await runCli(['process', grammarInput, '--format', 'json', '--stdout', '-q'], {
+      env: env(home),
+      cwd: join(project, 'sub'),
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok((JSON.parse(r.stdout) as JsonCard[]).every((c) => 'Prompt' in c.fields));
+  });
+
+  test('items whose answers make no card: a warning naming the pipeline, and exit 1 when none made any', async () => {
+    const home = tempDir();
+    const file = join(home, 'none.yaml');
+    writeFileSync(
+      file,
+      [
+        'name: none',
+        'stages:',
+        '  - name: one',
+        '    user: "Term: {{term}}"',
+        '    schema:',
+        '      type: object',
+        '      properties:',
+        '        cards: { type: array, maxItems: 0, items: { type: object, properties: { q: { type: string } } } }',
+        'cards:',
+        '  from: one.cards',
+        '  fields: { Q: "{{card.q}}" }',
+        '',
+      ].join('\n'),
+    );
+    const r = await runCli(
+      ['process', grammarInput, '--pipeline', file, '-o', join(home, 'x.tsv'), '--no-progress'],
+      {
+        env: env(home),
+      },
+    );
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /warning: 3 of 3 finished item\(s\) made no card: .* check the cards section of .*none\.yaml/,
+    );
+  });
+
+  test('batches export takes the last run’s deck, and --deck/--tags/--fields override it', async () => {
+    const home = tempDir();
+    const first = await runCli(
+      ['process', korean20, '--deck', 'First', '-o', join(home, 'a.tsv'), '--json'],
+      { env: env(home) },
+    );
+    const { batchId } = JSON.parse(first.stdout) as { batchId: string };
+    await runCli(['process', korean20, '--deck', 'Second', '-o', join(home, 'b.tsv'), '-q'], {
+      env: env(home),
+    });
+    const latest = await runCli(['batches', 'export', batchId, '-o', '-'], { env: env(home) });
+    assert.match(latest.stdout, /^#deck:Second$/m);
+    const over = await runCli(
+      ['batches', 'export', batchId, '-o', '-', '--deck', 'Third', '--tags', 'x,y', '--fields', 'Front'],
+      { env: env(home) },
+    );
+    assert.equal(over.code, 0, over.stderr);
+    assert.match(over.stdout, /^#deck:Third$/m);
+    assert.match(over.stdout, /^#columns:Front\tGUID$/m);
+    assert.match(over.stdout, /^#tags:x y$/m);
+  });
+
+  test('--anki-url without --to anki-connect is a usage error', async () => {
+    const r = await runCli(['process', korean20, '--anki-url', 'http://127.0.0.1:1'], {
+      env: env(tempDir()),
+    });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /--anki-url only matters with --to anki-connect/);
   });
 
   test('Anki not running: exit 3 with one line, before any provider request', async () => {

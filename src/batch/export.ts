@@ -3,13 +3,42 @@ import { writeOutput } from '../output/index.ts';
 import type { Pipeline } from '../pipeline/types.ts';
 import type { BatchStore } from './store.ts';
 
-/** A batch's cards from stored results, in input order; failed and unfinished items are left out. */
-export function* batchCards(store: BatchStore, batchId: string, pipeline: Pipeline): Generator<CardRecord> {
+/** What an export made of the finished items. */
+export interface ExportTally {
+  items: number;
+  /** Finished items that gave no card at all (their answers did not fill the first field). */
+  withoutCards: number;
+}
+
+/**
+ * A batch's cards from stored results, in input order; failed and unfinished items are left out.
+ * Keys are made unique over the whole batch (a repeated key gets "#2", "#3"), so no two notes
+ * share a GUID and overwrite each other in Anki.
+ */
+export function* batchCards(
+  store: BatchStore,
+  batchId: string,
+  pipeline: Pipeline,
+  tally: ExportTally = { items: 0, withoutCards: 0 },
+): Generator<CardRecord> {
+  const keys = new Map<string, number>();
   for (const { idx, item, results } of store.finishedItems(batchId)) {
-    for (const card of pipeline.toCards(item, results)) {
-      yield { item: idx, term: item.term, ...card };
+    tally.items++;
+    const cards = pipeline.toCards(item, results);
+    if (cards.length === 0) tally.withoutCards++;
+    for (const card of cards) {
+      const seen = keys.get(card.key) ?? 0;
+      keys.set(card.key, seen + 1);
+      yield { item: idx, term: item.term, ...card, key: seen > 0 ? `${card.key}#${seen + 1}` : card.key };
     }
   }
+}
+
+/** One line for people when finished items made no cards: a pipeline's cards section that finds nothing. */
+export function emptyItemsWarning(tally: ExportTally, pipeline: Pipeline): string | undefined {
+  if (tally.withoutCards === 0) return undefined;
+  const where = pipeline.source === 'built-in' ? `the ${pipeline.name} pipeline` : pipeline.source;
+  return `${tally.withoutCards} of ${tally.items} finished item(s) made no card: their answers left the first field empty; check the cards section of ${where}`;
 }
 
 /** Writes a batch's deck from stored results without any provider call; the file is replaced atomically. */
@@ -20,7 +49,8 @@ export async function exportBatch(
   output: string,
   format: OutputFormat,
   meta: DeckMeta,
-): Promise<{ cards: number; path: string }> {
-  const written = await writeOutput(output, format, batchCards(store, batchId, pipeline), meta);
-  return { cards: written.cards, path: written.path };
+): Promise<{ cards: number; path: string; tally: ExportTally }> {
+  const tally: ExportTally = { items: 0, withoutCards: 0 };
+  const written = await writeOutput(output, format, batchCards(store, batchId, pipeline, tally), meta);
+  return { cards: written.cards, path: written.path, tally };
 }

@@ -256,6 +256,9 @@ export class BatchStore {
       ),
       setStatus: db.prepare('UPDATE batches SET status = ?, updated_at = ? WHERE id = ?'),
       setOutput: db.prepare('UPDATE batches SET output_path = ?, format = ?, updated_at = ? WHERE id = ?'),
+      patchSettings: db.prepare(
+        'UPDATE batches SET settings = json_patch(settings, ?), updated_at = ? WHERE id = ?',
+      ),
       finishLoading: db.prepare(
         "UPDATE batches SET status = 'running', total = ?, loader = NULL, updated_at = ? WHERE id = ?",
       ),
@@ -349,6 +352,15 @@ export class BatchStore {
   setOutput(batchId: string, outputPath: string | null, format: string): void {
     this.flush();
     this.#stmts.setOutput.run(outputPath, format, this.#now(), batchId);
+  }
+
+  /**
+   * Merges output choices (deck, note type, tags, fields) into the batch's stored settings, so
+   * `batches export` writes what the latest run asked for. Keys set to null are removed.
+   */
+  patchSettings(batchId: string, patch: Record<string, unknown>): void {
+    this.flush();
+    this.#stmts.patchSettings.run(JSON.stringify(patch), this.#now(), batchId);
   }
 
   /**

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { exportBatch } from '../batch/export.ts';
+import { emptyItemsWarning, exportBatch } from '../batch/export.ts';
 import { isOwnerAlive, newOwnerId, ownerPid } from '../batch/owner.ts';
 import { type BatchRecord, BatchStore } from '../batch/store.ts';
 import { formatDuration } from '../core/duration.ts';
@@ -175,7 +175,15 @@ export async function batchesRetry(ctx: CommandContext, opts: { id: string }): P
 
 export async function batchesExport(
   ctx: CommandContext,
-  opts: { id: string; output: string; format?: string | undefined; fields?: string[] | undefined },
+  opts: {
+    id: string;
+    output: string;
+    format?: string | undefined;
+    fields?: string[] | undefined;
+    deck?: string | undefined;
+    noteType?: string | undefined;
+    tags?: string[] | undefined;
+  },
 ): Promise<number> {
   return withBatch(ctx, opts.id, async (store, batch) => {
     const s = batch.settings;
@@ -190,6 +198,11 @@ export async function batchesExport(
       sourceLanguage: text('sourceLanguage') ?? 'Korean',
       targetLanguage: text('targetLanguage') ?? 'English',
     });
+    if (text('pipelineVersion') && text('pipelineVersion') !== pipeline.version) {
+      ctx.io.err(
+        `warning: the ${pipeline.name} pipeline's prompts or schemas changed since batch ${batch.id} was made; its stored answers are exported with the current card mapping\n`,
+      );
+    }
     const output = opts.output === '-' ? '-' : resolve(ctx.cwd, opts.output);
     const written = await exportBatch(
       store,
@@ -198,9 +211,9 @@ export async function batchesExport(
       output,
       format,
       deckMeta(pipeline, {
-        deck: text('deck'),
-        noteType: text('noteType'),
-        tags: list('tags') ?? [],
+        deck: opts.deck ?? text('deck'),
+        noteType: opts.noteType ?? text('noteType'),
+        tags: opts.tags ?? list('tags') ?? [],
         fields: opts.fields ?? list('fields'),
       }),
     );
@@ -208,6 +221,8 @@ export async function batchesExport(
     ctx.io.err(
       `wrote ${written.cards} cards for ${counts.done} of ${counts.total} items to ${written.path}\n`,
     );
+    const empty = emptyItemsWarning(written.tally, pipeline);
+    if (empty) ctx.io.err(`warning: ${empty}\n`);
     return ExitCode.ok;
   });
 }

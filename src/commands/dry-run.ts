@@ -9,7 +9,8 @@ import { ExitCode } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
 import { systemRandom } from '../core/random.ts';
 import { openInput } from '../input/index.ts';
-import { loadPipeline } from '../pipeline/registry.ts';
+import { chooseColumns } from '../output/columns.ts';
+import { loadPipeline, pipelineBaseDir } from '../pipeline/registry.ts';
 import type { Stage } from '../pipeline/types.ts';
 import type { CommandContext } from './context.ts';
 import { costOf } from './process.ts';
@@ -31,13 +32,15 @@ export interface DryRunOptions {
  * and estimates requests, tokens, cost and time under the configured limits. Calls nothing.
  */
 export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<number> {
-  const { settings } = await loadSettings({
+  const { settings, sources } = await loadSettings({
     cwd: ctx.cwd,
     env: ctx.env,
     configFile: ctx.configFile,
     flags: o.flags,
   });
-  const pipeline = loadPipeline(settings.pipeline, ctx.cwd, settings);
+  const pipeline = loadPipeline(settings.pipeline, pipelineBaseDir(sources['pipeline'], ctx.cwd), settings);
+  // The output choices are checked too: a dry run that passes must not fail later over --fields.
+  chooseColumns(pipeline.fields, settings.fields);
   const source = await openInput(o.input === '-' ? '-' : resolve(ctx.cwd, o.input), { stdin: o.stdin });
   const paths = dataPaths(ctx.home);
   const cache =

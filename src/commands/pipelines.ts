@@ -16,7 +16,7 @@ function summary(def: LoadedDefinition): Record<string, unknown> {
   };
 }
 
-/** `pipelines list`: the built-in pipelines (and the one named in config, when it is a file). */
+/** `pipelines list`: the built-in pipelines. Tables are for people (stderr); --json is for programs (stdout). */
 export async function pipelinesList(ctx: CommandContext, opts: { json: boolean }): Promise<number> {
   const defs = builtinPipelineNames().map((name) => loadPipelineDefinition(name, ctx.cwd));
   if (opts.json) {
@@ -38,8 +38,8 @@ export async function pipelinesList(ctx: CommandContext, opts: { json: boolean }
       def.description,
     ]);
   }
-  ctx.io.out(`${table.toString()}\n`);
-  ctx.io.out('Use one with --pipeline <name>; copy one with `flashcards pipelines show <name> > my.yaml`.\n');
+  ctx.io.err(`${table.toString()}\n`);
+  ctx.io.err('Use one with --pipeline <name>; copy one with `flashcards pipelines show <name> > my.yaml`.\n');
   return ExitCode.ok;
 }
 

@@ -1,7 +1,7 @@
 import { rmSync, statSync } from 'node:fs';
 import { basename, dirname, extname, resolve } from 'node:path';
 import { composeJobContext } from '../batch/compose.ts';
-import { batchCards, exportBatch } from '../batch/export.ts';
+import { batchCards, type ExportTally, emptyItemsWarning, exportBatch } from '../batch/export.ts';
 import { identifyBatch } from '../batch/identify.ts';
 import { isOwnerAlive, newOwnerId, ownerPid } from '../batch/owner.ts';
 import { prepareBatch, spoolStdin } from '../batch/prepare.ts';
@@ -24,7 +24,7 @@ import {
   outputFormatFromPath,
   parseOutputFormat,
 } from '../output/index.ts';
-import { loadPipeline, pipelineRef } from '../pipeline/registry.ts';
+import { loadPipeline, pipelineBaseDir, pipelineRef } from '../pipeline/registry.ts';
 import type { Pipeline } from '../pipeline/types.ts';
 import { openJsonLog } from '../ui/json-log.ts';
 import { createProgress } from '../ui/progress.ts';
@@ -131,7 +131,10 @@ interface PushSummary {
   url: string;
   cards: number;
   added: number;
+  /** Already in Anki. */
   duplicates: number;
+  /** Same first field as an earlier card of this push: Anki would call them duplicates. */
+  repeated: number;
   failed: number;
 }
 
@@ -141,24 +144,25 @@ async function checkAnkiConnect(url: string): Promise<void> {
   await ankiConnectVersion(url);
 }
 
-async function pushBatch(f: Finished, url: string): Promise<PushSummary> {
+async function pushBatch(f: Finished, url: string, tally: ExportTally): Promise<PushSummary> {
   const { pushToAnkiConnect } = await import('../output/anki-connect.ts');
-  const result = await pushToAnkiConnect(batchCards(f.store, f.batch.id, f.pipeline), f.meta, {
+  const result = await pushToAnkiConnect(batchCards(f.store, f.batch.id, f.pipeline, tally), f.meta, {
     url,
     signal: f.o.signal,
   });
   if (!f.o.quiet && !f.o.json) {
     f.ctx.io.err(
-      `AnkiConnect: added ${result.added} note(s) to "${f.meta.deck}"${result.duplicates ? `, ${result.duplicates} already there` : ''}${result.failed ? `, ${result.failed} refused` : ''}\n`,
+      `AnkiConnect: added ${result.added} note(s) to "${f.meta.deck}"${result.duplicates ? `, ${result.duplicates} already there` : ''}${result.repeated ? `, ${result.repeated} skipped (same first field as an earlier card)` : ''}${result.failed ? `, ${result.failed} refused` : ''}\n`,
     );
     for (const failure of result.failures.slice(0, 5))
       f.ctx.io.err(`  refused ${failure.term}: ${failure.reason}\n`);
   }
   return {
     url: publicUrl(url),
-    cards: result.added + result.duplicates + result.failed,
+    cards: result.added + result.duplicates + result.repeated + result.failed,
     added: result.added,
     duplicates: result.duplicates,
+    repeated: result.repeated,
     failed: result.failed,
   };
 }
@@ -167,10 +171,12 @@ async function pushBatch(f: Finished, url: string): Promise<PushSummary> {
 async function finishRun(f: Finished): Promise<ExitCodeType> {
   const { ctx, o, settings, store, batch, outcome, events } = f;
   const counts = outcome.counts;
-  let written: { cards: number; path: string } | undefined;
+  let written: { cards: number; path: string; tally: ExportTally } | undefined;
   let pushed: PushSummary | undefined;
+  let tally: ExportTally | undefined;
   if (outcome.status === 'complete' && f.output !== null) {
     written = await exportBatch(store, batch.id, f.pipeline, f.output, f.format, f.meta);
+    tally = written.tally;
     events.emit({
       type: 'output_written',
       batchId: batch.id,
@@ -180,13 +186,19 @@ async function finishRun(f: Finished): Promise<ExitCodeType> {
     });
   }
   if (outcome.status === 'complete' && o.to === 'anki-connect') {
-    pushed = await pushBatch(f, settings.ankiConnectUrl);
+    const pushTally: ExportTally = { items: 0, withoutCards: 0 };
+    pushed = await pushBatch(f, settings.ankiConnectUrl, pushTally);
+    tally ??= pushTally;
     events.emit({ type: 'anki_connect_pushed', batchId: batch.id, ...pushed });
   }
+  const emptyWarning = tally ? emptyItemsWarning(tally, f.pipeline) : undefined;
+  if (emptyWarning && !o.json) ctx.io.err(`warning: ${emptyWarning}\n`);
+  // Items that all came back without a single card mean the pipeline made nothing: not a success.
+  const madeNothing = tally !== undefined && tally.items > 0 && tally.withoutCards === tally.items;
   const exitCode: ExitCodeType =
     outcome.status === 'stopped'
       ? outcome.reason.exitCode
-      : counts.failed > 0 || (pushed?.failed ?? 0) > 0
+      : counts.failed > 0 || (pushed?.failed ?? 0) > 0 || madeNothing
         ? ExitCode.itemsFailed
         : ExitCode.ok;
   const status =
@@ -217,6 +229,7 @@ async function finishRun(f: Finished): Promise<ExitCodeType> {
       skipped: f.skipped,
     },
     cards: written?.cards ?? pushed?.cards ?? 0,
+    itemsWithoutCards: tally?.withoutCards ?? 0,
     ...(pushed ? { ankiConnect: pushed } : {}),
     requests: f.counters.requests,
     cacheHits: f.counters.cacheHits,
@@ -264,15 +277,14 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
     configFile: ctx.configFile,
     flags: o.flags,
   });
-  // `-o cards.csv` means csv unless a format was asked for somewhere (flag, env or config file).
+  // `-o deck.apkg` means apkg whatever the config file or environment say: the path is the more
+  // specific wish. Only --format on the same command line overrides it.
   const fromPath = o.output && o.output !== '-' ? outputFormatFromPath(o.output) : undefined;
   const format =
-    fromPath && (sources['format']?.kind ?? 'default') === 'default'
-      ? fromPath
-      : parseOutputFormat(settings.format);
+    fromPath && sources['format']?.kind !== 'flag' ? fromPath : parseOutputFormat(settings.format);
   checkOptions(o, settings);
   // A pipeline file's problems are reported before anything else is asked of the user.
-  const pipeline = loadPipeline(settings.pipeline, ctx.cwd, settings);
+  const pipeline = loadPipeline(settings.pipeline, pipelineBaseDir(sources['pipeline'], ctx.cwd), settings);
   requireApiKey(settings);
   const paths = dataPaths(ctx.home);
   const owner = newOwnerId();
@@ -333,7 +345,7 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
         format,
         settings: {
           ...identity.shaping,
-          pipelineRef: pipelineRef(settings.pipeline, ctx.cwd),
+          pipelineRef: pipelineRef(settings.pipeline, pipelineBaseDir(sources['pipeline'], ctx.cwd)),
           ...choice,
         },
       },
@@ -364,6 +376,13 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
     o.onHardExit?.(leave);
     if (o.retryFailed) store.requeueFailed(batch.id);
     store.setOutput(batch.id, output === '-' ? null : output, format);
+    // JSON merge patch: null removes a key, so a choice dropped since the last run is forgotten.
+    store.patchSettings(batch.id, {
+      deck: choice.deck ?? null,
+      noteType: choice.noteType ?? null,
+      tags: choice.tags,
+      fields: choice.fields ?? null,
+    });
 
     const log = openJsonLog(paths.logs, () => ctx.clock.now(), owner.split(':').slice(1).join('-'));
     cleanup.push(() => log.close());

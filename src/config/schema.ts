@@ -91,17 +91,17 @@ function flag() {
   return { schema: z.preprocess(toBoolean, z.boolean()), shape: { noun: 'true or false' } };
 }
 
-function url() {
+function url(example = 'https://api.openai.com/v1', protocols = ['http:', 'https:', 'mock:']) {
   const valid = (v: string): boolean => {
     try {
-      return ['http:', 'https:', 'mock:'].includes(new URL(v).protocol);
+      return protocols.includes(new URL(v).protocol);
     } catch {
       return false;
     }
   };
   return {
     schema: z.string().trim().refine(valid),
-    shape: { noun: 'an http(s) URL like https://api.openai.com/v1' },
+    shape: { noun: `an http(s) URL like ${example}` },
   };
 }
 
@@ -209,7 +209,11 @@ export const configSchema = z.strictObject({
     'Columns/fields to write, in order: card fields, term, tags (comma-separated); unset = all',
   ),
   format: setting(choice(OUTPUT_FORMATS), 'anki', 'Output format: anki, csv, jsonl, json or apkg'),
-  ankiConnectUrl: setting(url(), 'http://127.0.0.1:8765', 'AnkiConnect address used by --to anki-connect'),
+  ankiConnectUrl: setting(
+    url('http://127.0.0.1:8765', ['http:', 'https:']),
+    'http://127.0.0.1:8765',
+    'AnkiConnect address used by --to anki-connect',
+  ),
   concurrency: setting(integer(1, 256), 8, 'Requests in flight at once'),
   timeout: setting(duration(SECOND), '60s', 'Timeout for one API request'),
   maxTokens: setting(integer(1, 1_000_000), 1500, 'max_tokens for each completion'),

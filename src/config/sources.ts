@@ -56,6 +56,7 @@ const flagNames: Record<string, string> = {
   'cache.staleIfError': '--stale-if-error',
   'retry.maxAttempts': '--max-attempts',
   'breaker.maxWait': '--max-wait',
+  ankiConnectUrl: '--anki-url',
 };
 
 /** The command-line flag for a config path: 'baseUrl' -> '--base-url', 'limiter.rpm' -> '--rpm'. */
@@ -99,7 +100,7 @@ export function levenshtein(a: string, b: string): number {
 
 /**
  * The closest known name: a case-insensitive match, then edit distance <= 2, then a nested key
- * whose last segment matches (`rpm` -> `limiter.rpm`).
+ * whose last segment matches (`rpm` -> `limiter.rpm`), then the only name that starts with it.
  */
 export function didYouMean(name: string, candidates: readonly string[]): string | undefined {
   const lower = name.toLowerCase();
@@ -112,5 +113,9 @@ export function didYouMean(name: string, candidates: readonly string[]): string 
   }
   if (best) return best.name;
   const last = lower.split('.').at(-1) ?? lower;
-  return candidates.find((c) => c.includes('.') && c.toLowerCase().endsWith(`.${last}`));
+  const nested = candidates.find((c) => c.includes('.') && c.toLowerCase().endsWith(`.${last}`));
+  if (nested) return nested;
+  // A clear abbreviation ("vocab" for vocabulary): one candidate starts with it.
+  const starting = lower.length >= 3 ? candidates.filter((c) => c.toLowerCase().startsWith(lower)) : [];
+  return starting.length === 1 ? starting[0] : undefined;
 }

@@ -93,11 +93,8 @@ export function compilePipeline(def: LoadedDefinition, languages: Languages): Pi
           const value = t.value(scope);
           return (Array.isArray(value) ? value.map(asText) : [asText(value)]).filter((v) => v.trim() !== '');
         });
-        let key = keyTemplate
-          ? keyTemplate.render(scope)
-          : elements.length > 1
-            ? `${item.term}|${index}`
-            : item.term;
+        const fallback = elements.length > 1 ? `${item.term}|${index}` : item.term;
+        let key = keyTemplate ? keyTemplate.render(scope).trim() || fallback : fallback;
         // Two cards of one item with the same key would share a GUID and overwrite each other.
         const seen = keys.get(key) ?? 0;
         keys.set(key, seen + 1);

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { didYouMean } from '../config/sources.ts';
 import { errorMessage, FlashcardsError } from '../core/errors.ts';
 import { ankiFieldsProblem } from '../output/field-names.ts';
+import { elementSchema, schemaAt } from './schema-path.ts';
 import { compileTemplate } from './template.ts';
 
 /** A prompt is written inline or kept in a text file beside the pipeline file. */
@@ -46,7 +47,6 @@ export const definitionSchema = z.strictObject({
 });
 
 export type PipelineDefinition = z.output<typeof definitionSchema>;
-export type StageDefinition = PipelineDefinition['stages'][number];
 
 /** A definition with every prompt file read in: what the compiler and `pipelines show` work from. */
 export interface LoadedDefinition extends PipelineDefinition {
@@ -72,6 +72,25 @@ function definitionError(file: string, where: string, message: string, hint?: st
   });
 }
 
+/** The keys a place in a pipeline file may hold, for "did you mean". */
+function keysAt(path: readonly PropertyKey[]): string[] {
+  if (path.length === 0) return Object.keys(definitionSchema.shape);
+  if (path[0] === 'stages' && path.length === 2) return Object.keys(stageSchema.shape);
+  if (path[0] === 'cards' && path.length === 1) return Object.keys(cardsSchema.shape);
+  return [];
+}
+
+function issueMessage(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') {
+    const guess = issue.keys[0] ? didYouMean(issue.keys[0], keysAt(issue.path)) : undefined;
+    return `unknown key "${issue.keys.join('", "')}"${guess ? ` (did you mean "${guess}"?)` : ''}`;
+  }
+  if (issue.code === 'invalid_type' && issue.message.endsWith('received undefined'))
+    return `is missing (expected ${issue.expected})`;
+  if (issue.code === 'invalid_union') return 'must be text, or {file: <path of a text file>}';
+  return issue.message;
+}
+
 /** `stages.1.user` from a zod path, as people read YAML. */
 function pathText(path: readonly PropertyKey[]): string {
   return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i ? '.' : ''}${String(p)}`)).join('');
@@ -86,7 +105,12 @@ export function loadDefinition(file: string, shownAs = file): LoadedDefinition {
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw definitionError(shownAs, '', `cannot read it (${errorMessage(e)})`, 'check the --pipeline path');
+    throw definitionError(
+      shownAs,
+      '',
+      `cannot read it (${errorMessage(e)})`,
+      'check the pipeline path (--pipeline, FLASHCARDS_PIPELINE or `pipeline` in the config file, which is read relative to that file)',
+    );
   }
   return parseDefinition(text, shownAs, dirname(resolve(file)));
 }
@@ -103,14 +127,10 @@ export function parseDefinition(text: string, file: string, baseDir: string): Lo
   const raw: unknown = doc.toJS();
   const parsed = definitionSchema.safeParse(raw);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!;
-    let message = issue.message;
-    if (issue.code === 'unrecognized_keys') {
-      const known = Object.keys(issue.path.length === 0 ? definitionSchema.shape : {});
-      const guess = issue.keys[0] ? didYouMean(issue.keys[0], known) : undefined;
-      message = `unknown key "${issue.keys.join('", "')}"${guess ? ` (did you mean "${guess}"?)` : ''}`;
-    }
-    throw definitionError(file, pathText(issue.path), message);
+    // A misspelt key also shows up as a missing one: name the misspelling, it says more.
+    const issues = parsed.error.issues;
+    const issue = issues.find((i) => i.code === 'unrecognized_keys') ?? issues[0]!;
+    throw definitionError(file, pathText(issue.path), issueMessage(issue));
   }
   const def = parsed.data;
   const prompts = def.stages.map((stage, i) => ({
@@ -139,7 +159,7 @@ function checkNames(def: LoadedDefinition): void {
   def.stages.forEach((stage, i) => {
     if (seen.has(stage.name))
       throw definitionError(def.source, `stages[${i}].name`, `"${stage.name}" is used twice`);
-    if ((ITEM_VARIABLES as readonly string[]).includes(stage.name) || stage.name === 'card')
+    if ((ITEM_VARIABLES as readonly string[]).includes(stage.name) || ['card', 'index'].includes(stage.name))
       throw definitionError(
         def.source,
         `stages[${i}].name`,
@@ -169,28 +189,16 @@ function checkSchemas(def: LoadedDefinition): void {
   });
 }
 
-/** Every `{{variable}}` must name something that exists where the template is used. */
+/**
+ * Every `{{variable}}` must name something that exists where the template is used: an item
+ * variable, an earlier stage, or (in the cards section) the card and its index; and a path into
+ * a stage's answer must exist in that stage's schema, so a typo fails here, not as empty cards.
+ */
 function checkVariables(def: LoadedDefinition): void {
-  const check = (template: string, where: string, roots: readonly string[]): void => {
-    for (const variable of compileTemplate(template).variables) {
-      const root = variable.split('.')[0] ?? variable;
-      if (roots.includes(root)) continue;
-      const guess = didYouMean(root, roots);
-      throw definitionError(
-        def.source,
-        where,
-        `{{${variable}}} is not a known variable${guess ? ` (did you mean ${guess}?)` : ''}`,
-        `templates can use ${roots.join(', ')}`,
-      );
-    }
-  };
   const stageNames = def.stages.map((s) => s.name);
-  def.prompts.forEach((prompt, i) => {
-    const roots = [...ITEM_VARIABLES, ...stageNames.slice(0, i)];
-    if (prompt.system !== undefined) check(prompt.system, `stages[${i}].system`, roots);
-    check(prompt.user, `stages[${i}].user`, roots);
-  });
-  const fromRoot = def.cards.from.split('.')[0] ?? '';
+  const schemas = new Map<string, unknown>(def.stages.map((s) => [s.name, s.schema]));
+  const fromPath = def.cards.from.split('.');
+  const fromRoot = fromPath[0] ?? '';
   if (!stageNames.includes(fromRoot)) {
     const guess = didYouMean(fromRoot, stageNames);
     throw definitionError(
@@ -199,9 +207,53 @@ function checkVariables(def: LoadedDefinition): void {
       `"${def.cards.from}" does not start with a stage name${guess ? ` (did you mean ${guess}?)` : ''}`,
     );
   }
+  const from = schemaAt(schemas.get(fromRoot), fromPath.slice(1));
+  if (!from.found) throw missingPath(def.source, 'cards.from', def.cards.from, fromRoot, from);
+  schemas.set('card', elementSchema(from.schema));
+
+  const check = (template: string, where: string, roots: readonly string[]): void => {
+    for (const variable of compileTemplate(template).variables) {
+      const [root = variable, ...rest] = variable.split('.');
+      if (!roots.includes(root)) {
+        const guess = didYouMean(root, roots);
+        throw definitionError(
+          def.source,
+          where,
+          `{{${variable}}} is not a known variable${guess ? ` (did you mean ${guess}?)` : ''}`,
+          `templates can use ${roots.join(', ')}`,
+        );
+      }
+      if (!schemas.has(root) || rest.length === 0) continue;
+      const found = schemaAt(schemas.get(root), rest);
+      if (!found.found) throw missingPath(def.source, where, `{{${variable}}}`, root, found);
+    }
+  };
+  def.prompts.forEach((prompt, i) => {
+    const roots = [...ITEM_VARIABLES, ...stageNames.slice(0, i)];
+    if (prompt.system !== undefined) check(prompt.system, `stages[${i}].system`, roots);
+    check(prompt.user, `stages[${i}].user`, roots);
+  });
   const cardRoots = [...ITEM_VARIABLES, ...stageNames, 'card', 'index'];
   for (const [field, template] of Object.entries(def.cards.fields))
     check(template, `cards.fields.${field}`, cardRoots);
   for (const [i, tag] of def.cards.tags.entries()) check(tag, `cards.tags[${i}]`, cardRoots);
   if (def.cards.key !== undefined) check(def.cards.key, 'cards.key', cardRoots);
+}
+
+function missingPath(
+  file: string,
+  where: string,
+  what: string,
+  root: string,
+  miss: { at: string; known: string[] },
+): FlashcardsError {
+  const last = miss.at.split('.').pop() ?? miss.at;
+  const guess = didYouMean(last, miss.known);
+  const owner = root === 'card' ? 'a card' : `the ${root} stage's answer`;
+  return definitionError(
+    file,
+    where,
+    `${what}: ${owner} has no "${miss.at}" in its schema${guess ? ` (did you mean ${guess}?)` : ''}`,
+    `it has ${miss.known.join(', ')}`,
+  );
 }

@@ -1,5 +1,5 @@
 import { existsSync, readdirSync } from 'node:fs';
-import { extname, resolve } from 'node:path';
+import { dirname, extname, resolve } from 'node:path';
 import { didYouMean } from '../config/sources.ts';
 import { FlashcardsError } from '../core/errors.ts';
 import { compilePipeline, type Languages } from './compile.ts';
@@ -40,6 +40,14 @@ export function loadPipelineDefinition(ref: string, cwd: string): LoadedDefiniti
     `unknown pipeline "${ref}"${guess ? ` (did you mean ${guess}?)` : ''}; built-in: ${builtins.join(', ')}`,
     { hint: 'give a built-in name or the path of a pipeline file (.yaml or .json)' },
   );
+}
+
+/**
+ * Where a relative pipeline path is read from: beside the config file that names it, else the
+ * current directory (flags and environment variables are typed where the command runs).
+ */
+export function pipelineBaseDir(source: { kind: string; detail: string } | undefined, cwd: string): string {
+  return source?.kind === 'file' ? dirname(resolve(cwd, source.detail)) : cwd;
 }
 
 export function loadPipeline(ref: string, cwd: string, languages: Languages): Pipeline {

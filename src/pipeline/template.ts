@@ -21,11 +21,7 @@ export interface CompiledTemplate {
 
 const compiled = new Map<string, CompiledTemplate>();
 
-/** Renders once-parsed templates: prompts are rendered for every request, so this is on the hot path. */
-export function renderTemplate(template: string, scope: Scope): string {
-  return compileTemplate(template).render(scope);
-}
-
+/** Parses a template once (cached by text): prompts are rendered for every request, a hot path. */
 export function compileTemplate(template: string): CompiledTemplate {
   const known = compiled.get(template);
   if (known) return known;
