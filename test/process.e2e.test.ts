@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer, request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { allFiles, cliEnv, fileContains, repoRoot, runCli, tempDir } from './support/cli.ts';
@@ -142,6 +144,53 @@ describe('flashcards process against an OpenAI-compatible server', () => {
       assert.doesNotMatch(r.stderr, /\n\s+at /);
     } finally {
       server.set({ status401: false });
+    }
+  });
+
+  // Node's agents learnt proxyEnv in 24.5; on older Nodes the variables are ignored.
+  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+  const proxyAware = major > 24 || (major === 24 && minor >= 5);
+  test('goes through the proxy named by HTTP_PROXY, and straight to hosts in NO_PROXY', {
+    skip: !proxyAware,
+  }, async () => {
+    const seen: string[] = [];
+    // A forward proxy as HTTP_PROXY users have: requests arrive with absolute URLs and are relayed.
+    const proxy = createServer((req, res) => {
+      seen.push(req.url ?? '');
+      const upstream = httpRequest(req.url ?? '', { method: req.method, headers: req.headers }, (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      });
+      upstream.on('error', () => res.destroy());
+      req.pipe(upstream);
+    });
+    await new Promise<void>((done) => proxy.listen(0, '127.0.0.1', done));
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    try {
+      const home = tempDir();
+      const base = { FLASHCARDS_HOME: home, FLASHCARDS_API_KEY: API_KEY, FLASHCARDS_BASE_URL: server.url };
+      const input = join(home, 'words.txt');
+      writeFileSync(input, '사과\n학교\n');
+      const r = await runCli(['process', input, '-o', join(home, 'd.tsv'), '-q'], {
+        env: cliEnv({ ...base, HTTP_PROXY: proxyUrl }),
+      });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(seen.length, 4);
+      assert.ok(
+        seen.every((u) => u.startsWith(`${server.url}/chat/completions`)),
+        seen.join(' '),
+      );
+      const direct = await runCli(
+        ['process', input, '-o', join(home, 'e.tsv'), '--new', '--no-cache', '-q'],
+        {
+          env: cliEnv({ ...base, HTTP_PROXY: proxyUrl, NO_PROXY: '127.0.0.1' }),
+        },
+      );
+      assert.equal(direct.code, 0, direct.stderr);
+      assert.equal(seen.length, 4, 'NO_PROXY hosts are reached directly');
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise((done) => proxy.close(done));
     }
   });
 

@@ -1,6 +1,12 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Chalk } from 'chalk';
+import {
+  fetchTransport,
+  nodeTransport,
+  type Transport,
+  type TransportResponse,
+} from '../client/transport.ts';
 import { type LoadedSettings, loadSettings } from '../config/load.ts';
 import { apiKeyVars, needsApiKey, PRESETS, suggestedKeyVar } from '../config/presets.ts';
 import { describeSource, displayPath } from '../config/sources.ts';
@@ -67,7 +73,9 @@ export async function doctor(ctx: CommandContext, opts: DoctorOptions): Promise<
   }
   if (loaded) {
     checks.push(checkApiKey(loaded));
-    checks.push(await checkProvider(loaded, opts.fetch ?? fetch));
+    // The same transport `process` uses (keep-alive agents, HTTPS_PROXY): what works here works there.
+    const transport = opts.fetch ? fetchTransport(opts.fetch) : nodeTransport();
+    checks.push(await checkProvider(loaded, transport));
   } else {
     const skipped = 'skipped: the configuration is invalid';
     checks.push({ name: 'API key', status: 'skip', detail: skipped });
@@ -194,7 +202,7 @@ function checkApiKey({ settings, sources }: LoadedSettings): CheckResult {
   };
 }
 
-async function checkProvider({ settings }: LoadedSettings, fetchFn: typeof fetch): Promise<CheckResult> {
+async function checkProvider({ settings }: LoadedSettings, transport: Transport): Promise<CheckResult> {
   const name = 'provider';
   if (settings.provider === 'mock' || settings.baseUrl.startsWith('mock:')) {
     return { name, status: 'pass', detail: 'mock provider (offline, no network needed)' };
@@ -206,9 +214,13 @@ async function checkProvider({ settings }: LoadedSettings, fetchFn: typeof fetch
   const headers: Record<string, string> = settings.apiKey
     ? { Authorization: `Bearer ${settings.apiKey}` }
     : {};
-  let response: Response;
+  let response: TransportResponse;
   try {
-    response = await fetchFn(url, { headers, signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+    response = await transport(url, {
+      method: 'GET',
+      headers,
+      signal: AbortSignal.timeout(PROBE_TIMEOUT_MS),
+    });
   } catch (e) {
     const timedOut = e instanceof Error && (e.name === 'TimeoutError' || e.name === 'AbortError');
     const cause = (e as { cause?: unknown }).cause;
@@ -223,9 +235,10 @@ async function checkProvider({ settings }: LoadedSettings, fetchFn: typeof fetch
         : 'check your network connection and baseUrl',
     };
   }
-  // The body is not needed; release the connection.
-  await response.body?.cancel().catch(() => undefined);
-  if (response.ok) return { name, status: 'pass', detail: `GET ${url}: HTTP ${response.status}` };
+  // Read (and drop) the body so the connection is released.
+  await response.text().catch(() => undefined);
+  if (response.status >= 200 && response.status < 300)
+    return { name, status: 'pass', detail: `GET ${url}: HTTP ${response.status}` };
   const keyVar = settings.apiKeySource ?? suggestedKeyVar(settings.provider);
   if (response.status === 401 || response.status === 403) {
     return {

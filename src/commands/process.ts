@@ -146,11 +146,16 @@ async function checkAnkiConnect(url: string): Promise<void> {
 
 async function pushBatch(f: Finished, url: string, tally: ExportTally): Promise<PushSummary> {
   const { pushToAnkiConnect } = await import('../output/anki-connect.ts');
+  const talk = !f.o.quiet && !f.o.json;
   const result = await pushToAnkiConnect(batchCards(f.store, f.batch.id, f.pipeline, tally), f.meta, {
     url,
     signal: f.o.signal,
+    // A big deck takes a while to add: a line every 10 batches (1,000 notes) says it moves.
+    onBatch: (p) => {
+      if (talk && p.batches % 10 === 0) f.ctx.io.err(`AnkiConnect: ${p.sent} cards sent, ${p.added} added\n`);
+    },
   });
-  if (!f.o.quiet && !f.o.json) {
+  if (talk) {
     f.ctx.io.err(
       `AnkiConnect: added ${result.added} note(s) to "${f.meta.deck}"${result.duplicates ? `, ${result.duplicates} already there` : ''}${result.repeated ? `, ${result.repeated} skipped (same first field as an earlier card)` : ''}${result.failed ? `, ${result.failed} refused` : ''}\n`,
     );
