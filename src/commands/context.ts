@@ -8,6 +8,8 @@ export interface Io {
   isTTY: boolean;
   /** Colour allowed (a TTY and no NO_COLOR). */
   color: boolean;
+  /** Width of the terminal on stderr, when it is one: tables wrap to fit it. */
+  columns?: number | undefined;
 }
 
 /** The environment every command handler receives, filled in once at the CLI edge. */
@@ -30,6 +32,7 @@ export function processIo(): Io {
     err: (text) => void process.stderr.write(text),
     isTTY,
     color: isTTY && !process.env['NO_COLOR'] && process.env['TERM'] !== 'dumb',
+    columns: isTTY ? process.stderr.columns : undefined,
   };
 }
 

@@ -12,6 +12,7 @@ import { openInput } from '../input/index.ts';
 import { chooseColumns } from '../output/columns.ts';
 import { loadPipeline, pipelineBaseDir } from '../pipeline/registry.ts';
 import type { Stage } from '../pipeline/types.ts';
+import { keyValueWidths } from '../ui/summary.ts';
 import type { CommandContext } from './context.ts';
 import { costOf } from './process.ts';
 
@@ -133,7 +134,7 @@ export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<num
     return ExitCode.ok;
   }
   const { default: Table } = await import('cli-table3');
-  const t = new Table({ style: { head: [], border: [] } });
+  const t = new Table({ style: { head: [], border: [] }, ...keyValueWidths(ctx.io.columns) });
   t.push(
     {
       input: `${result.input} (${result.format}), ${items} items${result.skippedRows ? `, ${result.skippedRows} empty rows skipped` : ''}`,

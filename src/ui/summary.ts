@@ -33,6 +33,21 @@ export interface RunSummary {
   failures: { item: number; term: string; errorKind: string; message: string }[];
 }
 
+/**
+ * Column widths for a two-column (name, value) table that fits a terminal `columns` wide: long
+ * values (paths, the log file) wrap inside their cell instead of breaking every line of the
+ * table. Without a terminal (cron mail, pipes) nothing is wrapped.
+ */
+export function keyValueWidths(columns: number | undefined): {
+  colWidths?: number[];
+  wordWrap?: boolean;
+  wrapOnWordBoundary?: boolean;
+} {
+  if (!columns || columns < 40) return {};
+  const key = 16;
+  return { colWidths: [key, columns - key - 3], wordWrap: true, wrapOnWordBoundary: false };
+}
+
 /** The end-of-run table on stderr, for people. Machine readers use --json instead. */
 export async function printSummary(io: Io, s: RunSummary): Promise<void> {
   const [{ default: Table }, { Chalk }] = await Promise.all([import('cli-table3'), import('chalk')]);
@@ -41,6 +56,7 @@ export async function printSummary(io: Io, s: RunSummary): Promise<void> {
     style: { head: [], border: [] },
     // One rule around the whole table, none between rows: compact in a terminal and in cron mail.
     chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
+    ...keyValueWidths(io.columns),
   });
   // Items finished by this run (not those a previous run had already done).
   const processed = s.items.total - s.items.pending - s.items.skipped;
