@@ -29,7 +29,13 @@ export function* batchCards(
     for (const card of cards) {
       const seen = keys.get(card.key) ?? 0;
       keys.set(card.key, seen + 1);
-      yield { item: idx, term: item.term, ...card, key: seen > 0 ? `${card.key}#${seen + 1}` : card.key };
+      yield {
+        item: idx,
+        term: item.term,
+        fields: card.fields,
+        tags: card.tags,
+        key: seen > 0 ? `${card.key}#${seen + 1}` : card.key,
+      };
     }
   }
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { CardRecord, DeckMeta } from './types.ts';
 
 /** Anki's base91 alphabet for note GUIDs (the one genanki and Anki itself use). */
@@ -9,12 +9,20 @@ const BASE91 = 'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!#
  * does. The same key always gives the same GUID, so re-importing an updated deck updates notes.
  */
 export function noteGuid(key: string): string {
-  let n = createHash('sha256').update(key, 'utf8').digest().readBigUInt64BE(0);
-  if (n === 0n) return BASE91[0]!;
+  // One-shot hash (no Hash object per card), and base91 over two 32-bit halves in plain numbers:
+  // this runs for every card of every export.
+  const digest = hash('sha256', key, 'buffer');
+  let hi = digest.readUInt32BE(0);
+  let lo = digest.readUInt32BE(4);
+  if (hi === 0 && lo === 0) return BASE91[0]!;
   let out = '';
-  while (n > 0n) {
-    out = BASE91[Number(n % 91n)]! + out;
-    n /= 91n;
+  while (hi !== 0 || lo !== 0) {
+    // (hi * 2^32 + lo) divided by 91, carried through the two halves.
+    const highRemainder = hi % 91;
+    hi = Math.floor(hi / 91);
+    const low = highRemainder * 0x1_0000_0000 + lo;
+    lo = Math.floor(low / 91);
+    out = BASE91[low % 91]! + out;
   }
   return out;
 }

@@ -30,11 +30,26 @@ function itemScope(item: StageItem, languages: Languages): Record<string, unknow
 
 /** Turns a checked pipeline definition into stages that build requests and validate answers. */
 export function compilePipeline(def: LoadedDefinition, languages: Languages): Pipeline {
+  // An item's variables are built once: each of its stages and its cards read the same.
+  const scopes = new WeakMap<StageItem, Record<string, unknown>>();
+  const scopeOf = (item: StageItem): Record<string, unknown> => {
+    let scope = scopes.get(item);
+    if (!scope) {
+      scope = itemScope(item, languages);
+      scopes.set(item, scope);
+    }
+    return scope;
+  };
   const stages = def.stages.map((stage, i): Stage => {
     const prompt = def.prompts[i]!;
     const jsonSchema = providerJsonSchema(stage.schema);
     const system = prompt.system === undefined ? undefined : compileTemplate(prompt.system);
     const user = compileTemplate(prompt.user);
+    // A system prompt that reads only the languages is the same for every request: render it once.
+    const fixedSystem =
+      system && system.variables.every((v) => v === 'sourceLanguage' || v === 'targetLanguage')
+        ? system.render({ ...languages })
+        : undefined;
     return {
       name: stage.name,
       schema: responseValidator(stage.schema),
@@ -47,9 +62,9 @@ export function compilePipeline(def: LoadedDefinition, languages: Languages): Pi
         .update(JSON.stringify({ name: stage.name, jsonSchema }))
         .digest('hex'),
       buildMessages({ item, previous }: StageInput): ChatMessage[] {
-        const scope: Scope = { ...previous, ...itemScope(item, languages) };
+        const scope: Scope = { ...previous, ...scopeOf(item) };
         const messages: ChatMessage[] = [];
-        if (system) messages.push({ role: 'system', content: system.render(scope) });
+        if (system) messages.push({ role: 'system', content: fixedSystem ?? system.render(scope) });
         messages.push({ role: 'user', content: user.render(scope) });
         return messages;
       },
@@ -80,7 +95,7 @@ export function compilePipeline(def: LoadedDefinition, languages: Languages): Pi
     toCards(item, results): CardFields[] {
       const found = lookup(results, from);
       const elements = Array.isArray(found) ? found : found === undefined || found === null ? [] : [found];
-      const base = { ...results, ...itemScope(item, languages) };
+      const base = { ...results, ...scopeOf(item) };
       const keys = new Map<string, number>();
       const cards: CardFields[] = [];
       elements.forEach((card, index) => {
