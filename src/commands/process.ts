@@ -12,7 +12,7 @@ import { fetchTransport } from '../client/transport.ts';
 import type { Settings } from '../config/index.ts';
 import { apiKeyVars, loadSettings, needsApiKey, PRESETS, suggestedKeyVar } from '../config/index.ts';
 import { ExitCode, type ExitCode as ExitCodeType, FlashcardsError, usageError } from '../core/errors.ts';
-import { type EventSink, fanOut } from '../core/events.ts';
+import { type EventSink, fanOut, type PushSummary } from '../core/events.ts';
 import { dataPaths } from '../core/home.ts';
 import { publicUrl } from '../core/provider-key.ts';
 import { systemRandom } from '../core/random.ts';
@@ -125,17 +125,6 @@ interface Finished {
 
 function isDefault(sources: Record<string, { kind: string } | undefined>, key: string): boolean {
   return (sources[key]?.kind ?? 'default') === 'default';
-}
-
-interface PushSummary {
-  url: string;
-  cards: number;
-  added: number;
-  /** Already in Anki. */
-  duplicates: number;
-  /** Same first field as an earlier card of this push: Anki would call them duplicates. */
-  repeated: number;
-  failed: number;
 }
 
 /** Fails before any work when Anki is not listening: a closed Anki must not surface after the run. */

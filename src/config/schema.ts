@@ -105,30 +105,26 @@ function url(example = 'https://api.openai.com/v1', protocols = ['http:', 'https
   };
 }
 
+/** "a, b,,c" from env or flags -> ["a", "b", "c"]; lists from a config file pass as they are. */
+function splitCommas(v: unknown): unknown {
+  return typeof v === 'string'
+    ? v
+        .split(',')
+        .map((t) => t.trim())
+        .filter(Boolean)
+    : v;
+}
+
 function nameList() {
-  const split = (v: unknown): unknown =>
-    typeof v === 'string'
-      ? v
-          .split(',')
-          .map((t) => t.trim())
-          .filter(Boolean)
-      : v;
   return {
-    schema: z.preprocess(split, z.array(z.string().min(1)).min(1)),
+    schema: z.preprocess(splitCommas, z.array(z.string().min(1)).min(1)),
     shape: { noun: 'a comma-separated list of names' },
   };
 }
 
 function tagList() {
-  const split = (v: unknown): unknown =>
-    typeof v === 'string'
-      ? v
-          .split(',')
-          .map((t) => t.trim())
-          .filter(Boolean)
-      : v;
   return {
-    schema: z.preprocess(split, z.array(z.string().regex(/^\S+$/))),
+    schema: z.preprocess(splitCommas, z.array(z.string().regex(/^\S+$/))),
     shape: { noun: 'a list of tags without spaces' },
   };
 }

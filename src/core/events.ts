@@ -45,18 +45,21 @@ export type RunEvent =
   | { type: 'breaker_transition'; key: string; from: string; to: string; cause: string }
   | { type: 'breaker_wait'; batchId: string; state: string; untilMs: number | null }
   | { type: 'output_written'; batchId: string; path: string; cards: number; format: string }
-  | {
-      type: 'anki_connect_pushed';
-      batchId: string;
-      url: string;
-      cards: number;
-      added: number;
-      duplicates: number;
-      repeated: number;
-      failed: number;
-    }
+  | ({ type: 'anki_connect_pushed'; batchId: string } & PushSummary)
   | { type: 'run_stopping'; batchId: string; reason: string }
   | { type: 'run_finished'; batchId: string; status: string; exitCode: number; durationMs: number };
+
+/** What a push to AnkiConnect did, as the log, the summary and --json report it. */
+export interface PushSummary {
+  url: string;
+  cards: number;
+  added: number;
+  /** Already in Anki. */
+  duplicates: number;
+  /** Same first field as an earlier card of this push: Anki would call them duplicates. */
+  repeated: number;
+  failed: number;
+}
 
 export type EventLevel = 'debug' | 'info' | 'warn' | 'error';
 

@@ -1,5 +1,6 @@
 import type { Io } from '../commands/context.ts';
 import { formatDuration } from '../core/duration.ts';
+import type { PushSummary } from '../core/events.ts';
 
 export interface RunSummary {
   batchId: string;
@@ -13,14 +14,7 @@ export interface RunSummary {
   /** Finished items whose answers made no card (see the pipeline's cards section). */
   itemsWithoutCards: number;
   /** Present when the cards were pushed to a running Anki. */
-  ankiConnect?: {
-    url: string;
-    cards: number;
-    added: number;
-    duplicates: number;
-    repeated: number;
-    failed: number;
-  };
+  ankiConnect?: PushSummary;
   requests: number;
   cacheHits: number;
   retries: number;
