@@ -303,6 +303,20 @@ describe('user-defined pipelines, output options and AnkiConnect, through the bu
     assert.match(over.stdout, /^#tags:x y$/m);
   });
 
+  test('a term listed twice still gives every note its own GUID', async () => {
+    const home = tempDir();
+    const input = join(home, 'twice.txt');
+    writeFileSync(input, '사과\n사과\n사과\n');
+    const r = await runCli(['process', input, '--stdout', '-q'], { env: env(home) });
+    assert.equal(r.code, 0, r.stderr);
+    const guids = r.stdout
+      .split('\n')
+      .filter((l) => l !== '' && !l.startsWith('#'))
+      .map((l) => l.split('\t').at(-1));
+    assert.ok(guids.length >= 3);
+    assert.equal(new Set(guids).size, guids.length);
+  });
+
   test('--anki-url without --to anki-connect is a usage error', async () => {
     const r = await runCli(['process', korean20, '--anki-url', 'http://127.0.0.1:1'], {
       env: env(tempDir()),

@@ -21,21 +21,17 @@ export function* batchCards(
   pipeline: Pipeline,
   tally: ExportTally = { items: 0, withoutCards: 0 },
 ): Generator<CardRecord> {
-  const keys = new Map<string, number>();
+  const taken = new Set<string>();
   for (const { idx, item, results } of store.finishedItems(batchId)) {
     tally.items++;
     const cards = pipeline.toCards(item, results);
     if (cards.length === 0) tally.withoutCards++;
     for (const card of cards) {
-      const seen = keys.get(card.key) ?? 0;
-      keys.set(card.key, seen + 1);
-      yield {
-        item: idx,
-        term: item.term,
-        fields: card.fields,
-        tags: card.tags,
-        key: seen > 0 ? `${card.key}#${seen + 1}` : card.key,
-      };
+      // The next free "#n": a key that already carries a suffix (from toCards) cannot collide.
+      let key = card.key;
+      for (let n = 2; taken.has(key); n++) key = `${card.key}#${n}`;
+      taken.add(key);
+      yield { item: idx, term: item.term, fields: card.fields, tags: card.tags, key };
     }
   }
 }

@@ -1,5 +1,6 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, extname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { didYouMean } from '../config/sources.ts';
 import { FlashcardsError } from '../core/errors.ts';
 import { compilePipeline, type Languages } from './compile.ts';
@@ -11,11 +12,15 @@ const builtinDir = new URL('../../src/pipeline/builtin/', import.meta.url);
 
 export const DEFAULT_PIPELINE = 'vocabulary';
 
+let builtinNames: string[] | undefined;
+
+/** The built-in pipelines' names (read once: the folder does not change while a command runs). */
 export function builtinPipelineNames(): string[] {
-  return readdirSync(builtinDir)
+  builtinNames ??= readdirSync(builtinDir)
     .filter((f) => extname(f) === '.yaml')
     .map((f) => f.slice(0, -'.yaml'.length))
     .sort();
+  return [...builtinNames];
 }
 
 function looksLikePath(ref: string): boolean {
@@ -29,7 +34,7 @@ function looksLikePath(ref: string): boolean {
 export function loadPipelineDefinition(ref: string, cwd: string): LoadedDefinition {
   const builtins = builtinPipelineNames();
   if (builtins.includes(ref) && !looksLikePath(ref)) {
-    const def = loadDefinition(new URL(`${ref}.yaml`, builtinDir).pathname, `${ref} (built-in)`);
+    const def = loadDefinition(fileURLToPath(new URL(`${ref}.yaml`, builtinDir)), `${ref} (built-in)`);
     return { ...def, source: 'built-in' };
   }
   const file = resolve(cwd, ref);
