@@ -3,6 +3,7 @@ import { enableCompileCache } from 'node:module';
 import { Argument, Command, CommanderError, Option } from 'commander';
 import type { CommandContext } from './commands/context.ts';
 import { ExitCode, FlashcardsError, isFlashcardsError, usageError } from './core/errors.ts';
+import { splitList } from './core/list.ts';
 import { OUTPUT_FORMATS } from './output/types.ts';
 
 /**
@@ -86,13 +87,8 @@ interface ExportFlags {
   tags?: string;
 }
 
-/** "a, b,,c" -> ["a", "b", "c"]; undefined stays undefined. */
 function nameList(text: string | undefined): string[] | undefined {
-  if (text === undefined) return undefined;
-  return text
-    .split(',')
-    .map((t) => t.trim())
-    .filter(Boolean);
+  return text === undefined ? undefined : splitList(text);
 }
 
 function addProviderOptions(cmd: Command): Command {
@@ -181,6 +177,13 @@ Examples:
     )
     .action(async (input: string, _opts: unknown, cmd: Command) => {
       const opts = cmd.opts<Record<string, unknown>>();
+      // Contradictory flags are refused before anything heavy is loaded.
+      if (opts['stdout'] && opts['output'] !== undefined && opts['output'] !== '-') {
+        throw usageError('--stdout and -o name two outputs; use one of them');
+      }
+      if (opts['ankiUrl'] !== undefined && opts['to'] !== 'anki-connect') {
+        throw usageError('--anki-url only matters with --to anki-connect', 'add --to anki-connect');
+      }
       const ctx = await context(program);
       const flags = configFlags(cmd);
       if (opts['dryRun']) {
@@ -191,12 +194,6 @@ Examples:
       const { processCommand } = await import('./commands/process.ts');
       const signals = installSignalHandlers(ctx);
       try {
-        if (opts['stdout'] && opts['output'] !== undefined && opts['output'] !== '-') {
-          throw usageError('--stdout and -o name two outputs; use one of them');
-        }
-        if (opts['ankiUrl'] !== undefined && opts['to'] !== 'anki-connect') {
-          throw usageError('--anki-url only matters with --to anki-connect', 'add --to anki-connect');
-        }
         process.exitCode = await processCommand(ctx, {
           input,
           output: opts['stdout'] ? '-' : (opts['output'] as string | undefined),

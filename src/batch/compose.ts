@@ -71,15 +71,7 @@ export function composeJobContext(o: ComposeOptions): JobContext {
   const cache =
     cacheMode === 'off'
       ? undefined
-      : ResponseCache.open(
-          o.paths.cacheDb,
-          {
-            ttlMs: settings.cache.ttlMs,
-            jitter: settings.cache.jitter,
-            compressThresholdBytes: settings.cache.compressThresholdBytes,
-          },
-          { clock, random: o.random },
-        );
+      : ResponseCache.open(o.paths.cacheDb, settings.cache, { clock, random: o.random });
   const client = createChatClient({
     baseUrl: settings.baseUrl,
     apiKey: settings.apiKey,

@@ -1,6 +1,12 @@
 import type { ResponseCache, SingleFlight } from '../cache/index.ts';
 import { cacheKeyer } from '../cache/index.ts';
-import type { ChatClient, ChatRequest, ChatResult, TokenUsage } from '../client/chat-client.ts';
+import {
+  type ChatClient,
+  type ChatRequest,
+  type ChatResult,
+  messageTokens,
+  type TokenUsage,
+} from '../client/chat-client.ts';
 import type { Clock } from '../core/clock.ts';
 import { FlashcardsError, isProviderError, ProviderError } from '../core/errors.ts';
 import type { EventSink } from '../core/events.ts';
@@ -167,9 +173,7 @@ async function callWithPolicies(
   job: { id: string; item: number; term: string },
 ): Promise<JobResult> {
   const { item } = job;
-  let promptChars = 0;
-  for (const m of baseRequest.messages) promptChars += m.content.length;
-  const promptTokens = Math.ceil(promptChars / 4);
+  const promptTokens = messageTokens(baseRequest.messages);
   const tokenEstimate = promptTokens + ctx.maxTokens;
   let request = baseRequest;
   let attempts = 0;

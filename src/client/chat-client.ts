@@ -44,9 +44,23 @@ export interface ChatClient {
   complete(request: ChatRequest, signal: AbortSignal): Promise<ChatResult>;
 }
 
-/** Rough token estimate (about 4 characters a token) used for limiter reservations and missing usage. */
+/**
+ * The one rough token rule (about 4 characters a token): limiter reservations, missing usage,
+ * dry-run estimates and the mock provider's own counts all use it.
+ */
+export function tokensForChars(chars: number): number {
+  return Math.ceil(chars / 4);
+}
+
 export function estimateTokens(text: string): number {
-  return Math.ceil(text.length / 4);
+  return tokensForChars(text.length);
+}
+
+/** The prompt tokens of a request's messages, by the same rule. */
+export function messageTokens(messages: readonly { content: string }[]): number {
+  let chars = 0;
+  for (const m of messages) chars += m.content.length;
+  return tokensForChars(chars);
 }
 
 /** A stage's response format is one object for the whole run: serialise its schema once. */

@@ -1,4 +1,5 @@
 import { type Clock, systemClock } from '../core/clock.ts';
+import { tokensForChars } from './chat-client.ts';
 import { type JsonSchema, sampleFromSchema } from './schema-sample.ts';
 
 /** What the mock needs from a Chat Completions request body. */
@@ -82,11 +83,6 @@ export function extractTerm(text: string): string {
   return word?.[0] ?? 'word';
 }
 
-/** Rough token count (about 4 characters a token), the same rule the client uses for estimates. */
-export function estimateTokens(chars: number): number {
-  return Math.ceil(chars / 4);
-}
-
 /** The assistant's message content: schema-valid JSON when a schema was sent. */
 export function mockContent(request: MockChatRequest, placeholder: boolean): string {
   const { term, schema } = request;
@@ -119,8 +115,8 @@ export function chatCompletion(
   id: string,
   createdSeconds: number,
 ): ChatCompletion {
-  const promptTokens = estimateTokens(request.promptChars);
-  const completionTokens = estimateTokens(content.length);
+  const promptTokens = tokensForChars(request.promptChars);
+  const completionTokens = tokensForChars(content.length);
   return {
     id,
     object: 'chat.completion',
@@ -167,22 +163,6 @@ function json(status: number, body: unknown): Response {
   return new Response(JSON.stringify(body), { status, headers: { 'content-type': 'application/json' } });
 }
 
-/** A ref'd sleep: an in-flight mock request keeps the process alive, as a real socket would. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
 /**
  * An in-process stand-in for `fetch` that speaks the OpenAI Chat Completions API, so
  * `flashcards process --provider mock` runs the whole flow offline. Answers are schema-valid
@@ -215,7 +195,8 @@ export function createMockFetch(opts: MockFetchOptions = {}): typeof fetch {
     }
     const parsed = parseChatRequest(body);
     if (!parsed.ok) return json(400, { error: { message: parsed.message, type: 'invalid_request_error' } });
-    if (opts.latencyMs !== undefined && opts.latencyMs > 0) await sleep(opts.latencyMs, signal);
+    if (opts.latencyMs !== undefined && opts.latencyMs > 0)
+      await (opts.clock ?? systemClock).sleep(opts.latencyMs, signal);
     let content: string;
     try {
       content = mockContent(parsed.request, true);

@@ -17,7 +17,7 @@ import {
   suggestedKeyVar,
 } from '../config/presets.ts';
 import { describeKeys, formatMs, type Settings, schemaIndex, settingValue } from '../config/schema.ts';
-import { describeSource, displayPath } from '../config/sources.ts';
+import { describeSource, displayPath, flagName } from '../config/sources.ts';
 import { errorMessage, FlashcardsError, usageError } from '../core/errors.ts';
 import type { CommandContext } from './context.ts';
 
@@ -182,19 +182,8 @@ interface InitAnswers {
   tpm: number | undefined;
 }
 
-const flagLabels: Record<string, string> = {
-  provider: '--provider',
-  model: '--model',
-  baseUrl: '--base-url',
-  sourceLanguage: '--source-language',
-  targetLanguage: '--target-language',
-  deck: '--deck',
-  'limiter.rpm': '--rpm',
-  'limiter.tpm': '--tpm',
-};
-
 function fromFlag<T>(path: string, raw: unknown): T | undefined {
-  return raw === undefined ? undefined : (parseSetting(path, raw, flagLabels[path] ?? path) as T);
+  return raw === undefined ? undefined : (parseSetting(path, raw, flagName(path)) as T);
 }
 
 /** An input validator built from the schema, so the wizard rejects exactly what the loader would. */

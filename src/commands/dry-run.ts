@@ -3,10 +3,11 @@ import { resolve } from 'node:path';
 import { jobCacheKey } from '../batch/execute-job.ts';
 import { ResponseCache } from '../cache/index.ts';
 import { estimateTokens } from '../client/chat-client.ts';
-import { loadSettings } from '../config/index.ts';
+import { costOf, loadSettings } from '../config/index.ts';
 import { formatDuration } from '../core/duration.ts';
 import { ExitCode } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
+import { publicUrl } from '../core/provider-key.ts';
 import { systemRandom } from '../core/random.ts';
 import { openInput } from '../input/index.ts';
 import { chooseColumns } from '../output/columns.ts';
@@ -14,7 +15,6 @@ import { loadPipeline, pipelineBaseDir } from '../pipeline/registry.ts';
 import type { Stage } from '../pipeline/types.ts';
 import { keyValueWidths } from '../ui/summary.ts';
 import type { CommandContext } from './context.ts';
-import { costOf } from './process.ts';
 
 /** Typical answer sizes of the built-in stages, for estimates before anything was paid for. */
 const typicalCompletionTokens: Record<string, number> = { analyze: 450, cards: 350 };
@@ -46,15 +46,7 @@ export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<num
   const paths = dataPaths(ctx.home);
   const cache =
     settings.cache.enabled && existsSync(paths.cacheDb)
-      ? ResponseCache.open(
-          paths.cacheDb,
-          {
-            ttlMs: settings.cache.ttlMs,
-            jitter: settings.cache.jitter,
-            compressThresholdBytes: settings.cache.compressThresholdBytes,
-          },
-          { clock: ctx.clock, random: systemRandom },
-        )
+      ? ResponseCache.open(paths.cacheDb, settings.cache, { clock: ctx.clock, random: systemRandom })
       : undefined;
   const lookup = (
     stage: Stage,
@@ -122,7 +114,7 @@ export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<num
     estimatedCostUsd: cost,
     estimatedDurationMs: Math.round(durationMs),
     model: settings.model,
-    baseUrl: settings.baseUrl,
+    baseUrl: publicUrl(settings.baseUrl),
     limits: {
       rpm: settings.limiter.rpm ?? null,
       tpm: settings.limiter.tpm ?? null,
@@ -149,7 +141,7 @@ export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<num
           : `~$${cost.toFixed(4)}`,
     },
     { time: `~${formatDuration(durationMs)} at ~${Math.round(effectiveRpm)} requests/min` },
-    { model: `${settings.model} at ${settings.baseUrl}` },
+    { model: `${settings.model} at ${publicUrl(settings.baseUrl)}` },
   );
   ctx.io.err(`dry run: nothing was sent\n${t.toString()}\n`);
   return ExitCode.ok;

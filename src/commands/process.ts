@@ -10,7 +10,7 @@ import { LEASE_MS, type RunOutcome, runBatch } from '../batch/runner.ts';
 import { type BatchRecord, BatchStore } from '../batch/store.ts';
 import { fetchTransport } from '../client/transport.ts';
 import type { Settings } from '../config/index.ts';
-import { apiKeyVars, loadSettings, needsApiKey, PRESETS, suggestedKeyVar } from '../config/index.ts';
+import { apiKeyVars, costOf, loadSettings, needsApiKey, PRESETS, suggestedKeyVar } from '../config/index.ts';
 import { ExitCode, type ExitCode as ExitCodeType, FlashcardsError, usageError } from '../core/errors.ts';
 import { type EventSink, fanOut, type PushSummary } from '../core/events.ts';
 import { dataPaths } from '../core/home.ts';
@@ -69,12 +69,6 @@ function defaultOutput(input: string, format: OutputFormat, cwd: string): string
   const name =
     input === '-' ? extensions[format].slice(1) : `${basename(input, extname(input))}${extensions[format]}`;
   return resolve(cwd, name);
-}
-
-export function costOf(settings: Settings, prompt: number, completion: number): number | null {
-  const price = settings.prices[settings.model];
-  if (!price) return null;
-  return Math.round(prompt * price.input + completion * price.output) / 1_000_000;
 }
 
 /** Options that contradict each other are a usage error, not a silent choice. */

@@ -22,6 +22,7 @@ export {
 export {
   type ConfigValues,
   configSchema,
+  costOf,
   DEFAULT_PRICES,
   describeKeys,
   formatMs,

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseDuration } from '../core/duration.ts';
+import { splitList } from '../core/list.ts';
 import { OUTPUT_FORMATS, type OutputFormat } from '../output/types.ts';
 import { PROVIDERS, type ProviderPreset } from './presets.ts';
 
@@ -105,14 +106,9 @@ function url(example = 'https://api.openai.com/v1', protocols = ['http:', 'https
   };
 }
 
-/** "a, b,,c" from env or flags -> ["a", "b", "c"]; lists from a config file pass as they are. */
+/** Lists come as comma-separated text from env or flags, as lists from a config file. */
 function splitCommas(v: unknown): unknown {
-  return typeof v === 'string'
-    ? v
-        .split(',')
-        .map((t) => t.trim())
-        .filter(Boolean)
-    : v;
+  return typeof v === 'string' ? splitList(v) : v;
 }
 
 function nameList() {
@@ -295,6 +291,13 @@ export const DEFAULT_PRICES: Readonly<Record<string, Price>> = {
   'llama-3.3-70b-versatile': { input: 0.59, output: 0.79 },
   mock: { input: 0, output: 0 },
 };
+
+/** What a batch's tokens cost at the model's price, in USD; null when the price is unknown. */
+export function costOf(settings: Settings, prompt: number, completion: number): number | null {
+  const price = settings.prices[settings.model];
+  if (!price) return null;
+  return Math.round(prompt * price.input + completion * price.output) / 1_000_000;
+}
 
 /** The one resolved configuration every command uses. */
 export interface Settings {

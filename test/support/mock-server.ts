@@ -1,8 +1,8 @@
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { tokensForChars } from '../../src/client/chat-client.ts';
 import {
   chatCompletion,
-  estimateTokens,
   type MockChatRequest,
   mockContent,
   mockModelList,
@@ -401,7 +401,7 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
       return;
     }
     // Providers count the prompt plus the completion allowance against TPM before answering.
-    const cost = estimateTokens(request.promptChars) + (request.maxTokens ?? estimateTokens(content.length));
+    const cost = tokensForChars(request.promptChars) + (request.maxTokens ?? tokensForChars(content.length));
     const admitted = admit(cost);
     if (!admitted.ok) {
       rateLimited(res, record, admitted.waitMs, admitted.kind, cost);
