@@ -6,8 +6,9 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { loadSettings } from '../src/config/load.ts';
 import { describeKeys, type Settings } from '../src/config/schema.ts';
-import { didYouMean, flagName } from '../src/config/sources.ts';
+import { flagName } from '../src/config/sources.ts';
 import { isFlashcardsError } from '../src/core/errors.ts';
+import { didYouMean } from '../src/core/suggest.ts';
 
 const repoRoot = path.resolve(import.meta.dirname, '..');
 

@@ -4,7 +4,7 @@ import type { LoadedDefinition } from '../pipeline/definition.ts';
 import { builtinPipelineNames, loadPipelineDefinition } from '../pipeline/registry.ts';
 import type { CommandContext } from './context.ts';
 
-function summary(def: LoadedDefinition): Record<string, unknown> {
+function summary(def: LoadedDefinition) {
   return {
     name: def.name,
     description: def.description,
@@ -18,9 +18,9 @@ function summary(def: LoadedDefinition): Record<string, unknown> {
 
 /** `pipelines list`: the built-in pipelines. Tables are for people (stderr); --json is for programs (stdout). */
 export async function pipelinesList(ctx: CommandContext, opts: { json: boolean }): Promise<number> {
-  const defs = builtinPipelineNames().map((name) => loadPipelineDefinition(name, ctx.cwd));
+  const rows = builtinPipelineNames().map((name) => summary(loadPipelineDefinition(name, ctx.cwd)));
   if (opts.json) {
-    ctx.io.out(`${JSON.stringify(defs.map(summary))}\n`);
+    ctx.io.out(`${JSON.stringify(rows)}\n`);
     return ExitCode.ok;
   }
   const { default: Table } = await import('cli-table3');
@@ -30,13 +30,8 @@ export async function pipelinesList(ctx: CommandContext, opts: { json: boolean }
     wordWrap: true,
     colWidths: [12, 18, 18, 50],
   });
-  for (const def of defs) {
-    table.push([
-      def.name,
-      def.stages.map((s) => s.name).join(' → '),
-      Object.keys(def.cards.fields).join(', '),
-      def.description,
-    ]);
+  for (const row of rows) {
+    table.push([row.name, row.stages.join(' → '), row.fields.join(', '), row.description]);
   }
   ctx.io.err(`${table.toString()}\n`);
   ctx.io.err('Use one with --pipeline <name>; copy one with `flashcards pipelines show <name> > my.yaml`.\n');

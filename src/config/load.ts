@@ -1,12 +1,12 @@
 import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { FlashcardsError } from '../core/errors.ts';
+import { didYouMean } from '../core/suggest.ts';
 import { expectation, formatGot } from './messages.ts';
 import { apiKeyVars, PRESETS, type ProviderPreset, suggestedKeyVar } from './presets.ts';
 import { configSchema, formatMs, type Leaf, type Settings, schemaIndex, toSettings } from './schema.ts';
 import {
   describeSource,
-  didYouMean,
   displayPath,
   ENV_VARS,
   flagName,

@@ -1,5 +1,5 @@
-import { didYouMean } from '../config/sources.ts';
 import { FlashcardsError } from '../core/errors.ts';
+import { didYouMeanSuffix } from '../core/suggest.ts';
 import type { CardRecord } from './types.ts';
 
 /** Columns that are not card fields but can be chosen with --fields like them. */
@@ -19,10 +19,9 @@ export function chooseColumns(
   const columns = chosen.map((name) => {
     const match = known.find((k) => k.toLowerCase() === name.trim().toLowerCase());
     if (match) return match;
-    const guess = didYouMean(name, known);
     throw new FlashcardsError(
       'usage',
-      `--fields: "${name}" is not a field of this pipeline${guess ? ` (did you mean ${guess}?)` : ''}`,
+      `--fields: "${name}" is not a field of this pipeline${didYouMeanSuffix(name, known)}`,
       { hint: `choose from ${known.join(', ')}` },
     );
   });

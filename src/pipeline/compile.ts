@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { LoadedDefinition } from './definition.ts';
-import { providerJsonSchema, responseValidator } from './schemas.ts';
+import { providerJsonSchema } from './schemas.ts';
 import { asText, compileTemplate, lookup, type Scope } from './template.ts';
 import type { CardFields, ChatMessage, Pipeline, Stage, StageInput, StageItem } from './types.ts';
 
@@ -46,13 +46,12 @@ export function compilePipeline(def: LoadedDefinition, languages: Languages): Pi
     const system = prompt.system === undefined ? undefined : compileTemplate(prompt.system);
     const user = compileTemplate(prompt.user);
     // A system prompt that reads only the languages is the same for every request: render it once.
-    const fixedSystem =
-      system && system.variables.every((v) => v === 'sourceLanguage' || v === 'targetLanguage')
-        ? system.render({ ...languages })
-        : undefined;
+    const fixedSystem = system?.variables.every((v) => v === 'sourceLanguage' || v === 'targetLanguage')
+      ? system.render({ ...languages })
+      : undefined;
     return {
       name: stage.name,
-      schema: responseValidator(stage.schema),
+      schema: def.validators[i]!,
       jsonSchema,
       responseFormat: {
         type: 'json_schema',

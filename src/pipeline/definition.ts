@@ -2,10 +2,11 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { didYouMean } from '../config/sources.ts';
 import { errorMessage, FlashcardsError } from '../core/errors.ts';
+import { didYouMean, didYouMeanSuffix } from '../core/suggest.ts';
 import { ankiFieldsProblem } from '../output/field-names.ts';
 import { elementSchema, schemaAt } from './schema-path.ts';
+import { responseValidator } from './schemas.ts';
 import { compileTemplate } from './template.ts';
 
 /** A prompt is written inline or kept in a text file beside the pipeline file. */
@@ -53,6 +54,8 @@ export interface LoadedDefinition extends PipelineDefinition {
   /** Where it came from: a file path, or "built-in". */
   source: string;
   prompts: Array<{ system: string | undefined; user: string }>;
+  /** Each stage's answer validator, made from its schema while checking it (so only once). */
+  validators: z.ZodType[];
 }
 
 /** Roots every template may read, besides earlier stages. */
@@ -138,9 +141,9 @@ export function parseDefinition(text: string, file: string, baseDir: string): Lo
       stage.system === undefined ? undefined : readPrompt(stage.system, file, baseDir, `stages[${i}].system`),
     user: readPrompt(stage.user, file, baseDir, `stages[${i}].user`),
   }));
-  const loaded: LoadedDefinition = { ...def, source: file, prompts };
+  const loaded: LoadedDefinition = { ...def, source: file, prompts, validators: [] };
   checkNames(loaded);
-  checkSchemas(loaded);
+  loaded.validators = validatorsOf(loaded);
   checkVariables(loaded);
   return loaded;
 }
@@ -169,8 +172,9 @@ function checkNames(def: LoadedDefinition): void {
   });
 }
 
-function checkSchemas(def: LoadedDefinition): void {
-  def.stages.forEach((stage, i) => {
+/** Checks every stage's schema by building its validator, which the compiled stage then uses. */
+function validatorsOf(def: LoadedDefinition): z.ZodType[] {
+  return def.stages.map((stage, i) => {
     if (stage.schema['type'] !== 'object')
       throw definitionError(
         def.source,
@@ -178,7 +182,7 @@ function checkSchemas(def: LoadedDefinition): void {
         'must be "object" (providers want an object at the top)',
       );
     try {
-      z.fromJSONSchema(stage.schema as Parameters<typeof z.fromJSONSchema>[0]);
+      return responseValidator(stage.schema);
     } catch (e) {
       throw definitionError(
         def.source,
@@ -200,11 +204,10 @@ function checkVariables(def: LoadedDefinition): void {
   const fromPath = def.cards.from.split('.');
   const fromRoot = fromPath[0] ?? '';
   if (!stageNames.includes(fromRoot)) {
-    const guess = didYouMean(fromRoot, stageNames);
     throw definitionError(
       def.source,
       'cards.from',
-      `"${def.cards.from}" does not start with a stage name${guess ? ` (did you mean ${guess}?)` : ''}`,
+      `"${def.cards.from}" does not start with a stage name${didYouMeanSuffix(fromRoot, stageNames)}`,
     );
   }
   const from = schemaAt(schemas.get(fromRoot), fromPath.slice(1));
@@ -215,11 +218,10 @@ function checkVariables(def: LoadedDefinition): void {
     for (const variable of compileTemplate(template).variables) {
       const [root = variable, ...rest] = variable.split('.');
       if (!roots.includes(root)) {
-        const guess = didYouMean(root, roots);
         throw definitionError(
           def.source,
           where,
-          `{{${variable}}} is not a known variable${guess ? ` (did you mean ${guess}?)` : ''}`,
+          `{{${variable}}} is not a known variable${didYouMeanSuffix(root, roots)}`,
           `templates can use ${roots.join(', ')}`,
         );
       }
@@ -248,12 +250,11 @@ function missingPath(
   miss: { at: string; known: string[] },
 ): FlashcardsError {
   const last = miss.at.split('.').pop() ?? miss.at;
-  const guess = didYouMean(last, miss.known);
   const owner = root === 'card' ? 'a card' : `the ${root} stage's answer`;
   return definitionError(
     file,
     where,
-    `${what}: ${owner} has no "${miss.at}" in its schema${guess ? ` (did you mean ${guess}?)` : ''}`,
+    `${what}: ${owner} has no "${miss.at}" in its schema${didYouMeanSuffix(last, miss.known)}`,
     `it has ${miss.known.join(', ')}`,
   );
 }

@@ -1,8 +1,8 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { dirname, extname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { didYouMean } from '../config/sources.ts';
 import { FlashcardsError } from '../core/errors.ts';
+import { didYouMeanSuffix } from '../core/suggest.ts';
 import { compilePipeline, type Languages } from './compile.ts';
 import { type LoadedDefinition, loadDefinition } from './definition.ts';
 import type { Pipeline } from './types.ts';
@@ -39,10 +39,9 @@ export function loadPipelineDefinition(ref: string, cwd: string): LoadedDefiniti
   }
   const file = resolve(cwd, ref);
   if (looksLikePath(ref) || existsSync(file)) return loadDefinition(file, ref);
-  const guess = didYouMean(ref, builtins);
   throw new FlashcardsError(
     'config',
-    `unknown pipeline "${ref}"${guess ? ` (did you mean ${guess}?)` : ''}; built-in: ${builtins.join(', ')}`,
+    `unknown pipeline "${ref}"${didYouMeanSuffix(ref, builtins)}; built-in: ${builtins.join(', ')}`,
     { hint: 'give a built-in name or the path of a pipeline file (.yaml or .json)' },
   );
 }
