@@ -389,10 +389,6 @@ export class BatchStore {
     }));
   }
 
-  renewLeases(owner: string, leaseMs: number): void {
-    this.#stmts.renew.run({ owner, until: this.#now() + leaseMs });
-  }
-
   releaseLeases(owner: string): void {
     this.flush();
     this.#stmts.release.run(owner);
@@ -524,11 +520,13 @@ export class BatchStore {
       .immediate();
   }
 
-  /** Keeps this run's registration and leases alive. */
+  /** Keeps this run's registration and leases alive, in one commit. */
   heartbeat(owner: string, leaseMs: number): void {
     const until = this.#now() + leaseMs;
-    this.#stmts.renewRun.run(until, owner);
-    this.#stmts.renew.run({ owner, until });
+    this.db.transaction(() => {
+      this.#stmts.renewRun.run(until, owner);
+      this.#stmts.renew.run({ owner, until });
+    })();
   }
 
   leaveRun(owner: string): void {

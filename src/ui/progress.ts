@@ -14,22 +14,19 @@ export interface ProgressOptions {
   lastStage: string;
 }
 
-export interface ProgressSnapshot {
+interface ProgressState {
   total: number;
   alreadyDone: number;
   itemsDone: number;
   itemsFailed: number;
-  jobsDone: number;
   cacheHits: number;
   retries: number;
-  tokens: number;
   breaker: string;
   ratePerSec: number;
   etaMs: number | undefined;
 }
 
 export interface Progress extends EventSink {
-  snapshot(): ProgressSnapshot;
   stop(): void;
 }
 
@@ -39,15 +36,13 @@ export interface Progress extends EventSink {
  */
 export async function createProgress(options: ProgressOptions): Promise<Progress> {
   const { io, now } = options;
-  const state: ProgressSnapshot = {
+  const state: ProgressState = {
     total: 0,
     alreadyDone: 0,
     itemsDone: 0,
     itemsFailed: 0,
-    jobsDone: 0,
     cacheHits: 0,
     retries: 0,
-    tokens: 0,
     breaker: 'closed',
     ratePerSec: 0,
     etaMs: undefined,
@@ -120,8 +115,6 @@ export async function createProgress(options: ProgressOptions): Promise<Progress
         state.alreadyDone = event.total - event.remaining;
         break;
       case 'job_succeeded':
-        state.jobsDone++;
-        state.tokens += event.tokens;
         if (event.cached) state.cacheHits++;
         if (event.stage === options.lastStage) {
           state.itemsDone++;
@@ -149,10 +142,6 @@ export async function createProgress(options: ProgressOptions): Promise<Progress
 
   return {
     emit: onEvent,
-    snapshot() {
-      refreshRate();
-      return { ...state };
-    },
     stop,
   };
 }
