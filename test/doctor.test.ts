@@ -157,6 +157,16 @@ describe('doctor', () => {
     assert.equal(io.stdout.join('').includes(SECRET), false);
   });
 
+  test('an apiKey left in the config file is still a warning when an env variable overrides it', async () => {
+    const { dir, ctx, io } = setup({ OPENROUTER_API_KEY: 'sk-from-env-0123456789' });
+    fs.writeFileSync(path.join(dir, '.flashcardrc'), `apiKey: ${SECRET}\n`);
+    const { checks } = await runJson(ctx, io, { fetch: fakeFetch(200) });
+    assert.equal(checks['API key']?.status, 'warn');
+    assert.match(checks['API key']?.detail ?? '', /\.flashcardrc \(env OPENROUTER_API_KEY overrides it\)$/);
+    assert.equal(checks['config']?.status, 'pass');
+    assert.equal(io.stdout.join('').includes(SECRET), false);
+  });
+
   test('an invalid config fails with its message and skips the checks that need it', async () => {
     const { dir, ctx, io } = setup({ OPENROUTER_API_KEY: SECRET });
     fs.writeFileSync(path.join(dir, '.flashcardrc'), 'concurency: 3\n');

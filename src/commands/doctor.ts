@@ -57,7 +57,11 @@ export async function doctor(ctx: CommandContext, opts: DoctorOptions): Promise<
       flags: opts.flags ?? {},
     });
     const file = loaded.configFile ? displayPath(loaded.configFile, ctx.cwd) : undefined;
-    const other = loaded.warnings.filter((w) => !/contains apiKey/.test(w));
+    // The key-in-file warning is the API key check's own finding, not a config problem.
+    const inFile = loaded.apiKeyInFile;
+    const other = inFile
+      ? loaded.warnings.filter((w) => !w.startsWith(`${inFile} contains apiKey`))
+      : loaded.warnings;
     checks.push({
       name: 'config',
       status: other.length > 0 ? 'warn' : 'pass',
@@ -175,14 +179,18 @@ async function checkDatabases(home: string): Promise<CheckResult[]> {
   return results;
 }
 
-function checkApiKey({ settings, sources }: LoadedSettings): CheckResult {
+function checkApiKey({ settings, sources, apiKeyInFile }: LoadedSettings): CheckResult {
   const name = 'API key';
   const source = sources['apiKey'];
-  if (settings.apiKey && source?.kind === 'file') {
+  // A key left in a file is a leak waiting to happen even while an env variable overrides it.
+  if (apiKeyInFile) {
     return {
       name,
       status: 'warn',
-      detail: `set in ${source.detail}`,
+      detail:
+        source?.kind === 'file'
+          ? `set in ${source.detail}`
+          : `set in ${apiKeyInFile} (${source ? describeSource(source) : 'another source'} overrides it)`,
       fix: `keep keys out of files: export ${suggestedKeyVar(settings.provider)}=... and delete apiKey from the file`,
     };
   }

@@ -22,6 +22,8 @@ export interface LoadedSettings {
   sources: Record<string, ValueSource>;
   configFile: string | undefined;
   warnings: string[];
+  /** The config file that holds an apiKey (whether or not another source overrides it). */
+  apiKeyInFile: string | undefined;
 }
 
 export interface LoadInput {
@@ -106,7 +108,7 @@ export async function loadSettings(input: LoadInput): Promise<LoadedSettings> {
     key.value,
     key.value === undefined ? undefined : describeKey(key.source),
   );
-  return { settings, sources, configFile: found?.path, warnings };
+  return { settings, sources, configFile: found?.path, warnings, apiKeyInFile: key.inFile };
 }
 
 /** Checks one config file on its own (keys and values), for `config init` and `config validate`. */
@@ -229,21 +231,22 @@ function resolveApiKey(
   flags: Layer,
   file: Layer,
   warnings: string[],
-): { value: string | undefined; source: ValueSource } {
+): { value: string | undefined; source: ValueSource; inFile: string | undefined } {
   const inFile = file.get('apiKey');
+  const found = { inFile: inFile?.source.detail };
   if (inFile) {
     warnings.push(
       `${inFile.source.detail} contains apiKey; keep keys out of files: export ${suggestedKeyVar(provider)}=... instead`,
     );
   }
   const flag = flags.get('apiKey');
-  if (flag) return { value: parseEntry('apiKey', flag) as string, source: flag.source };
+  if (flag) return { ...found, value: parseEntry('apiKey', flag) as string, source: flag.source };
   for (const name of apiKeyVars(provider)) {
     const value = env[name]?.trim();
-    if (value) return { value, source: { kind: 'env', detail: name } };
+    if (value) return { ...found, value, source: { kind: 'env', detail: name } };
   }
-  if (inFile) return { value: parseEntry('apiKey', inFile) as string, source: inFile.source };
-  return { value: undefined, source: { kind: 'default', detail: 'not set' } };
+  if (inFile) return { ...found, value: parseEntry('apiKey', inFile) as string, source: inFile.source };
+  return { ...found, value: undefined, source: { kind: 'default', detail: 'not set' } };
 }
 
 function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
