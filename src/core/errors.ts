@@ -114,3 +114,22 @@ export function usageError(message: string, hint?: string): FlashcardsError {
 export function errorMessage(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
+
+/**
+ * The errno-style code (ECONNREFUSED, ENOTFOUND, ...) somewhere in an error's cause chain, looking
+ * into the first error of an AggregateError (fetch's happy-eyeballs connect failures).
+ */
+export function errorCode(e: unknown): string | undefined {
+  for (let cur: unknown = e, depth = 0; typeof cur === 'object' && cur !== null && depth < 5; depth++) {
+    const code = (cur as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    const first = cur instanceof AggregateError ? cur.errors[0] : undefined;
+    cur = first ?? (cur as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** Text on one line, runs of whitespace as one space: for quoting a server's answer in a message. */
+export function oneLine(text: string): string {
+  return text.replace(/\s+/g, ' ').trim();
+}

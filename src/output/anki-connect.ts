@@ -1,4 +1,4 @@
-import { type ErrorKind, ExitCode, FlashcardsError, usageError } from '../core/errors.ts';
+import { type ErrorKind, ExitCode, errorCode, FlashcardsError, oneLine, usageError } from '../core/errors.ts';
 import { ankiField } from './anki.ts';
 import { fieldValue } from './columns.ts';
 import { ankiFieldsProblem } from './field-names.ts';
@@ -462,16 +462,6 @@ function networkReason(e: unknown): string {
   }
 }
 
-function errorCode(e: unknown): string | undefined {
-  for (let cur: unknown = e, depth = 0; typeof cur === 'object' && cur !== null && depth < 5; depth++) {
-    const code = (cur as { code?: unknown }).code;
-    if (typeof code === 'string') return code;
-    const first = cur instanceof AggregateError ? cur.errors[0] : undefined;
-    cur = first ?? (cur as { cause?: unknown }).cause;
-  }
-  return undefined;
-}
-
 function cancelled(progress: PushResult, cause?: unknown): FlashcardsError {
   return new FlashcardsError('cancelled', `push to Anki cancelled${added(progress, ' ')}`, {
     hint: rerunHint(progress),
@@ -514,10 +504,6 @@ function rerunHint(progress: PushResult): string | undefined {
 
 function fieldList(fields: string[]): string {
   return fields.length === 0 ? '(none)' : fields.join(', ');
-}
-
-function oneLine(text: string): string {
-  return text.replace(/\s+/g, ' ').trim();
 }
 
 function excerpt(text: string): string {

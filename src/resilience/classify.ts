@@ -1,4 +1,4 @@
-import { ExitCode, isProviderError, ProviderError } from '../core/errors.ts';
+import { ExitCode, errorCode, isProviderError, oneLine, ProviderError } from '../core/errors.ts';
 
 /** How much of the provider's own error text a message carries: enough to act on, never a page of HTML. */
 const maxDetailChars = 200;
@@ -62,10 +62,6 @@ function asText(v: unknown): string | undefined {
 function plainText(text: string): string | undefined {
   const words = oneLine(text.replace(/<(script|style)[\s\S]*?<\/\1>/gi, ' ').replace(/<[^>]*>/g, ' '));
   return words === '' ? undefined : words;
-}
-
-function oneLine(text: string): string {
-  return text.replace(/\s+/g, ' ').trim();
 }
 
 /** Providers sometimes echo part of the key ("Incorrect API key provided: sk-abc..."): never repeat it. */
@@ -188,15 +184,6 @@ const timeoutCodes = new Set([
 const permanentCodes =
   /^(CERT_|ERR_TLS_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT|ERR_INVALID_URL)/;
 
-function codeOf(e: unknown): string | undefined {
-  for (let cur: unknown = e, depth = 0; cur && typeof cur === 'object' && depth < 4; depth++) {
-    const code = (cur as { code?: unknown }).code;
-    if (typeof code === 'string') return code;
-    cur = (cur as { cause?: unknown }).cause;
-  }
-  return undefined;
-}
-
 function describe(e: unknown): string {
   if (!(e instanceof Error)) return String(e);
   const cause = e.cause instanceof Error && e.cause.message !== e.message ? ` (${e.cause.message})` : '';
@@ -221,7 +208,7 @@ export function classifyFetchError(
   if (isProviderError(error)) return error as ProviderError;
   const seconds = Math.round(ctx.timeoutMs / 100) / 10;
   const name = error instanceof Error ? error.name : '';
-  const code = codeOf(error);
+  const code = errorCode(error);
   if (ctx.timedOut || name === 'TimeoutError' || (code !== undefined && timeoutCodes.has(code))) {
     return new ProviderError('timeout', `request timed out after ${seconds} s${code ? ` (${code})` : ''}`, {
       retryable: true,
