@@ -216,14 +216,8 @@ async function callWithPolicies(
       continue;
     }
 
-    // Give an unused half-open probe back at once (a cancelled outcome has no effect on health).
-    const releaseProbe = (): void => {
-      if (!decision.probe) return;
-      ctx.breaker.record(
-        { ok: false, error: new ProviderError('cancelled', 'probe not sent', { retryable: false }) },
-        decision,
-      );
-    };
+    // Give an unused half-open probe back at once.
+    const releaseProbe = (): void => ctx.breaker.release(decision);
     const maxWaitMs = ctx.deadlineMs === undefined ? 120_000 : Math.max(0, ctx.deadlineMs - ctx.clock.now());
     let reservation: ReturnType<Limiter['reserve']>;
     try {

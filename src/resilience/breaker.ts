@@ -289,6 +289,19 @@ export class CircuitBreaker {
     return decision;
   }
 
+  /** Hands back a half-open probe that was never sent (the job stopped first), for the next caller. */
+  release(decision: { probe: boolean }): void {
+    if (!decision.probe) return;
+    const now = this.#clock.now();
+    this.#store.immediate(() => {
+      const row = this.#read(now);
+      if (row.state === 'half_open' && row.probe_owner === this.#owner) {
+        this.#apply(row, { ...row, probe_until: now, updated_at: now }, '', now);
+      }
+      return [];
+    });
+  }
+
   /** Handles the probe's outcome; false when the breaker is no longer half-open and the call counts normally. */
   #settleProbe(outcome: CallOutcome, verdict: 'success' | 'failure' | 'ignore', now: number): boolean {
     let handled = true;
