@@ -139,22 +139,25 @@ export function cacheKeyer(
   const cut = template.indexOf(JSON.stringify(marker));
   const prefix = template.slice(0, cut);
   const suffix = template.slice(cut + JSON.stringify(marker).length);
+  // Messages shared by many requests (a fixed system prompt) are serialised once.
+  const pieces = new WeakMap<ChatMessageLike, string>();
+  const pieceOf = (m: ChatMessageLike): string => {
+    let piece = pieces.get(m);
+    if (piece === undefined) {
+      // Keys in sorted order, as canonicalJson writes them; anything unusual takes the slow path.
+      piece =
+        Object.keys(m).length === 2 && typeof m.content === 'string' && typeof m.role === 'string'
+          ? `{"content":${JSON.stringify(m.content)},"role":${JSON.stringify(m.role)}}`
+          : canonicalJson(m);
+      pieces.set(m, piece);
+    }
+    return piece;
+  };
   return (messages) => {
     const hash = createHash('sha256').update(prefix).update('[');
     for (let i = 0; i < messages.length; i++) {
-      const m = messages[i]!;
       if (i > 0) hash.update(',');
-      // Keys in sorted order, as canonicalJson writes them; anything unusual takes the slow path.
-      if (Object.keys(m).length === 2 && typeof m.content === 'string' && typeof m.role === 'string') {
-        hash
-          .update('{"content":')
-          .update(JSON.stringify(m.content))
-          .update(',"role":')
-          .update(JSON.stringify(m.role))
-          .update('}');
-      } else {
-        hash.update(canonicalJson(m));
-      }
+      hash.update(pieceOf(messages[i]!));
     }
     return hash.update(']').update(suffix).digest('hex');
   };

@@ -1,4 +1,5 @@
 import { isProviderError } from '../core/errors.ts';
+import type { HeaderLookup } from '../core/headers.ts';
 import type { ChatMessage } from '../pipeline/types.ts';
 import { classifyFetchError, classifyHttpError, invalidResponseError } from '../resilience/classify.ts';
 import { nodeTransport, type Transport } from './transport.ts';
@@ -37,7 +38,7 @@ export interface ChatClientOptions {
   transport?: Transport;
   now?: () => number;
   /** Called for every HTTP response, success or not, before its body is read (rate-limit headers). */
-  onResponse?: (status: number, headers: Headers) => void;
+  onResponse?: (status: number, headers: HeaderLookup) => void;
 }
 
 export interface ChatClient {
@@ -63,22 +64,53 @@ export function messageTokens(messages: readonly { content: string }[]): number 
   return tokensForChars(chars);
 }
 
-/** A stage's response format is one object for the whole run: serialise its schema once. */
-const formatJson = new WeakMap<object, string>();
+/**
+ * Encodes Chat Completions request bodies as UTF-8 pieces. The system prompt and the response
+ * format are most of every body and the same object for a whole run, so their bytes are made once
+ * and shared: a request encodes only its own messages.
+ */
+export class RequestEncoder {
+  /** Encoded messages by identity; a pipeline reuses one object for a prompt that never varies. */
+  readonly #messages = new WeakMap<ChatMessage, Buffer>();
+  readonly #tails = new WeakMap<object, { temperature: number; maxTokens: number; bytes: Buffer }>();
+  #head: { model: string; bytes: Buffer } | undefined;
 
-/** The Chat Completions request body as JSON; the response format's JSON is reused across requests. */
-export function requestJson(request: ChatRequest): string {
-  let format = formatJson.get(request.responseFormat);
-  if (format === undefined) {
-    format = JSON.stringify(request.responseFormat);
-    formatJson.set(request.responseFormat, format);
+  /** The body as pieces to be sent in order; their concatenation is the JSON of `request`. */
+  encode(request: ChatRequest): Buffer[] {
+    if (this.#head?.model !== request.model) {
+      this.#head = {
+        model: request.model,
+        bytes: Buffer.from(`{"model":${JSON.stringify(request.model)},"messages":[`),
+      };
+    }
+    const pieces = [this.#head.bytes];
+    request.messages.forEach((m, i) => {
+      let bytes = this.#messages.get(m);
+      if (!bytes) {
+        bytes = Buffer.from(JSON.stringify({ role: m.role, content: m.content }));
+        this.#messages.set(m, bytes);
+      }
+      if (i > 0) pieces.push(COMMA);
+      pieces.push(bytes);
+    });
+    let tail = this.#tails.get(request.responseFormat);
+    if (tail?.temperature !== request.temperature || tail.maxTokens !== request.maxTokens) {
+      tail = {
+        temperature: request.temperature,
+        maxTokens: request.maxTokens,
+        bytes: Buffer.from(
+          `],"response_format":${JSON.stringify(request.responseFormat)},` +
+            `"temperature":${JSON.stringify(request.temperature)},"max_tokens":${JSON.stringify(request.maxTokens)}}`,
+        ),
+      };
+      this.#tails.set(request.responseFormat, tail);
+    }
+    pieces.push(tail.bytes);
+    return pieces;
   }
-  return (
-    `{"model":${JSON.stringify(request.model)},"messages":${JSON.stringify(request.messages)},` +
-    `"response_format":${format},"temperature":${JSON.stringify(request.temperature)},` +
-    `"max_tokens":${JSON.stringify(request.maxTokens)}}`
-  );
 }
+
+const COMMA = Buffer.from(',');
 
 interface CompletionBody {
   choices?: { message?: { content?: unknown; refusal?: unknown }; finish_reason?: unknown }[];
@@ -109,7 +141,10 @@ function num(v: unknown): number | undefined {
 }
 
 /** Parses a 200 response body into content and usage, or explains exactly what is wrong with it. */
-export function parseCompletion(text: string, promptText: string): Omit<ChatResult, 'status'> {
+export function parseCompletion(
+  text: string,
+  promptTokensEstimate: () => number,
+): Omit<ChatResult, 'status'> {
   let body: CompletionBody;
   try {
     body = JSON.parse(text) as CompletionBody;
@@ -140,7 +175,7 @@ export function parseCompletion(text: string, promptText: string): Omit<ChatResu
   const completion = num(u?.completion_tokens);
   const total = num(u?.total_tokens);
   const usageEstimated = prompt === undefined && completion === undefined && total === undefined;
-  const promptTokens = prompt ?? estimateTokens(promptText);
+  const promptTokens = prompt ?? promptTokensEstimate();
   const completionTokens = completion ?? estimateTokens(content);
   return {
     content: unfence(content),
@@ -152,6 +187,7 @@ export function parseCompletion(text: string, promptText: string): Omit<ChatResu
 /** OpenAI-compatible Chat Completions over HTTP. One instance per run; it holds no state besides options. */
 export function createChatClient(options: ChatClientOptions): ChatClient {
   const send = options.transport ?? nodeTransport();
+  const encoder = new RequestEncoder();
   const now = options.now ?? Date.now;
   const url = `${options.baseUrl.replace(/\/+$/, '')}/chat/completions`;
   const headers: Record<string, string> = {
@@ -174,7 +210,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
       const onAbort = (): void => controller.abort(signal.reason);
       if (signal.aborted) onAbort();
       else signal.addEventListener('abort', onAbort, { once: true });
-      const body = requestJson(request);
+      const body = encoder.encode(request);
       try {
         const response = await send(url, { method: 'POST', headers, body, signal: controller.signal });
         options.onResponse?.(response.status, response.headers);
@@ -185,7 +221,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
           const safe = options.apiKey ? text.replaceAll(options.apiKey, '[redacted]') : text;
           throw classifyHttpError(response.status, safe, response.headers, now());
         }
-        return { ...parseCompletion(text, body), status: response.status };
+        return { ...parseCompletion(text, () => messageTokens(request.messages)), status: response.status };
       } catch (e) {
         if (isProviderError(e)) throw e;
         throw classifyFetchError(e, {

@@ -1,3 +1,5 @@
+import type { HeaderLookup } from '../core/headers.ts';
+
 /**
  * What a provider's response says about its rate limits. Times are milliseconds from `nowMs`
  * (never negative), whatever format the provider used.
@@ -29,7 +31,7 @@ export function hasLimitHeaders(info: RateLimitInfo): boolean {
  * OpenRouter-style `x-ratelimit-{limit,remaining,reset}` (treated as the request budget), the IETF
  * draft `ratelimit-*` names, and `retry-after-ms` / `retry-after`. Unparseable values are ignored.
  */
-export function parseRateLimitHeaders(headers: Headers, nowMs: number): RateLimitInfo {
+export function parseRateLimitHeaders(headers: HeaderLookup, nowMs: number): RateLimitInfo {
   const first = (...names: string[]): string | null => {
     for (const name of names) {
       const value = headers.get(name);

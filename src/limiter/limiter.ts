@@ -1,6 +1,7 @@
 import type { Clock } from '../core/clock.ts';
 import { formatDuration } from '../core/duration.ts';
 import { FlashcardsError } from '../core/errors.ts';
+import type { HeaderLookup } from '../core/headers.ts';
 import type { Db } from '../db/open.ts';
 import { hasLimitHeaders, parseRateLimitHeaders, type RateLimitInfo } from './headers.ts';
 import { type BucketKind, type BucketPlan, type Plan, pickShards, planBuckets, samePlan } from './layout.ts';
@@ -45,7 +46,7 @@ export interface Limiter {
   /** Books one request (and `tokens`) now; synchronous. Nothing is booked when it fails. */
   reserve(req: { jobId: string; tokens: number }, opts: { maxWaitMs: number }): Reservation;
   /** Call for every HTTP response, 429s included, with its headers. */
-  observe(obs: { status: number; headers: Headers }): void;
+  observe(obs: { status: number; headers: HeaderLookup }): void;
   /** For the progress line: current effective limits and pause. */
   snapshot(): LimiterSnapshot;
 }
@@ -205,7 +206,7 @@ class SqliteLimiter implements Limiter {
     };
   }
 
-  observe(obs: { status: number; headers: Headers }): void {
+  observe(obs: { status: number; headers: HeaderLookup }): void {
     const now = this.#clock.now();
     this.#refresh(now);
     const info = parseRateLimitHeaders(obs.headers, now);

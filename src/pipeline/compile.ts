@@ -46,8 +46,11 @@ export function compilePipeline(def: LoadedDefinition, languages: Languages): Pi
     const system = prompt.system === undefined ? undefined : compileTemplate(prompt.system);
     const user = compileTemplate(prompt.user);
     // A system prompt that reads only the languages is the same for every request: render it once.
-    const fixedSystem = system?.variables.every((v) => v === 'sourceLanguage' || v === 'targetLanguage')
-      ? system.render({ ...languages })
+    // One object for every request, so the client and the cache key encode it once per run.
+    const fixedSystem: ChatMessage | undefined = system?.variables.every(
+      (v) => v === 'sourceLanguage' || v === 'targetLanguage',
+    )
+      ? { role: 'system', content: system.render({ ...languages }) }
       : undefined;
     return {
       name: stage.name,
@@ -63,7 +66,8 @@ export function compilePipeline(def: LoadedDefinition, languages: Languages): Pi
       buildMessages({ item, previous }: StageInput): ChatMessage[] {
         const scope: Scope = { ...previous, ...scopeOf(item) };
         const messages: ChatMessage[] = [];
-        if (system) messages.push({ role: 'system', content: fixedSystem ?? system.render(scope) });
+        if (fixedSystem) messages.push(fixedSystem);
+        else if (system) messages.push({ role: 'system', content: system.render(scope) });
         messages.push({ role: 'user', content: user.render(scope) });
         return messages;
       },

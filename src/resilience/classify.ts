@@ -1,4 +1,5 @@
 import { ExitCode, errorCode, isProviderError, oneLine, ProviderError } from '../core/errors.ts';
+import type { HeaderLookup } from '../core/headers.ts';
 
 /** How much of the provider's own error text a message carries: enough to act on, never a page of HTML. */
 const maxDetailChars = 200;
@@ -7,7 +8,7 @@ const maxDetailChars = 200;
  * Reads `retry-after-ms` (OpenAI, fractional milliseconds) or `retry-after` (seconds or an HTTP-date).
  * Returns the wait in ms from `nowMs`, never negative; undefined when absent or unreadable.
  */
-export function parseRetryAfterMs(headers: Headers, nowMs: number): number | undefined {
+export function parseRetryAfterMs(headers: HeaderLookup, nowMs: number): number | undefined {
   const ms = headers.get('retry-after-ms');
   if (ms !== null && /^\s*\d+(\.\d+)?\s*$/.test(ms)) return Math.ceil(Number(ms));
   const value = headers.get('retry-after');
@@ -110,7 +111,7 @@ function isQuota(status: number, body: ProviderBody): boolean {
 export function classifyHttpError(
   status: number,
   bodyText: string,
-  headers: Headers,
+  headers: HeaderLookup,
   nowMs: number,
 ): ProviderError {
   const body = readBody(bodyText);
