@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import {
   chmodSync,
   mkdirSync,
@@ -8,7 +10,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, test } from 'node:test';
 import { isFlashcardsError } from '../src/core/errors.ts';
@@ -37,6 +39,22 @@ function freshDir(): string {
 }
 
 describe('atomic file output', () => {
+  test('a write removes the temp files that dead processes on this host left for the same file', async () => {
+    const dir = freshDir();
+    const host = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+    const dead = spawnSync(process.execPath, ['-e', '0']).pid;
+    assert.ok(dead);
+    const abandoned = `.deck.tsv.${dead}-${host}.0123456789ab.tmp`;
+    const kept = [
+      `.deck.tsv.${process.pid}-${host}.0123456789ab.tmp`, // a live process is still writing it
+      `.deck.tsv.${dead}-00000000.0123456789ab.tmp`, // another machine's, on a shared disk
+      `.other.tsv.${dead}-${host}.0123456789ab.tmp`, // another file's
+    ];
+    for (const name of [abandoned, ...kept]) writeFileSync(join(dir, name), 'partial');
+    await writeOutput(join(dir, 'deck.tsv'), 'anki', [card(1)], meta);
+    assert.deepEqual(readdirSync(dir).sort(), ['deck.tsv', ...kept].sort());
+  });
+
   test('when the cards fail midway, the old deck stays intact and no temp file is left', async () => {
     const dir = freshDir();
     const file = join(dir, 'deck.txt');

@@ -1,13 +1,38 @@
 import type { CardRecord, DeckMeta, OutputFormat } from '../output/index.ts';
 import { writeOutput } from '../output/index.ts';
 import type { Pipeline } from '../pipeline/types.ts';
-import type { BatchStore } from './store.ts';
+import type { BatchStore, ItemData } from './store.ts';
 
 /** What an export made of the finished items. */
 export interface ExportTally {
   items: number;
   /** Finished items that gave no card at all (their answers did not fill the first field). */
   withoutCards: number;
+}
+
+/** Turns finished items into card records, keeping keys unique over everything it has seen. */
+class CardMaker {
+  readonly #taken = new Set<string>();
+  readonly #pipeline: Pipeline;
+  readonly #tally: ExportTally;
+
+  constructor(pipeline: Pipeline, tally: ExportTally) {
+    this.#pipeline = pipeline;
+    this.#tally = tally;
+  }
+
+  *cards(idx: number, item: ItemData, results: Record<string, unknown>): Generator<CardRecord> {
+    this.#tally.items++;
+    const cards = this.#pipeline.toCards(item, results);
+    if (cards.length === 0) this.#tally.withoutCards++;
+    for (const card of cards) {
+      // The next free "#n": a key that already carries a suffix (from toCards) cannot collide.
+      let key = card.key;
+      for (let n = 2; this.#taken.has(key); n++) key = `${card.key}#${n}`;
+      this.#taken.add(key);
+      yield { item: idx, term: item.term, fields: card.fields, tags: card.tags, key };
+    }
+  }
 }
 
 /**
@@ -21,19 +46,108 @@ export function* batchCards(
   pipeline: Pipeline,
   tally: ExportTally = { items: 0, withoutCards: 0 },
 ): Generator<CardRecord> {
-  const taken = new Set<string>();
-  for (const { idx, item, results } of store.finishedItems(batchId)) {
-    tally.items++;
-    const cards = pipeline.toCards(item, results);
-    if (cards.length === 0) tally.withoutCards++;
-    for (const card of cards) {
-      // The next free "#n": a key that already carries a suffix (from toCards) cannot collide.
-      let key = card.key;
-      for (let n = 2; taken.has(key); n++) key = `${card.key}#${n}`;
-      taken.add(key);
-      yield { item: idx, term: item.term, fields: card.fields, tags: card.tags, key };
-    }
+  const maker = new CardMaker(pipeline, tally);
+  for (const { idx, item, results } of store.finishedItems(batchId)) yield* maker.cards(idx, item, results);
+}
+
+/** Items kept for the live export at most; later ones are read back from the database at the end. */
+const FEED_LIMIT = 1024;
+
+/**
+ * Items as a run finishes them, for an export that writes the deck while the run goes on (see
+ * `liveBatchCards`). Holds at most FEED_LIMIT items' results: memory stays bounded when an early
+ * item is held up (a long retry) while later ones pile up.
+ */
+export class FinishedFeed {
+  readonly #items = new Map<number, { item: ItemData; results: Record<string, unknown> }>();
+  readonly #failed = new Set<number>();
+  #wake: (() => void) | undefined;
+  #state: 'running' | 'ended' | 'aborted' = 'running';
+
+  done(idx: number, item: ItemData, results: Record<string, unknown>): void {
+    if (this.#items.size < FEED_LIMIT) this.#items.set(idx, { item, results });
+    this.#notify();
   }
+
+  failed(idx: number): void {
+    if (this.#failed.size < FEED_LIMIT) this.#failed.add(idx);
+    this.#notify();
+  }
+
+  /** The run is over: everything not written yet comes from the database. */
+  end(): void {
+    if (this.#state !== 'running') return;
+    this.#state = 'ended';
+    this.#notify();
+  }
+
+  /** The run stopped before finishing: the export is dropped (its temp file removed). */
+  abort(): void {
+    if (this.#state !== 'running') return;
+    this.#state = 'aborted';
+    this.#notify();
+  }
+
+  get state(): 'running' | 'ended' | 'aborted' {
+    return this.#state;
+  }
+
+  take(idx: number): { item: ItemData; results: Record<string, unknown> } | 'failed' | undefined {
+    const entry = this.#items.get(idx);
+    if (entry) {
+      this.#items.delete(idx);
+      return entry;
+    }
+    return this.#failed.delete(idx) ? 'failed' : undefined;
+  }
+
+  changed(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#wake = resolve;
+    });
+  }
+
+  #notify(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+}
+
+/** Thrown into a live export when its run stops: the deck is not replaced by a partial one. */
+export class ExportAborted extends Error {
+  constructor() {
+    super('the run stopped before the deck was complete');
+    this.name = 'ExportAborted';
+  }
+}
+
+/**
+ * The same cards as `batchCards`, made while the run goes on: items this run finishes are turned
+ * into cards as soon as input order allows, so at the end only the last few (and anything done
+ * before this run, by another process, or beyond the feed's limit) are read back from the database.
+ */
+export async function* liveBatchCards(
+  store: BatchStore,
+  batchId: string,
+  pipeline: Pipeline,
+  feed: FinishedFeed,
+  tally: ExportTally = { items: 0, withoutCards: 0 },
+): AsyncGenerator<CardRecord> {
+  const maker = new CardMaker(pipeline, tally);
+  let next = 0;
+  while (feed.state === 'running') {
+    const entry = feed.take(next);
+    if (entry === undefined) {
+      await feed.changed();
+      continue;
+    }
+    if (entry !== 'failed') yield* maker.cards(next, entry.item, entry.results);
+    next++;
+  }
+  if (feed.state === 'aborted') throw new ExportAborted();
+  for (const { idx, item, results } of store.finishedItems(batchId, next))
+    yield* maker.cards(idx, item, results);
 }
 
 /** One line for people when finished items made no cards: a pipeline's cards section that finds nothing. */
@@ -55,4 +169,35 @@ export async function exportBatch(
   const tally: ExportTally = { items: 0, withoutCards: 0 };
   const written = await writeOutput(output, format, batchCards(store, batchId, pipeline, tally), meta);
   return { cards: written.cards, path: written.path, tally };
+}
+
+export interface LiveExport {
+  feed: FinishedFeed;
+  /** The written deck once `feed.end()` is called; rejects with ExportAborted after `feed.abort()`. */
+  result: Promise<{ cards: number; path: string; tally: ExportTally }>;
+}
+
+/**
+ * Starts writing a batch's deck file while its run goes on: into a temp file, renamed over
+ * `output` only when the feed ends (a stopped run leaves the old file as it was).
+ */
+export function startLiveExport(
+  store: BatchStore,
+  batchId: string,
+  pipeline: Pipeline,
+  output: string,
+  format: OutputFormat,
+  meta: DeckMeta,
+): LiveExport {
+  const feed = new FinishedFeed();
+  const tally: ExportTally = { items: 0, withoutCards: 0 };
+  const cards = liveBatchCards(store, batchId, pipeline, feed, tally);
+  const result = writeOutput(output, format, cards, meta).then((w) => ({
+    cards: w.cards,
+    path: w.path,
+    tally,
+  }));
+  // Awaited once the run ends; until then a failure must not count as an unhandled rejection.
+  result.catch(() => {});
+  return { feed, result };
 }

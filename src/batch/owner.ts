@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
+import { isProcessRunning } from '../core/process-alive.ts';
 
 /** Identifies one running process: host, pid and a nonce (pids are reused). */
 export function newOwnerId(): string {
@@ -14,13 +15,7 @@ export function isOwnerAlive(owner: string): boolean {
   const [host, pidText] = owner.split(':');
   const pid = Number(pidText);
   if (host !== hostname() || !Number.isInteger(pid) || pid <= 0) return true;
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return pid === process.pid || isProcessRunning(pid);
 }
 
 export function ownerPid(owner: string): string {

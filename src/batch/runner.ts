@@ -4,6 +4,7 @@ import { errorMessage, FlashcardsError, isFlashcardsError } from '../core/errors
 import type { EventSink } from '../core/events.ts';
 import type { Pipeline } from '../pipeline/types.ts';
 import { executeJob, isRunFatal, type JobContext } from './execute-job.ts';
+import type { FinishedFeed } from './export.ts';
 import { isOwnerAlive } from './owner.ts';
 import type { BatchCounts, BatchRecord, BatchStore, ClaimedItem } from './store.ts';
 
@@ -20,6 +21,8 @@ export interface RunnerOptions {
   concurrency: number;
   clock: Clock;
   events: EventSink;
+  /** Told of every item this run finishes or fails, for an export that writes during the run. */
+  feed?: FinishedFeed | undefined;
 }
 
 export type RunOutcome =
@@ -90,6 +93,7 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
       };
       if (!result.ok) {
         store.failJob(outcome, result.error.kind, result.error.message);
+        options.feed?.failed(item.idx);
         events.emit({
           type: 'job_failed',
           batchId: batch.id,
@@ -103,7 +107,9 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
         return;
       }
       results[stage.name] = result.value;
-      store.completeJob(outcome, result.value, s === stages.length - 1);
+      const last = s === stages.length - 1;
+      store.completeJob(outcome, result.value, last);
+      if (last) options.feed?.done(item.idx, item, results);
       // Without the response cache this row is the only copy of a paid answer: commit it now.
       if (!job.cache && !result.cached) store.flush();
       events.emit({

@@ -274,7 +274,7 @@ export class BatchStore {
       cardRows: db.prepare(
         `SELECT i.idx AS idx, i.data AS data, group_concat(j.stage || char(31) || j.result, char(30)) AS results
          FROM items i JOIN jobs j ON j.batch_id = i.batch_id AND j.idx = i.idx AND j.status = 'done'
-         WHERE i.batch_id = ? AND i.status = 'done'
+         WHERE i.batch_id = ? AND i.status = 'done' AND i.idx >= ?
          GROUP BY i.idx ORDER BY i.idx`,
       ),
       failures: db.prepare(
@@ -470,12 +470,13 @@ export class BatchStore {
     })();
   }
 
-  /** Finished items in input order with their stage results, streamed from SQLite. */
+  /** Finished items in input order (from item `fromIdx` on) with their stage results, streamed from SQLite. */
   *finishedItems(
     batchId: string,
+    fromIdx = 0,
   ): Generator<{ idx: number; item: ItemData; results: Record<string, unknown> }> {
     this.flush();
-    for (const row of this.#stmts.cardRows.iterate(batchId) as Iterable<{
+    for (const row of this.#stmts.cardRows.iterate(batchId, fromIdx) as Iterable<{
       idx: number;
       data: string;
       results: string;

@@ -1,7 +1,14 @@
 import { rmSync, statSync } from 'node:fs';
 import { basename, dirname, extname, resolve } from 'node:path';
 import { composeJobContext } from '../batch/compose.ts';
-import { batchCards, type ExportTally, emptyItemsWarning, exportBatch } from '../batch/export.ts';
+import {
+  batchCards,
+  type ExportTally,
+  emptyItemsWarning,
+  exportBatch,
+  type LiveExport,
+  startLiveExport,
+} from '../batch/export.ts';
 import { identifyBatch } from '../batch/identify.ts';
 import { isOwnerAlive, newOwnerId, ownerPid } from '../batch/owner.ts';
 import { prepareBatch, spoolStdin } from '../batch/prepare.ts';
@@ -115,6 +122,8 @@ interface Finished {
   skipped: number;
   counters: { requests: number; retries: number; cacheHits: number };
   log: string;
+  /** The deck file being written during the run (absent for stdout and AnkiConnect only). */
+  live: LiveExport | undefined;
 }
 
 function isDefault(sources: Record<string, { kind: string } | undefined>, key: string): boolean {
@@ -162,8 +171,12 @@ async function finishRun(f: Finished): Promise<ExitCodeType> {
   let written: { cards: number; path: string; tally: ExportTally } | undefined;
   let pushed: PushSummary | undefined;
   let tally: ExportTally | undefined;
-  if (outcome.status === 'complete' && f.output !== null) {
-    written = await exportBatch(store, batch.id, f.pipeline, f.output, f.format, f.meta);
+  if (outcome.status !== 'complete') {
+    f.live?.feed.abort();
+    await f.live?.result.catch(() => {});
+  } else if (f.output !== null) {
+    f.live?.feed.end();
+    written = await (f.live?.result ?? exportBatch(store, batch.id, f.pipeline, f.output, f.format, f.meta));
     tally = written.tally;
     events.emit({
       type: 'output_written',
@@ -432,6 +445,13 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
         `${resumed ? 'resuming' : 'created'} batch ${batch.id}: ${before.total} items (${before.pending} to do) with ${settings.model}\n`,
       );
     }
+    // The deck file is written while the run goes on (stdout is not: a stopped run must print no
+    // partial deck), so the end of a run waits for its last few items, not for the whole deck.
+    const live =
+      output !== null && output !== '-'
+        ? startLiveExport(store, batch.id, pipeline, output, format, meta)
+        : undefined;
+    if (live) cleanup.push(() => live.feed.abort());
     const outcome = await runBatch({
       batch,
       store,
@@ -441,6 +461,7 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
       concurrency: settings.concurrency,
       clock: ctx.clock,
       events,
+      feed: live?.feed,
     });
     signals.dispose();
     progress.stop();
@@ -468,6 +489,7 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
       skipped: before.total - before.pending,
       counters: job.counters,
       log: log.path,
+      live,
     });
   } finally {
     for (const fn of cleanup.reverse()) fn();

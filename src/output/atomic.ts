@@ -1,7 +1,9 @@
-import { randomBytes } from 'node:crypto';
-import { type FileHandle, open, rename, rm, stat } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { type FileHandle, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { errorMessage, FlashcardsError } from '../core/errors.ts';
+import { isProcessRunning } from '../core/process-alive.ts';
 
 interface Where {
   /** The path as given, for messages. */
@@ -26,7 +28,8 @@ export async function writeFileAtomic(
   const shown = dirname(file);
   const where: Where = { file, base: basename(target), dir: shown.endsWith('/') ? shown : `${shown}/` };
   const mode = await checkTarget(target, dir, where);
-  const temp = join(dir, `.${basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  await removeAbandonedTemps(dir, basename(target));
+  const temp = join(dir, `.${basename(target)}.${process.pid}-${HOST}.${randomBytes(6).toString('hex')}.tmp`);
   let handle: FileHandle | undefined;
   try {
     handle = await open(temp, 'wx');
@@ -44,6 +47,29 @@ export async function writeFileAtomic(
     await handle?.close().catch(() => {});
     await rm(temp, { force: true }).catch(() => {});
     throw isFsError(e) ? writeError(where, e) : e;
+  }
+}
+
+/** Names this host in temp file names, so a sweep never touches another machine's file on a shared disk. */
+const HOST = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+
+/**
+ * A deck is written while its run goes on, so a run killed with -9 leaves its temp file behind:
+ * the next write of the same file removes those of dead processes on this host.
+ */
+async function removeAbandonedTemps(dir: string, base: string): Promise<void> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return;
+  }
+  const prefix = `.${base}.`;
+  for (const name of names) {
+    if (!name.startsWith(prefix) || !name.endsWith('.tmp')) continue;
+    const m = /^(\d+)-([0-9a-f]{8})\.[0-9a-f]{12}\.tmp$/.exec(name.slice(prefix.length));
+    if (!m || m[2] !== HOST || isProcessRunning(Number(m[1]))) continue;
+    await rm(join(dir, name), { force: true }).catch(() => {});
   }
 }
 

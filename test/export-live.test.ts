@@ -1,0 +1,183 @@
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, describe, test } from 'node:test';
+import {
+  batchCards,
+  ExportAborted,
+  exportBatch,
+  FinishedFeed,
+  liveBatchCards,
+  startLiveExport,
+} from '../src/batch/export.ts';
+import { type BatchMeta, BatchStore, type ItemData, type JobOutcome } from '../src/batch/store.ts';
+import { openDatabase } from '../src/db/open.ts';
+import type { CardRecord, DeckMeta } from '../src/output/index.ts';
+import type { Pipeline } from '../src/pipeline/types.ts';
+
+const STAGES = ['analyze', 'cards'];
+const dirs: string[] = [];
+const stores: BatchStore[] = [];
+after(() => {
+  for (const s of stores) {
+    s.flush();
+    s.db.close();
+  }
+  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+});
+
+/** Only what the export reads of a pipeline: one card per answer, keyed by its term. */
+const pipeline = {
+  toCards: (item: { term: string }, results: Record<string, unknown>) => {
+    const back = (results['cards'] as { back?: string } | undefined)?.back ?? '';
+    return back === '' ? [] : [{ fields: { Front: item.term, Back: back }, tags: [], key: item.term }];
+  },
+} as unknown as Pipeline;
+
+const deck: DeckMeta = { deck: 'D', noteType: 'N', fields: ['Front', 'Back'], columns: [], tags: [] };
+
+/** A loaded batch; terms repeat so that the batch-wide key numbering ("#2") is exercised too. */
+function setup(terms: string[]) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-live-'));
+  dirs.push(dir);
+  const store = new BatchStore(openDatabase(path.join(dir, 'state.db')), () => 1000);
+  stores.push(store);
+  const meta: BatchMeta = {
+    id: 'b',
+    inputName: 'words.txt',
+    inputDigest: 'd',
+    settingsHash: 's',
+    pipeline: 'test',
+    stages: STAGES,
+    model: 'm',
+    baseUrl: 'http://127.0.0.1:1/v1',
+    outputPath: null,
+    format: 'anki',
+    settings: {},
+  };
+  store.create(meta, 'loader');
+  const items: (ItemData & { idx: number })[] = terms.map((term, idx) => ({
+    idx,
+    term,
+    line: idx + 1,
+    context: {},
+  }));
+  store.insertItems('b', items, STAGES);
+  store.finishLoading('b', terms.length);
+  const outcome = (idx: number, stage: string): JobOutcome => ({
+    batchId: 'b',
+    idx,
+    stage,
+    attempts: 1,
+    requests: 1,
+    promptTokens: 1,
+    completionTokens: 1,
+    cached: false,
+    durationMs: 1,
+  });
+  /** Stores an item's answers as the runner does; returns what the runner hands the feed. */
+  const finish = (idx: number, back: string): Record<string, unknown> => {
+    const results = { analyze: { n: idx }, cards: { back } };
+    store.completeJob(outcome(idx, 'analyze'), results.analyze, false);
+    store.completeJob(outcome(idx, 'cards'), results.cards, true);
+    return results;
+  };
+  const fail = (idx: number): void => store.failJob(outcome(idx, 'analyze'), 'invalid_response', 'bad');
+  return { dir, store, items, finish, fail };
+}
+
+async function collect(cards: AsyncIterable<CardRecord>, into: CardRecord[]): Promise<void> {
+  for await (const card of cards) into.push(card);
+}
+
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+describe('the live export', () => {
+  test('makes the same cards as an export after the run, and makes them while the run goes on', async () => {
+    const { store, items, finish, fail } = setup(['a', 'b', 'a', 'c', 'd', 'a', 'e']);
+    finish(1, 'done before this run');
+    const feed = new FinishedFeed();
+    const got: CardRecord[] = [];
+    const consumer = collect(liveBatchCards(store, 'b', pipeline, feed), got);
+
+    feed.done(0, items[0]!, finish(0, 'zero'));
+    await turn();
+    assert.deepEqual(
+      got.map((c) => c.item),
+      [0],
+      'item 0 is written at once; item 1 (done before) waits for the end',
+    );
+    feed.done(3, items[3]!, finish(3, 'three'));
+    fail(2);
+    feed.failed(2);
+    feed.done(6, items[6]!, finish(6, ''));
+    feed.done(5, items[5]!, finish(5, 'five'));
+    finish(4, 'by another process');
+    feed.end();
+    await consumer;
+
+    assert.deepEqual(got, [...batchCards(store, 'b', pipeline)]);
+    assert.deepEqual(
+      got.map((c) => [c.item, c.key]),
+      [
+        [0, 'a'],
+        [1, 'b'],
+        [3, 'c'],
+        [4, 'd'],
+        [5, 'a#2'],
+      ],
+    );
+  });
+
+  test('a feed over its limit falls back to the database without losing or repeating a card', async () => {
+    const terms = Array.from({ length: 1500 }, (_, i) => `t${i}`);
+    const { store, items, finish } = setup(terms);
+    const feed = new FinishedFeed();
+    const got: CardRecord[] = [];
+    const consumer = collect(liveBatchCards(store, 'b', pipeline, feed), got);
+    // Item 0 comes last: everything else piles up in the feed, past its limit.
+    for (let i = 1; i < terms.length; i++) feed.done(i, items[i]!, finish(i, `x${i}`));
+    feed.done(0, items[0]!, finish(0, 'x0'));
+    feed.end();
+    await consumer;
+    assert.deepEqual(got, [...batchCards(store, 'b', pipeline)]);
+    assert.equal(got.length, terms.length);
+  });
+
+  test('an aborted feed ends the cards with ExportAborted', async () => {
+    const { store, items, finish } = setup(['a', 'b']);
+    const feed = new FinishedFeed();
+    const consumer = collect(liveBatchCards(store, 'b', pipeline, feed), []);
+    feed.done(0, items[0]!, finish(0, 'zero'));
+    feed.abort();
+    await assert.rejects(consumer, ExportAborted);
+  });
+
+  test('the deck file appears only when the feed ends, equal to a later export; an abort keeps the old file', async () => {
+    const { dir, store, items, finish } = setup(['a', 'b', 'c']);
+    const file = path.join(dir, 'deck.tsv');
+    fs.writeFileSync(file, 'old deck\n');
+
+    const aborted = startLiveExport(store, 'b', pipeline, file, 'anki', deck);
+    aborted.feed.done(0, items[0]!, finish(0, 'zero'));
+    await turn();
+    aborted.feed.abort();
+    await assert.rejects(aborted.result, ExportAborted);
+    assert.equal(fs.readFileSync(file, 'utf8'), 'old deck\n');
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['deck.tsv', 'state.db', 'state.db-shm', 'state.db-wal']);
+
+    const live = startLiveExport(store, 'b', pipeline, file, 'anki', deck);
+    live.feed.done(1, items[1]!, finish(1, 'one'));
+    live.feed.done(2, items[2]!, finish(2, 'two'));
+    await turn();
+    assert.equal(fs.readFileSync(file, 'utf8'), 'old deck\n', 'not replaced before the run ends');
+    live.feed.end();
+    const written = await live.result;
+    assert.equal(written.cards, 3);
+    assert.deepEqual(written.tally, { items: 3, withoutCards: 0 });
+    const again = path.join(dir, 'again.tsv');
+    await exportBatch(store, 'b', pipeline, again, 'anki', deck);
+    assert.equal(fs.readFileSync(file, 'utf8'), fs.readFileSync(again, 'utf8'));
+  });
+});
