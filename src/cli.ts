@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { enableCompileCache } from 'node:module';
 import { Argument, Command, CommanderError, Option } from 'commander';
 import type { CommandContext } from './commands/context.ts';
 import { ExitCode, FlashcardsError, isFlashcardsError, usageError } from './core/errors.ts';
@@ -22,9 +21,6 @@ const version = (
 ).version;
 
 async function context(program: Command): Promise<CommandContext> {
-  // Commands load SQLite, zod and the rest: Node's on-disk compile cache (in the OS temp dir, or
-  // NODE_COMPILE_CACHE) saves ~50 ms of compiling on every later start. --version never gets here.
-  enableCompileCache?.();
   const globals = program.opts<GlobalOptions>();
   const [{ processIo }, { systemClock }, { resolveHome }] = await Promise.all([
     import('./commands/context.ts'),

@@ -200,7 +200,10 @@ export class BatchStore {
          ON CONFLICT(id) DO NOTHING`,
       ),
       insertItem: db.prepare('INSERT INTO items (batch_id, idx, data, updated_at) VALUES (?, ?, ?, ?)'),
-      insertJob: db.prepare('INSERT INTO jobs (batch_id, idx, stage) VALUES (?, ?, ?)'),
+      // One statement per stage and chunk: SQLite makes the job rows itself, not one call per row.
+      insertJobs: db.prepare(
+        'INSERT INTO jobs (batch_id, idx, stage) SELECT batch_id, idx, ? FROM items WHERE batch_id = ? AND idx BETWEEN ? AND ?',
+      ),
       claim: db.prepare(
         `UPDATE items SET owner = @owner, lease_until = @until, attempts = attempts + 1, updated_at = @now
          WHERE batch_id = @batch AND idx IN (
@@ -322,11 +325,16 @@ export class BatchStore {
   ): void {
     const now = this.#now();
     this.db.transaction(() => {
+      let first = Number.POSITIVE_INFINITY;
+      let last = Number.NEGATIVE_INFINITY;
       for (const item of items) {
         const { idx, ...data } = item;
         this.#stmts.insertItem.run(batchId, idx, JSON.stringify(data), now);
-        for (const stage of stages) this.#stmts.insertJob.run(batchId, idx, stage);
+        first = Math.min(first, idx);
+        last = Math.max(last, idx);
       }
+      if (items.length === 0) return;
+      for (const stage of stages) this.#stmts.insertJobs.run(stage, batchId, first, last);
     })();
   }
 

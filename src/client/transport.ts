@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { Agent, request as httpRequest, IncomingMessage } from 'node:http';
 import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import type { HeaderLookup } from '../core/headers.ts';
 
@@ -35,8 +35,8 @@ export function fetchTransport(f: typeof fetch): Transport {
 
 // Not `import ... from 'node:http'`: Node's ESM wrapper of node:http reads every export, which
 // loads its bundled fetch (undici) too: ~20 ms and ~9 MB at every start for nothing used here.
-const { Agent: HttpAgent, request: httpRequest } = process.getBuiltinModule('node:http');
-const { Agent: HttpsAgent, request: httpsRequest } = process.getBuiltinModule('node:https');
+// node:https (and TLS with it) is loaded only for an https URL.
+type Client = { agent: Agent; request: typeof httpRequest };
 
 function headerView(raw: IncomingMessage['headers']): HeaderLookup {
   return {
@@ -85,19 +85,27 @@ export function nodeTransport(env: NodeJS.ProcessEnv = process.env): Transport {
   // HTTPS_PROXY / HTTP_PROXY / NO_PROXY (either case) are honoured as curl does: node's agents
   // (Node >= 24.5) tunnel through the proxy themselves. Older Nodes ignore the option.
   const proxyEnv = proxyVariables(env);
-  const agents = {
-    'http:': new HttpAgent({ keepAlive: true, scheduling: 'lifo', ...(proxyEnv ? { proxyEnv } : {}) }),
-    'https:': new HttpsAgent({ keepAlive: true, scheduling: 'lifo', ...(proxyEnv ? { proxyEnv } : {}) }),
+  const options = { keepAlive: true, scheduling: 'lifo' as const, ...(proxyEnv ? { proxyEnv } : {}) };
+  const clients: { http?: Client; https?: Client } = {};
+  const clientFor = (https: boolean): Client => {
+    if (https) {
+      const m = process.getBuiltinModule('node:https');
+      clients.https ??= { agent: new m.Agent(options), request: m.request };
+      return clients.https;
+    }
+    const m = process.getBuiltinModule('node:http');
+    clients.http ??= { agent: new m.Agent(options), request: m.request };
+    return clients.http;
   };
   // A run sends every request to one URL: parse it once, not per request.
-  let parsed: { url: string; target: URL } | undefined;
+  let parsed: { url: string; target: URL; client: Client } | undefined;
   return (url, r) =>
     new Promise<TransportResponse>((resolve, reject) => {
-      if (parsed?.url !== url) parsed = { url, target: new URL(url) };
-      const { target } = parsed;
-      const https = target.protocol === 'https:';
-      const send = https ? httpsRequest : httpRequest;
-      const agent = https ? agents['https:'] : agents['http:'];
+      if (parsed?.url !== url) {
+        const target = new URL(url);
+        parsed = { url, target, client: clientFor(target.protocol === 'https:') };
+      }
+      const { target, client } = parsed;
       const headers: Record<string, string> = { 'accept-encoding': 'gzip, deflate, br', ...r.headers };
       // Encoded once: measuring a string's length and then writing it would encode it twice.
       const pieces = typeof r.body === 'string' ? [Buffer.from(r.body, 'utf8')] : r.body;
@@ -106,24 +114,30 @@ export function nodeTransport(env: NodeJS.ProcessEnv = process.env): Transport {
         for (const piece of pieces) length += piece.byteLength;
         headers['content-length'] = String(length);
       }
-      const req = send(target, { method: r.method, headers, agent, signal: r.signal }, (res) => {
-        const body = new Promise<string>((done, fail) => {
-          const chunks: Buffer[] = [];
-          const stream = decoded(res);
-          stream.on('data', (c: Buffer) => chunks.push(c));
-          stream.on('end', () =>
-            done(chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8')),
-          );
-          stream.on('error', (e) => fail(networkError(e)));
-          res.on('aborted', () =>
-            fail(networkError(Object.assign(new Error('response aborted'), { code: 'ECONNRESET' }))),
-          );
-          res.on('error', (e) => fail(networkError(e)));
-        });
-        // Avoid an unhandled rejection when the caller never reads the body.
-        body.catch(() => {});
-        resolve({ status: res.statusCode ?? 0, headers: headerView(res.headers), text: () => body });
-      });
+      const req = client.request(
+        target,
+        { method: r.method, headers, agent: client.agent, signal: r.signal },
+        (res) => {
+          const body = new Promise<string>((done, fail) => {
+            const chunks: Buffer[] = [];
+            const stream = decoded(res);
+            stream.on('data', (c: Buffer) => chunks.push(c));
+            stream.on('end', () =>
+              done(
+                chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8'),
+              ),
+            );
+            stream.on('error', (e) => fail(networkError(e)));
+            res.on('aborted', () =>
+              fail(networkError(Object.assign(new Error('response aborted'), { code: 'ECONNRESET' }))),
+            );
+            res.on('error', (e) => fail(networkError(e)));
+          });
+          // Avoid an unhandled rejection when the caller never reads the body.
+          body.catch(() => {});
+          resolve({ status: res.statusCode ?? 0, headers: headerView(res.headers), text: () => body });
+        },
+      );
       req.on('error', (e) => reject(networkError(e)));
       if (pieces) {
         // One write to the socket for the headers and every piece.
