@@ -50,8 +50,12 @@ export function* batchCards(
   for (const { idx, item, results } of store.finishedItems(batchId)) yield* maker.cards(idx, item, results);
 }
 
-/** Items kept for the live export at most; later ones are read back from the database at the end. */
-const FEED_LIMIT = 1024;
+/**
+ * Items kept for the live export at most; later ones are read back from the database at the end.
+ * A run keeps about `concurrency` items out of order; a run answered from the cache outruns the
+ * writer, and each held item costs ~25 KB of parsed answers.
+ */
+const FEED_LIMIT = 256;
 
 /**
  * Items as a run finishes them, for an export that writes the deck while the run goes on (see
