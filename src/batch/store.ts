@@ -1,6 +1,6 @@
 import type { Db } from '../db/open.ts';
 import { migrate } from '../db/open.ts';
-import { WriteBehind } from '../db/write-behind.ts';
+import { GROUP_COMMIT_MS, WriteBehind } from '../db/write-behind.ts';
 
 export type BatchStatus = 'loading' | 'running' | 'done' | 'failed' | 'interrupted' | 'aborted';
 export type ItemStatus = 'pending' | 'done' | 'failed';
@@ -291,7 +291,7 @@ export class BatchStore {
       renewRun: db.prepare('UPDATE runs SET alive_until = ? WHERE owner = ?'),
       endRun: db.prepare('DELETE FROM runs WHERE owner = ?'),
     };
-    this.#writes = new WriteBehind<() => void>(db, (write) => write(), { delayMs: 20 });
+    this.#writes = new WriteBehind<() => void>(db, (write) => write(), { delayMs: GROUP_COMMIT_MS });
   }
 
   /** Commits queued job outcomes now. Every read and status change calls this first. */

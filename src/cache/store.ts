@@ -2,7 +2,7 @@ import type { Clock } from '../core/clock.ts';
 import { FlashcardsError } from '../core/errors.ts';
 import type { Random } from '../core/random.ts';
 import { type Db, databaseError } from '../db/open.ts';
-import { WriteBehind } from '../db/write-behind.ts';
+import { GROUP_COMMIT_MS, WriteBehind } from '../db/write-behind.ts';
 import { type Codec, type CodecName, decodeBody, writeCodec } from './codec.ts';
 import { openCacheDb } from './db.ts';
 
@@ -114,11 +114,10 @@ export class ResponseCache {
        ON CONFLICT (run_id) DO UPDATE SET
          started_at = excluded.started_at, hits = excluded.hits, misses = excluded.misses, model = excluded.model`,
     );
-    // Committed on the next turn of the event loop: a paid answer is on disk before anything else
-    // happens, so a crash costs at most the requests in flight (cache.db is its own file, so
-    // these commits never wait on state.db).
+    // Group-committed like the job results in state.db (cache.db is its own file, so these
+    // commits never wait on state.db's).
     this.#writes = new WriteBehind<PendingRow>(db, (row) => this.#put.run(row), {
-      delayMs: 0,
+      delayMs: GROUP_COMMIT_MS,
       afterFlush: () => this.#pending.clear(),
     });
   }
