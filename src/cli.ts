@@ -3,6 +3,7 @@ import { Argument, Command, CommanderError, Option } from 'commander';
 import type { CommandContext } from './commands/context.ts';
 import { ExitCode, FlashcardsError, isFlashcardsError, usageError } from './core/errors.ts';
 import { splitList } from './core/list.ts';
+import { packageFile } from './core/package-root.ts';
 import { OUTPUT_FORMATS } from './output/types.ts';
 
 /**
@@ -16,9 +17,8 @@ interface GlobalOptions {
   verbose?: boolean;
 }
 
-const version = (
-  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
-).version;
+const version = (JSON.parse(readFileSync(packageFile('package.json'), 'utf8')) as { version: string })
+  .version;
 
 async function context(program: Command): Promise<CommandContext> {
   const globals = program.opts<GlobalOptions>();

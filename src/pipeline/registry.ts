@@ -1,14 +1,14 @@
 import { existsSync, readdirSync } from 'node:fs';
-import { dirname, extname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { dirname, extname, join, resolve } from 'node:path';
 import { FlashcardsError } from '../core/errors.ts';
+import { packageFile } from '../core/package-root.ts';
 import { didYouMeanSuffix } from '../core/suggest.ts';
 import { compilePipeline, type Languages } from './compile.ts';
 import { type LoadedDefinition, loadDefinition } from './definition.ts';
 import type { Pipeline } from './types.ts';
 
-/** Built-in pipelines are ordinary pipeline files; from dist/ they are read at ../../src/pipeline/builtin. */
-const builtinDir = new URL('../../src/pipeline/builtin/', import.meta.url);
+/** Built-in pipelines are ordinary pipeline files, read from the sources also when running the build. */
+const builtinDir = (): string => packageFile('src', 'pipeline', 'builtin');
 
 export const DEFAULT_PIPELINE = 'vocabulary';
 
@@ -16,7 +16,7 @@ let builtinNames: string[] | undefined;
 
 /** The built-in pipelines' names (read once: the folder does not change while a command runs). */
 export function builtinPipelineNames(): string[] {
-  builtinNames ??= readdirSync(builtinDir)
+  builtinNames ??= readdirSync(builtinDir())
     .filter((f) => extname(f) === '.yaml')
     .map((f) => f.slice(0, -'.yaml'.length))
     .sort();
@@ -34,7 +34,7 @@ function looksLikePath(ref: string): boolean {
 export function loadPipelineDefinition(ref: string, cwd: string): LoadedDefinition {
   const builtins = builtinPipelineNames();
   if (builtins.includes(ref) && !looksLikePath(ref)) {
-    const def = loadDefinition(fileURLToPath(new URL(`${ref}.yaml`, builtinDir)), `${ref} (built-in)`);
+    const def = loadDefinition(join(builtinDir(), `${ref}.yaml`), `${ref} (built-in)`);
     return { ...def, source: 'built-in' };
   }
   const file = resolve(cwd, ref);
