@@ -1,19 +1,31 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { ExitCode } from '../src/core/errors.ts';
-import {
-  classifyFetchError,
-  classifyHttpError,
-  invalidResponseError,
-  parseRetryAfterMs,
-} from '../src/resilience/index.ts';
+import { parseRateLimitHeaders, parseRetryAfterMs } from '../src/limiter/headers.ts';
+import { classifyFetchError, classifyHttpError, invalidResponseError } from '../src/resilience/index.ts';
 
 const now = Date.UTC(2026, 0, 1, 12, 0, 0);
 const none = new Headers();
 const openAi = (message: string, type: string, code: string | null): string =>
   JSON.stringify({ error: { message, type, param: null, code } });
 
-describe('parseRetryAfterMs', () => {
+describe('parseRetryAfterMs (shared by the limiter and the retry)', () => {
+  test('the retry and the limiter read the same wait from the same headers', () => {
+    const cases: [string, number][] = [
+      ['7', 7000],
+      ['1.5', 1500],
+      ['2s', 2000],
+      ['1500ms', 1500],
+      [String(now / 1000 + 30), 30_000],
+      [new Date(now + 20_000).toUTCString(), 20_000],
+    ];
+    for (const [value, ms] of cases) {
+      const headers = new Headers({ 'retry-after': value });
+      assert.equal(classifyHttpError(429, '{}', headers, now).retryAfterMs, ms, `retry: ${value}`);
+      assert.equal(parseRateLimitHeaders(headers, now).retryAfterMs, ms, `limiter: ${value}`);
+    }
+  });
+
   test('reads retry-after in seconds', () => {
     assert.equal(parseRetryAfterMs(new Headers({ 'retry-after': '7' }), now), 7000);
   });

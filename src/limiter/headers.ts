@@ -39,7 +39,6 @@ export function parseRateLimitHeaders(headers: HeaderLookup, nowMs: number): Rat
     }
     return null;
   };
-  const retryAfterMs = parseCount(first('retry-after-ms'));
   return {
     limitRequests: parseCount(first('x-ratelimit-limit-requests', 'x-ratelimit-limit', 'ratelimit-limit')),
     limitTokens: parseCount(first('x-ratelimit-limit-tokens')),
@@ -52,8 +51,22 @@ export function parseRateLimitHeaders(headers: HeaderLookup, nowMs: number): Rat
       nowMs,
     ),
     resetTokensMs: parseResetMs(first('x-ratelimit-reset-tokens'), nowMs),
-    retryAfterMs: retryAfterMs ?? parseResetMs(first('retry-after'), nowMs),
+    retryAfterMs: parseRetryAfterMs(headers, nowMs),
   };
+}
+
+/**
+ * The one reading of a provider's wait, for the limiter's pause and the retry's delay alike:
+ * `retry-after-ms` (OpenAI, milliseconds), else `retry-after` (seconds, an epoch or a date, see
+ * parseResetMs). Milliseconds from `nowMs`, rounded up, never negative; undefined when absent.
+ */
+export function parseRetryAfterMs(headers: HeaderLookup, nowMs: number): number | undefined {
+  const text = (name: string): string | null => {
+    const value = headers.get(name);
+    return value === null || value.trim() === '' ? null : value;
+  };
+  const wait = parseCount(text('retry-after-ms')) ?? parseResetMs(text('retry-after'), nowMs);
+  return wait === undefined ? undefined : Math.ceil(wait);
 }
 
 /** `100`, `99.5`, or the first member of a list such as `100, 100;w=60`. */

@@ -1,4 +1,10 @@
-export { hasLimitHeaders, parseRateLimitHeaders, parseResetMs, type RateLimitInfo } from './headers.ts';
+export {
+  hasLimitHeaders,
+  parseRateLimitHeaders,
+  parseResetMs,
+  parseRetryAfterMs,
+  type RateLimitInfo,
+} from './headers.ts';
 export { type BucketPlan, type Plan, planBuckets, shardCount } from './layout.ts';
 export {
   createLimiter,

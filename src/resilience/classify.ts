@@ -1,23 +1,9 @@
 import { ExitCode, errorCode, isProviderError, oneLine, ProviderError } from '../core/errors.ts';
 import type { HeaderLookup } from '../core/headers.ts';
+import { parseRetryAfterMs } from '../limiter/headers.ts';
 
 /** How much of the provider's own error text a message carries: enough to act on, never a page of HTML. */
 const maxDetailChars = 200;
-
-/**
- * Reads `retry-after-ms` (OpenAI, fractional milliseconds) or `retry-after` (seconds or an HTTP-date).
- * Returns the wait in ms from `nowMs`, never negative; undefined when absent or unreadable.
- */
-export function parseRetryAfterMs(headers: HeaderLookup, nowMs: number): number | undefined {
-  const ms = headers.get('retry-after-ms');
-  if (ms !== null && /^\s*\d+(\.\d+)?\s*$/.test(ms)) return Math.ceil(Number(ms));
-  const value = headers.get('retry-after');
-  if (value === null || value.trim() === '') return undefined;
-  if (/^\s*\d+(\.\d+)?\s*$/.test(value)) return Math.ceil(Number(value) * 1000);
-  const at = Date.parse(value);
-  if (Number.isNaN(at)) return undefined;
-  return Math.max(0, at - nowMs);
-}
 
 interface ProviderBody {
   message: string | undefined;

@@ -19,7 +19,6 @@ export {
   classifyFetchError,
   classifyHttpError,
   invalidResponseError,
-  parseRetryAfterMs,
 } from './classify.ts';
 export {
   defaultRetryBudget,
