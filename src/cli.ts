@@ -434,7 +434,7 @@ Examples:
           fields: nameList(opts.fields),
           deck: opts.deck,
           noteType: opts.noteType,
-          tags: nameList(opts.tags),
+          tags: opts.tags,
         }),
       ),
     );

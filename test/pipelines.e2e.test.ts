@@ -301,6 +301,12 @@ describe('user-defined pipelines, output options and AnkiConnect, through the bu
     assert.match(over.stdout, /^#deck:Third$/m);
     assert.match(over.stdout, /^#columns:Front\tGUID$/m);
     assert.match(over.stdout, /^#tags:x y$/m);
+    const spaced = await runCli(['batches', 'export', batchId, '-o', '-', '--tags', 'two words'], {
+      env: env(home),
+    });
+    assert.equal(spaced.code, 2, 'a tag with a space is refused, as by process');
+    assert.match(spaced.stderr, /--tags must be a list of tags without spaces/);
+    assert.equal(spaced.stdout, '');
   });
 
   test('a term listed twice still gives every note its own GUID', async () => {

@@ -3,6 +3,7 @@ import { resolve } from 'node:path';
 import { emptyItemsWarning, exportBatch } from '../batch/export.ts';
 import { isOwnerAlive, newOwnerId, ownerPid } from '../batch/owner.ts';
 import { type BatchRecord, BatchStore } from '../batch/store.ts';
+import { parseSetting, settingDefault } from '../config/index.ts';
 import { formatDuration } from '../core/duration.ts';
 import { ExitCode, FlashcardsError } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
@@ -182,7 +183,8 @@ export async function batchesExport(
     fields?: string[] | undefined;
     deck?: string | undefined;
     noteType?: string | undefined;
-    tags?: string[] | undefined;
+    /** As typed: a comma-separated list, checked like the `tags` setting. */
+    tags?: string | undefined;
   },
 ): Promise<number> {
   return withBatch(ctx, opts.id, async (store, batch) => {
@@ -195,8 +197,9 @@ export async function batchesExport(
     const list = (key: string): string[] | undefined =>
       Array.isArray(s[key]) ? (s[key] as unknown[]).map(String) : undefined;
     const pipeline = loadPipeline(text('pipelineRef') ?? DEFAULT_PIPELINE, ctx.cwd, {
-      sourceLanguage: text('sourceLanguage') ?? 'Korean',
-      targetLanguage: text('targetLanguage') ?? 'English',
+      // Batches made before languages were stored ran with the defaults.
+      sourceLanguage: text('sourceLanguage') ?? String(settingDefault('sourceLanguage')),
+      targetLanguage: text('targetLanguage') ?? String(settingDefault('targetLanguage')),
     });
     if (text('pipelineVersion') && text('pipelineVersion') !== pipeline.version) {
       ctx.io.err(
@@ -213,7 +216,10 @@ export async function batchesExport(
       deckMeta(pipeline, {
         deck: opts.deck ?? text('deck'),
         noteType: opts.noteType ?? text('noteType'),
-        tags: opts.tags ?? list('tags') ?? [],
+        tags:
+          (opts.tags === undefined ? undefined : (parseSetting('tags', opts.tags, '--tags') as string[])) ??
+          list('tags') ??
+          [],
         fields: opts.fields ?? list('fields'),
       }),
     );

@@ -28,6 +28,7 @@ export {
   formatMs,
   type Price,
   type Settings,
+  settingDefault,
   settingValue,
 } from './schema.ts';
 export { describeSource, displayPath, ENV_VARS, flagName } from './sources.ts';

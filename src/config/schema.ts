@@ -455,6 +455,11 @@ export function schemaIndex(): { leaves: Map<string, Leaf>; groups: Map<string, 
   return index;
 }
 
+/** A setting's default (config-file form); undefined for an unknown path. */
+export function settingDefault(path: string): unknown {
+  return schemaIndex().leaves.get(path)?.info.default;
+}
+
 /** Every key with its description and default (config-file form), for docs and `config show`. */
 export function describeKeys(): { path: string; description: string; default: unknown }[] {
   return [...schemaIndex().leaves.values()].map(({ path, info }) => ({
