@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { isFlashcardsError } from '../src/core/errors.ts';
 import { compilePipeline } from '../src/pipeline/compile.ts';
-import { parseDefinition } from '../src/pipeline/definition.ts';
+import { loadDefinition, parseDefinition } from '../src/pipeline/definition.ts';
 import { builtinPipelineNames, loadPipeline, loadPipelineDefinition } from '../src/pipeline/registry.ts';
 import { providerJsonSchema } from '../src/pipeline/schemas.ts';
 import { compileTemplate, type Scope } from '../src/pipeline/template.ts';
@@ -43,6 +43,27 @@ describe('templates', () => {
 });
 
 describe('the built-in pipelines', () => {
+  test('the build compiles each one to JSON that makes the very same pipeline as its YAML', (t) => {
+    for (const name of builtinPipelineNames()) {
+      const compiled = join(root, 'dist', 'builtin', `${name}.json`);
+      if (!existsSync(compiled)) {
+        t.skip('no build in dist/ (npm test builds first)');
+        return;
+      }
+      const fromYaml = compilePipeline(
+        loadDefinition(join(root, 'src', 'pipeline', 'builtin', `${name}.yaml`)),
+        english,
+      );
+      const fromJson = compilePipeline(loadDefinition(compiled, name, { compiled: true }), english);
+      assert.equal(fromJson.version, fromYaml.version, name);
+      assert.deepEqual(
+        fromJson.stages.map((st) => [st.name, st.schemaDigest]),
+        fromYaml.stages.map((st) => [st.name, st.schemaDigest]),
+      );
+      assert.deepEqual(fromJson.fields, fromYaml.fields);
+    }
+  });
+
   test('vocabulary, cloze and topics are all valid pipeline files', () => {
     assert.deepEqual(builtinPipelineNames(), ['cloze', 'topics', 'vocabulary']);
     for (const name of builtinPipelineNames()) {

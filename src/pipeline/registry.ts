@@ -34,7 +34,10 @@ function looksLikePath(ref: string): boolean {
 export function loadPipelineDefinition(ref: string, cwd: string): LoadedDefinition {
   const builtins = builtinPipelineNames();
   if (builtins.includes(ref) && !looksLikePath(ref)) {
-    const def = loadDefinition(join(builtinDir(), `${ref}.yaml`), `${ref} (built-in)`);
+    const compiled = packageFile('dist', 'builtin', `${ref}.json`);
+    const def = existsSync(compiled)
+      ? loadDefinition(compiled, `${ref} (built-in)`, { compiled: true })
+      : loadDefinition(join(builtinDir(), `${ref}.yaml`), `${ref} (built-in)`);
     return { ...def, source: 'built-in' };
   }
   const file = resolve(cwd, ref);
