@@ -1,16 +1,23 @@
 import { isProviderError } from '../core/errors.ts';
 import type { HeaderLookup } from '../core/headers.ts';
-import type { ChatMessage } from '../pipeline/types.ts';
 import { classifyFetchError, classifyHttpError, invalidResponseError } from '../resilience/classify.ts';
 import { nodeTransport, type Transport } from './transport.ts';
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+/** The strict structured-output request: the answer must be JSON that matches `schema`. */
+export interface ResponseFormat {
+  type: 'json_schema';
+  json_schema: { name: string; strict: true; schema: Record<string, unknown> };
+}
 
 export interface ChatRequest {
   model: string;
   messages: ChatMessage[];
-  responseFormat: {
-    type: 'json_schema';
-    json_schema: { name: string; strict: true; schema: Record<string, unknown> };
-  };
+  responseFormat: ResponseFormat;
   temperature: number;
   maxTokens: number;
 }

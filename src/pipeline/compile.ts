@@ -1,8 +1,9 @@
 import { createHash } from 'node:crypto';
+import type { ChatMessage } from '../client/chat-client.ts';
 import type { LoadedDefinition } from './definition.ts';
 import { providerJsonSchema } from './schemas.ts';
 import { asText, compileTemplate, lookup, type Scope } from './template.ts';
-import type { CardFields, ChatMessage, Pipeline, Stage, StageInput, StageItem } from './types.ts';
+import type { CardFields, Pipeline, Stage, StageInput, StageItem } from './types.ts';
 
 export interface Languages {
   sourceLanguage: string;

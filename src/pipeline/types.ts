@@ -1,9 +1,5 @@
 import type { z } from 'zod';
-
-export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
-  content: string;
-}
+import type { ChatMessage, ResponseFormat } from '../client/chat-client.ts';
 
 /** One input row as a stage sees it. */
 export interface StageItem {
@@ -28,10 +24,7 @@ export interface Stage<T = unknown> {
   readonly schema: z.ZodType<T>;
   readonly jsonSchema: Record<string, unknown>;
   /** What is sent as `response_format`: built once per stage, not per request. */
-  readonly responseFormat: {
-    type: 'json_schema';
-    json_schema: { name: string; strict: true; schema: Record<string, unknown> };
-  };
+  readonly responseFormat: ResponseFormat;
   /** SHA-256 of the stage name and JSON Schema: stands for the response format in cache keys. */
   readonly schemaDigest: string;
   buildMessages(input: StageInput): ChatMessage[];
