@@ -3,7 +3,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { executeJob, type JobContext } from '../src/batch/execute-job.ts';
+import { cacheKeys, executeJob, type JobContext } from '../src/batch/execute-job.ts';
 import { ResponseCache, SingleFlight } from '../src/cache/index.ts';
 import type { ChatClient, ChatRequest } from '../src/client/chat-client.ts';
 import { FakeClock, systemClock } from '../src/core/clock.ts';
@@ -56,10 +56,10 @@ function context(client: ChatClient, over: Partial<JobContext> = {}): JobContext
     batchId: 'b1',
     providerKey: key,
     model: 'm',
-    baseUrl: 'http://x',
     temperature: 0.3,
     maxTokens: 500,
     client,
+    cacheKey: cacheKeys({ baseUrl: 'http://x', model: 'm', temperature: 0.3, maxTokens: 500 }),
     limiter: createLimiter(
       db,
       key,

@@ -10,7 +10,7 @@ import type { Random } from '../core/random.ts';
 import type { Db } from '../db/open.ts';
 import { createLimiter } from '../limiter/index.ts';
 import { CircuitBreaker, RetryPolicy } from '../resilience/index.ts';
-import type { JobContext } from './execute-job.ts';
+import { cacheKeys, type JobContext } from './execute-job.ts';
 import type { RunSignals } from './run-signals.ts';
 
 export interface ComposeOptions {
@@ -84,10 +84,10 @@ export function composeJobContext(o: ComposeOptions): JobContext {
     batchId: o.batchId,
     providerKey: key,
     model: settings.model,
-    baseUrl: settings.baseUrl,
     temperature: settings.temperature,
     maxTokens: settings.maxTokens,
     client,
+    cacheKey: cacheKeys(settings),
     limiter,
     breaker,
     retry: new RetryPolicy(settings.retry, { random: o.random }),

@@ -2,6 +2,7 @@ import type { ResponseCache, SingleFlight } from '../cache/index.ts';
 import { cacheKeyer } from '../cache/index.ts';
 import {
   type ChatClient,
+  type ChatMessage,
   type ChatRequest,
   type ChatResult,
   messageTokens,
@@ -11,7 +12,7 @@ import type { Clock } from '../core/clock.ts';
 import { FlashcardsError, isProviderError, ProviderError } from '../core/errors.ts';
 import type { EventSink } from '../core/events.ts';
 import type { Limiter } from '../limiter/index.ts';
-import type { ChatMessage, Stage, StageInput } from '../pipeline/types.ts';
+import type { Stage, StageInput } from '../pipeline/types.ts';
 import type { CircuitBreaker, RetryPolicy } from '../resilience/index.ts';
 import { circuitOpenError, classifyFetchError, invalidResponseError } from '../resilience/index.ts';
 
@@ -21,10 +22,11 @@ export interface JobContext {
   /** base URL | model | key hash: names the limiter and breaker this run shares with others. */
   providerKey: string;
   model: string;
-  baseUrl: string;
   temperature: number;
   maxTokens: number;
   client: ChatClient;
+  /** The response cache's key for a stage request (see cacheKeys). */
+  cacheKey: (stage: Stage, messages: readonly ChatMessage[]) => string;
   limiter: Limiter;
   breaker: CircuitBreaker;
   retry: RetryPolicy;
@@ -60,38 +62,26 @@ interface KeyParams {
   maxTokens: number;
 }
 
-/** One precomputed keyer per stage and settings: a run builds it once, not once per request. */
-const keyers = new WeakMap<
-  Stage,
-  { params: KeyParams; keyer: (messages: readonly ChatMessage[]) => string }
->();
-
 /**
- * The cache key of one stage request. The response format enters as the stage's schema digest:
- * the same information as the full schema, without re-serialising it for every request.
+ * The cache key of a stage request under fixed settings. Each stage's keyer (everything but the
+ * messages serialised once; the response format enters as the stage's schema digest) is built on
+ * first use: a run calls this once and keys every request with the function it returns.
  */
-export function jobCacheKey(p: KeyParams, stage: Stage, messages: readonly ChatMessage[]): string {
-  let entry = keyers.get(stage);
-  const same =
-    entry &&
-    entry.params.baseUrl === p.baseUrl &&
-    entry.params.model === p.model &&
-    entry.params.temperature === p.temperature &&
-    entry.params.maxTokens === p.maxTokens;
-  if (!entry || !same) {
-    const params = { baseUrl: p.baseUrl, model: p.model, temperature: p.temperature, maxTokens: p.maxTokens };
-    entry = {
-      params,
-      keyer: cacheKeyer({
+export function cacheKeys(p: KeyParams): (stage: Stage, messages: readonly ChatMessage[]) => string {
+  const keyers = new Map<Stage, (messages: readonly ChatMessage[]) => string>();
+  return (stage, messages) => {
+    let keyer = keyers.get(stage);
+    if (!keyer) {
+      keyer = cacheKeyer({
         baseUrl: p.baseUrl,
         model: p.model,
         responseFormat: { type: 'json_schema', strict: true, schema: stage.schemaDigest },
         params: { temperature: p.temperature, max_tokens: p.maxTokens },
-      }),
-    };
-    keyers.set(stage, entry);
-  }
-  return entry.keyer(messages);
+      });
+      keyers.set(stage, keyer);
+    }
+    return keyer(messages);
+  };
 }
 
 const zeroUsage: TokenUsage = { promptTokens: 0, completionTokens: 0, totalTokens: 0 };
@@ -141,7 +131,7 @@ export async function executeJob(
     temperature: ctx.temperature,
     maxTokens: ctx.maxTokens,
   };
-  const key = jobCacheKey(ctx, stage, messages);
+  const key = ctx.cacheKey(stage, messages);
 
   if (ctx.cache && ctx.cacheMode === 'normal') {
     const hit = ctx.cache.get(key);

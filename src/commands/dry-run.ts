@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { jobCacheKey } from '../batch/execute-job.ts';
+import { cacheKeys } from '../batch/execute-job.ts';
 import { ResponseCache } from '../cache/index.ts';
 import { estimateTokens } from '../client/chat-client.ts';
 import { costOf, loadSettings } from '../config/index.ts';
@@ -48,6 +48,7 @@ export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<num
     settings.cache.enabled && existsSync(paths.cacheDb)
       ? ResponseCache.open(paths.cacheDb, settings.cache, { clock: ctx.clock, random: systemRandom })
       : undefined;
+  const cacheKey = cacheKeys(settings);
   const lookup = (
     stage: Stage,
     previous: Record<string, unknown>,
@@ -56,7 +57,7 @@ export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<num
     const messages = stage.buildMessages({ item, previous });
     const promptTokens = estimateTokens(messages.map((m) => m.content).join('\n'));
     if (!cache) return { hit: undefined, promptTokens };
-    const key = jobCacheKey(settings, stage, messages);
+    const key = cacheKey(stage, messages);
     const hit = cache.get(key);
     if (!hit) return { hit: undefined, promptTokens };
     const parsed = stage.schema.safeParse(JSON.parse(hit.body));
