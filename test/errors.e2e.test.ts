@@ -391,6 +391,11 @@ describe('process refuses bad combinations before any request', () => {
       ['process', fixture, '-o', '/nonexistent-dir/x.tsv', ...mock],
       /directory \/nonexistent-dir\/ does not exist/,
     ],
+    [
+      'an output path that is a directory',
+      ['process', fixture, '-o', repoRoot, ...mock],
+      /cannot write .*: it is a directory/,
+    ],
   ];
   for (const [what, args, message] of cases) {
     test(`${what}: exit 2, one line`, async () => {

@@ -110,7 +110,6 @@ describe('the live export', () => {
     );
     feed.done(3, items[3]!, finish(3, 'three'));
     fail(2);
-    feed.failed(2);
     feed.done(6, items[6]!, finish(6, ''));
     feed.done(5, items[5]!, finish(5, 'five'));
     finish(4, 'by another process');
@@ -128,6 +127,31 @@ describe('the live export', () => {
         [5, 'a#2'],
       ],
     );
+  });
+
+  test('an item that failed and was then finished by another process is in the deck', async () => {
+    const { store, items, finish, fail } = setup(['a', 'b', 'c']);
+    const feed = new FinishedFeed();
+    const got: CardRecord[] = [];
+    const consumer = collect(liveBatchCards(store, 'b', pipeline, feed), got);
+    feed.done(0, items[0]!, finish(0, 'zero'));
+    fail(1);
+    feed.done(2, items[2]!, finish(2, 'two'));
+    await turn();
+    assert.deepEqual(
+      got.map((c) => c.item),
+      [0],
+      'the writer waits at the failed item',
+    );
+    store.requeueFailed('b');
+    finish(1, 'retried elsewhere');
+    feed.end();
+    await consumer;
+    assert.deepEqual(
+      got.map((c) => c.item),
+      [0, 1, 2],
+    );
+    assert.deepEqual(got, [...batchCards(store, 'b', pipeline)]);
   });
 
   test('a feed over its limit falls back to the database without losing or repeating a card', async () => {

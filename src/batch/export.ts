@@ -59,22 +59,19 @@ const FEED_LIMIT = 256;
 
 /**
  * Items as a run finishes them, for an export that writes the deck while the run goes on (see
- * `liveBatchCards`). Holds at most FEED_LIMIT items' results: memory stays bounded when an early
- * item is held up (a long retry) while later ones pile up.
+ * `liveBatchCards`). Holds at most FEED_LIMIT items' results, always including the one the writer
+ * waits for: memory stays bounded when an early item is held up (a long retry) while later ones
+ * pile up. A failed item is not reported: it may still be retried and finished (`batches retry`,
+ * another process with --retry-failed), so the writer stops at it and the end reads the database.
  */
 export class FinishedFeed {
   readonly #items = new Map<number, { item: ItemData; results: Record<string, unknown> }>();
-  readonly #failed = new Set<number>();
+  #wanted = 0;
   #wake: (() => void) | undefined;
   #state: 'running' | 'ended' | 'aborted' = 'running';
 
   done(idx: number, item: ItemData, results: Record<string, unknown>): void {
-    if (this.#items.size < FEED_LIMIT) this.#items.set(idx, { item, results });
-    this.#notify();
-  }
-
-  failed(idx: number): void {
-    if (this.#failed.size < FEED_LIMIT) this.#failed.add(idx);
+    if (idx === this.#wanted || this.#items.size < FEED_LIMIT) this.#items.set(idx, { item, results });
     this.#notify();
   }
 
@@ -96,13 +93,12 @@ export class FinishedFeed {
     return this.#state;
   }
 
-  take(idx: number): { item: ItemData; results: Record<string, unknown> } | 'failed' | undefined {
+  /** The item at `idx` if the run finished it; else the feed keeps room for it from now on. */
+  take(idx: number): { item: ItemData; results: Record<string, unknown> } | undefined {
+    this.#wanted = idx;
     const entry = this.#items.get(idx);
-    if (entry) {
-      this.#items.delete(idx);
-      return entry;
-    }
-    return this.#failed.delete(idx) ? 'failed' : undefined;
+    if (entry) this.#items.delete(idx);
+    return entry;
   }
 
   changed(): Promise<void> {
@@ -146,7 +142,7 @@ export async function* liveBatchCards(
       await feed.changed();
       continue;
     }
-    if (entry !== 'failed') yield* maker.cards(next, entry.item, entry.results);
+    yield* maker.cards(next, entry.item, entry.results);
     next++;
   }
   if (feed.state === 'aborted') throw new ExportAborted();

@@ -21,7 +21,7 @@ export interface RunnerOptions {
   concurrency: number;
   clock: Clock;
   events: EventSink;
-  /** Told of every item this run finishes or fails, for an export that writes during the run. */
+  /** Told of every item this run finishes, for an export that writes the deck during the run. */
   feed?: FinishedFeed | undefined;
 }
 
@@ -93,7 +93,6 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
       };
       if (!result.ok) {
         store.failJob(outcome, result.error.kind, result.error.message);
-        options.feed?.failed(item.idx);
         events.emit({
           type: 'job_failed',
           batchId: batch.id,

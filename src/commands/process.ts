@@ -1,4 +1,4 @@
-import { rmSync, statSync } from 'node:fs';
+import { accessSync, constants, rmSync, statSync } from 'node:fs';
 import { basename, dirname, extname, resolve } from 'node:path';
 import { composeJobContext } from '../batch/compose.ts';
 import {
@@ -70,6 +70,15 @@ const extensions: Record<OutputFormat, string> = {
   json: '.cards.json',
   apkg: '.apkg',
 };
+
+function writableDir(dir: string): boolean {
+  try {
+    accessSync(dir, constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** words.csv -> words.deck.tsv (or .cards.csv, .apkg, ...); stdin -> deck.tsv / cards.csv / ... */
 function defaultOutput(input: string, format: OutputFormat, cwd: string): string {
@@ -176,7 +185,9 @@ async function finishRun(f: Finished): Promise<ExitCodeType> {
     await f.live?.result.catch(() => {});
   } else if (f.output !== null) {
     f.live?.feed.end();
-    written = await (f.live?.result ?? exportBatch(store, batch.id, f.pipeline, f.output, f.format, f.meta));
+    // A live write that failed (a disk full for a while, say) gets one more try from the database.
+    const live = await f.live?.result.catch(() => undefined);
+    written = live ?? (await exportBatch(store, batch.id, f.pipeline, f.output, f.format, f.meta));
     tally = written.tally;
     events.emit({
       type: 'output_written',
@@ -319,6 +330,18 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
       `mkdir -p ${dirname(output)}`,
     );
   }
+  if (output !== null && output !== '-' && statSync(output, { throwIfNoEntry: false })?.isDirectory()) {
+    throw usageError(
+      `cannot write ${o.output ?? output}: it is a directory`,
+      'name a file inside it, e.g. -o deck.tsv',
+    );
+  }
+  if (output !== null && output !== '-' && !writableDir(dirname(output))) {
+    throw usageError(
+      `cannot write ${basename(output)}: permission denied in ${dirname(output)}/`,
+      `check the directory's permissions: ls -ld ${dirname(output)}`,
+    );
+  }
 
   const db = openDatabase(paths.stateDb);
   const store = new BatchStore(db, () => ctx.clock.now());
@@ -445,10 +468,11 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
         `${resumed ? 'resuming' : 'created'} batch ${batch.id}: ${before.total} items (${before.pending} to do) with ${settings.model}\n`,
       );
     }
-    // The deck file is written while the run goes on (stdout is not: a stopped run must print no
-    // partial deck), so the end of a run waits for its last few items, not for the whole deck.
+    // A deck file is written while the run goes on, so the end of a run waits for its last few
+    // items, not for the whole deck. Not stdout (a stopped run must print no partial deck), and not
+    // an .apkg (its scratch collection would outlive a run killed with -9).
     const live =
-      output !== null && output !== '-'
+      output !== null && output !== '-' && format !== 'apkg'
         ? startLiveExport(store, batch.id, pipeline, output, format, meta)
         : undefined;
     if (live) cleanup.push(() => live.feed.abort());
