@@ -4,13 +4,19 @@
 // Plain JavaScript: `npm ci` runs it through `prepare` on any Node >= 22.12.
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { parse } from 'yaml';
 
-rmSync('dist', { recursive: true, force: true });
+// The project's folder, wherever the script is started from.
+const root = fileURLToPath(new URL('..', import.meta.url));
+const dist = join(root, 'dist');
+
+rmSync(dist, { recursive: true, force: true });
 await build({
+  absWorkingDir: root,
   entryPoints: ['src/cli.ts'],
-  outdir: 'dist',
+  outdir: dist,
   bundle: true,
   splitting: true,
   format: 'esm',
@@ -30,8 +36,8 @@ await build({
 // The built-in pipelines, compiled from their YAML (the source people read and copy) into
 // self-contained JSON with the prompt files inline: a start reads them with JSON.parse instead
 // of the YAML parser (~20 ms cold). The registry falls back to the YAML when these are missing.
-const builtins = 'src/pipeline/builtin';
-mkdirSync('dist/builtin', { recursive: true });
+const builtins = join(root, 'src/pipeline/builtin');
+mkdirSync(join(dist, 'builtin'), { recursive: true });
 for (const name of readdirSync(builtins).filter((f) => f.endsWith('.yaml'))) {
   const def = parse(readFileSync(join(builtins, name), 'utf8'));
   for (const stage of def.stages) {
@@ -41,5 +47,5 @@ for (const name of readdirSync(builtins).filter((f) => f.endsWith('.yaml'))) {
         stage[role] = readFileSync(join(builtins, prompt.file), 'utf8');
     }
   }
-  writeFileSync(join('dist/builtin', name.replace(/\.yaml$/, '.json')), `${JSON.stringify(def, null, 1)}\n`);
+  writeFileSync(join(dist, 'builtin', name.replace(/\.yaml$/, '.json')), `${JSON.stringify(def, null, 1)}\n`);
 }

@@ -1,5 +1,6 @@
 import { existsSync, readdirSync } from 'node:fs';
-import { dirname, extname, join, resolve } from 'node:path';
+import { dirname, extname, join, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { FlashcardsError } from '../core/errors.ts';
 import { packageFile } from '../core/package-root.ts';
 import { didYouMeanSuffix } from '../core/suggest.ts';
@@ -11,6 +12,12 @@ import type { Pipeline } from './types.ts';
 const builtinDir = (): string => packageFile('src', 'pipeline', 'builtin');
 
 export const DEFAULT_PIPELINE = 'vocabulary';
+
+/**
+ * The compiled built-ins in dist/ belong to the build that wrote them: code run from the sources
+ * (tests, a changed prompt being tried) reads the YAML, which may be newer.
+ */
+const runningFromBuild = (): boolean => fileURLToPath(import.meta.url).startsWith(packageFile('dist') + sep);
 
 let builtinNames: string[] | undefined;
 
@@ -35,9 +42,10 @@ export function loadPipelineDefinition(ref: string, cwd: string): LoadedDefiniti
   const builtins = builtinPipelineNames();
   if (builtins.includes(ref) && !looksLikePath(ref)) {
     const compiled = packageFile('dist', 'builtin', `${ref}.json`);
-    const def = existsSync(compiled)
-      ? loadDefinition(compiled, `${ref} (built-in)`, { compiled: true })
-      : loadDefinition(join(builtinDir(), `${ref}.yaml`), `${ref} (built-in)`);
+    const def =
+      runningFromBuild() && existsSync(compiled)
+        ? loadDefinition(compiled, `${ref} (built-in)`, { compiled: true })
+        : loadDefinition(join(builtinDir(), `${ref}.yaml`), `${ref} (built-in)`);
     return { ...def, source: 'built-in' };
   }
   const file = resolve(cwd, ref);
