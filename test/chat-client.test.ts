@@ -6,7 +6,7 @@ import {
   parseCompletion,
   RequestEncoder,
 } from '../src/client/chat-client.ts';
-import { nodeTransport } from '../src/client/transport.ts';
+import { fetchTransport, nodeTransport } from '../src/client/transport.ts';
 import { isProviderError, type ProviderError } from '../src/core/errors.ts';
 import { type MockServer, startMockServer } from './support/mock-server.ts';
 
@@ -79,6 +79,26 @@ describe('request and response bodies', () => {
     );
     assert.deepEqual(bare.usage, { promptTokens: 10, completionTokens: 2, totalTokens: 12 });
     assert.equal(bare.usageEstimated, true);
+  });
+
+  test('without usage from the provider, the prompt estimate counts the messages and the schema', async () => {
+    const client = createChatClient({
+      baseUrl: 'http://127.0.0.1:1/v1',
+      apiKey: undefined,
+      timeoutMs: 5000,
+      transport: fetchTransport(async () =>
+        Response.json({ choices: [{ message: { content: '{"front":"x"}' }, finish_reason: 'stop' }] }),
+      ),
+    });
+    const result = await client.complete(request, new AbortController().signal);
+    const chars =
+      request.messages.reduce((n, m) => n + m.content.length, 0) +
+      JSON.stringify(request.responseFormat).length;
+    assert.equal(result.usageEstimated, true);
+    assert.ok(
+      Math.abs(result.usage.promptTokens - chars / 4) <= 2,
+      `${result.usage.promptTokens} tokens for ${chars} characters`,
+    );
   });
 
   test('strips a Markdown fence around the JSON', () => {

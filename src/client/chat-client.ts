@@ -191,6 +191,18 @@ export function parseCompletion(
   };
 }
 
+const formatTokenCounts = new WeakMap<ResponseFormat, number>();
+
+/** The response format's schema is part of the prompt a provider bills; measured once per format. */
+function formatTokens(format: ResponseFormat): number {
+  let tokens = formatTokenCounts.get(format);
+  if (tokens === undefined) {
+    tokens = tokensForChars(JSON.stringify(format).length);
+    formatTokenCounts.set(format, tokens);
+  }
+  return tokens;
+}
+
 /** OpenAI-compatible Chat Completions over HTTP. One instance per run; it holds no state besides options. */
 export function createChatClient(options: ChatClientOptions): ChatClient {
   const send = options.transport ?? nodeTransport();
@@ -228,7 +240,8 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
           const safe = options.apiKey ? text.replaceAll(options.apiKey, '[redacted]') : text;
           throw classifyHttpError(response.status, safe, response.headers, now());
         }
-        return { ...parseCompletion(text, () => messageTokens(request.messages)), status: response.status };
+        const estimate = (): number => messageTokens(request.messages) + formatTokens(request.responseFormat);
+        return { ...parseCompletion(text, estimate), status: response.status };
       } catch (e) {
         if (isProviderError(e)) throw e;
         throw classifyFetchError(e, {

@@ -40,7 +40,17 @@ export async function writeFileAtomic(
     await handle.sync();
     await handle.close();
     handle = undefined;
-    await rename(temp, target);
+    await rename(temp, target).catch((e: NodeJS.ErrnoException) => {
+      // Only another process can have taken the temp file away (see removeAbandonedTemps).
+      if (e.code !== 'ENOENT') throw e;
+      throw new FlashcardsError(
+        'usage',
+        `cannot write ${where.base}: its temp file ${basename(temp)} was removed by another process`,
+        {
+          hint: 'the results are stored: write the deck again with `flashcards batches export <batch> -o <file>`',
+        },
+      );
+    });
     await syncDirectory(dir);
     return { bytes, path: target };
   } catch (e) {
