@@ -4,10 +4,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { isFlashcardsError } from '../src/core/errors.ts';
 import { openInput } from '../src/input/index.ts';
 
-const fixtures = new URL('../fixtures/', import.meta.url).pathname;
+const fixtures = fileURLToPath(new URL('../fixtures/', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'fc-input-err-'));
 
 function write(name: string, content: string | Buffer): string {

@@ -5,9 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { type InputItem, type InputSource, openInput } from '../src/input/index.ts';
 
-const fixtures = new URL('../fixtures/', import.meta.url).pathname;
+const fixtures = fileURLToPath(new URL('../fixtures/', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'fc-input-'));
 
 function write(name: string, content: string | Buffer): string {

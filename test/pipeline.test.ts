@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { isFlashcardsError } from '../src/core/errors.ts';
 import { compilePipeline } from '../src/pipeline/compile.ts';
 import { loadDefinition, parseDefinition } from '../src/pipeline/definition.ts';
@@ -13,7 +14,7 @@ import { compileTemplate, type Scope } from '../src/pipeline/template.ts';
 const renderTemplate = (template: string, scope: Scope): string => compileTemplate(template).render(scope);
 
 const english = { sourceLanguage: 'Korean', targetLanguage: 'English' };
-const root = new URL('..', import.meta.url).pathname;
+const root = fileURLToPath(new URL('..', import.meta.url));
 
 describe('templates', () => {
   const template =
