@@ -93,6 +93,24 @@ describe('BatchStore batches', () => {
     assert.deepEqual(store.counts(id), { total: 3, done: 0, failed: 0, pending: 3, leased: 0 });
   });
 
+  test('overview lists every batch newest first with its counts and totals', () => {
+    const { store, id, clock } = setup(3);
+    store.completeJob(outcome(id, 0, 'analyze'), { a: 1 }, false);
+    store.completeJob(outcome(id, 0, 'cards'), { c: 1 }, true);
+    store.failJob(outcome(id, 1, 'analyze', { requests: 2 }), 'invalid_response', 'bad');
+    clock.now += 1000;
+    assert.equal(store.create(meta('b2'), 'loader'), true);
+    store.finishLoading('b2', 0);
+    const all = store.overview();
+    assert.deepEqual(
+      all.map((o) => [o.batch.id, o.total, o.done, o.failed, o.requests, o.tokens]),
+      [
+        ['b2', 0, 0, 0, 0, 0],
+        [id, 3, 1, 1, 4, 45],
+      ],
+    );
+  });
+
   test('delete removes the batch with its items and jobs', () => {
     const { store, id } = setup(3);
     store.delete(id);

@@ -61,6 +61,15 @@ export interface BatchCounts {
   leased: number;
 }
 
+export interface BatchOverview {
+  batch: BatchRecord;
+  total: number;
+  done: number;
+  failed: number;
+  requests: number;
+  tokens: number;
+}
+
 export interface JobTotals {
   requests: number;
   promptTokens: number;
@@ -283,6 +292,21 @@ export class BatchStore {
       failures: db.prepare(
         "SELECT idx, data, error_kind AS errorKind, error FROM items WHERE batch_id = ? AND status = 'failed' ORDER BY idx LIMIT ?",
       ),
+      overview: db.prepare(
+        `WITH ic AS (
+           SELECT batch_id, count(*) AS total, coalesce(sum(status = 'done'), 0) AS done,
+             coalesce(sum(status = 'failed'), 0) AS failed
+           FROM items GROUP BY batch_id),
+         jt AS (
+           SELECT batch_id, coalesce(sum(requests), 0) AS requests,
+             coalesce(sum(prompt_tokens), 0) + coalesce(sum(completion_tokens), 0) AS tokens
+           FROM jobs GROUP BY batch_id)
+         SELECT b.*, coalesce(ic.total, 0) AS item_total, coalesce(ic.done, 0) AS item_done,
+           coalesce(ic.failed, 0) AS item_failed, coalesce(jt.requests, 0) AS job_requests,
+           coalesce(jt.tokens, 0) AS job_tokens
+         FROM batches b LEFT JOIN ic ON ic.batch_id = b.id LEFT JOIN jt ON jt.batch_id = b.id
+         ORDER BY b.created_at DESC`,
+      ),
       runsOf: db.prepare('SELECT owner, exclusive, alive_until AS aliveUntil FROM runs WHERE batch_id = ?'),
       dropRun: db.prepare('DELETE FROM runs WHERE batch_id = ? AND owner = ?'),
       addRun: db.prepare(
@@ -297,6 +321,26 @@ export class BatchStore {
   /** Commits queued job outcomes now. Every read and status change calls this first. */
   flush(): void {
     this.#writes.flush();
+  }
+
+  /** Every batch, newest first, with its item counts and request/token totals: one query. */
+  overview(): BatchOverview[] {
+    this.flush();
+    type Row = BatchRow & {
+      item_total: number;
+      item_done: number;
+      item_failed: number;
+      job_requests: number;
+      job_tokens: number;
+    };
+    return (this.#stmts.overview.all() as Row[]).map((row) => ({
+      batch: toBatch(row),
+      total: row.item_total,
+      done: row.item_done,
+      failed: row.item_failed,
+      requests: row.job_requests,
+      tokens: row.job_tokens,
+    }));
   }
 
   get(id: string): BatchRecord | undefined {

@@ -56,28 +56,19 @@ async function table(head: string[]): Promise<{ push(row: string[]): void; toStr
 
 export async function batchesList(ctx: CommandContext, opts: { json: boolean }): Promise<number> {
   return withStore(ctx, async (store) => {
-    const rows = store
-      ? (store.db.prepare('SELECT id FROM batches ORDER BY created_at DESC').all() as { id: string }[]).map(
-          (r) => {
-            const b = store.get(r.id)!;
-            const c = store.counts(b.id);
-            const t = store.totals(b.id);
-            return {
-              id: b.id,
-              input: b.inputName,
-              created: new Date(b.createdAt).toISOString(),
-              status: b.status,
-              done: c.done,
-              failed: c.failed,
-              total: c.total,
-              tokens: t.promptTokens + t.completionTokens,
-              requests: t.requests,
-              model: b.model,
-              output: b.outputPath,
-            };
-          },
-        )
-      : [];
+    const rows = (store?.overview() ?? []).map(({ batch: b, ...c }) => ({
+      id: b.id,
+      input: b.inputName,
+      created: new Date(b.createdAt).toISOString(),
+      status: b.status,
+      done: c.done,
+      failed: c.failed,
+      total: c.total,
+      tokens: c.tokens,
+      requests: c.requests,
+      model: b.model,
+      output: b.outputPath,
+    }));
     if (opts.json) {
       ctx.io.out(`${JSON.stringify({ batches: rows })}\n`);
       return ExitCode.ok;
