@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import {
   chmodSync,
@@ -14,6 +14,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { describe, test } from 'node:test';
 import { isFlashcardsError } from '../src/core/errors.ts';
+import { isProcessRunning } from '../src/core/process-alive.ts';
 import { type CardRecord, type DeckMeta, writeOutput } from '../src/output/index.ts';
 
 const meta: DeckMeta = {
@@ -39,6 +40,21 @@ function freshDir(): string {
 }
 
 describe('atomic file output', () => {
+  test('a process killed but not yet reaped (a zombie) counts as dead', {
+    skip: process.platform !== 'linux',
+  }, async () => {
+    const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+    const pid = child.pid;
+    assert.ok(pid);
+    assert.equal(isProcessRunning(pid), true);
+    // Killed, and not reaped yet: its exit is only observed once the event loop runs again.
+    process.kill(pid, 'SIGKILL');
+    const deadline = Date.now() + 5000;
+    while (isProcessRunning(pid) && Date.now() < deadline) spawnSync('sleep', ['0.05']);
+    assert.equal(isProcessRunning(pid), false);
+    await new Promise((resolve) => child.once('exit', resolve));
+  });
+
   test('a write removes the temp files that dead processes on this host left for the same file', async () => {
     const dir = freshDir();
     const host = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
