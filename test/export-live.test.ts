@@ -91,7 +91,8 @@ async function collect(cards: AsyncIterable<CardRecord>, into: CardRecord[]): Pr
   for await (const card of cards) into.push(card);
 }
 
-const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+/** Lets the writer catch up: it makes cards after pending I/O (a setImmediate), then writes. */
+const turn = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 10));
 
 describe('the live export', () => {
   test('makes the same cards as an export after the run, and makes them while the run goes on', async () => {

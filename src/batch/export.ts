@@ -140,6 +140,8 @@ export async function* liveBatchCards(
     const entry = feed.take(next);
     if (entry === undefined) {
       await feed.changed();
+      // Cards are made after pending I/O: the run's next requests go out first.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       continue;
     }
     yield* maker.cards(next, entry.item, entry.results);

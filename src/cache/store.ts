@@ -116,7 +116,9 @@ export class ResponseCache {
     );
     // Group-committed like the job results in state.db (cache.db is its own file, so these
     // commits never wait on state.db's).
-    this.#writes = new WriteBehind<PendingRow>(db, (row) => this.#put.run(row), {
+    // Bodies are compressed when committed, not when put: a put sits between an answer and the
+    // next request, a commit runs on a timer.
+    this.#writes = new WriteBehind<PendingRow>(db, (row) => this.#put.run(this.#packed(row)), {
       delayMs: GROUP_COMMIT_MS,
       afterFlush: () => this.#pending.clear(),
     });
@@ -167,16 +169,6 @@ export class ResponseCache {
   /** Stores (or replaces) a response; last writer wins when two processes put the same key. */
   put(key: string, entry: CacheEntryInput): void {
     const raw = Buffer.from(entry.body, 'utf8');
-    let codec: CodecName = 'identity';
-    let stored: Buffer = raw;
-    if (raw.length > this.#settings.compressThresholdBytes && this.#codec.name !== 'identity') {
-      const packed = this.#codec.encode(raw);
-      // Incompressible bodies stay as they are: smaller on disk and nothing to undo on read.
-      if (packed.length < raw.length) {
-        codec = this.#codec.name;
-        stored = packed;
-      }
-    }
     const now = this.#deps.clock.now();
     const { ttlMs, jitter } = this.#settings;
     const row: PendingRow = {
@@ -184,15 +176,24 @@ export class ResponseCache {
       model: entry.model,
       term: entry.term ?? null,
       stage: entry.stage ?? null,
-      codec,
-      body: stored,
+      codec: 'identity',
+      body: raw,
       originalBytes: raw.length,
-      storedBytes: stored.length,
+      storedBytes: raw.length,
       createdAt: now,
       expiresAt: ttlMs === 0 ? null : Math.round(now + ttlMs * (1 + jitter * this.#deps.random())),
     };
     this.#pending.set(key, row);
     this.#run(() => this.#writes.add(row));
+  }
+
+  /** The row as stored: compressed when that makes it smaller (incompressible bodies stay as they are). */
+  #packed(row: PendingRow): PendingRow {
+    if (row.body.length <= this.#settings.compressThresholdBytes || this.#codec.name === 'identity')
+      return row;
+    const packed = this.#codec.encode(row.body);
+    if (packed.length >= row.body.length) return row;
+    return { ...row, codec: this.#codec.name, body: packed, storedBytes: packed.length };
   }
 
   /** Commits queued puts now (close() does this too). */
