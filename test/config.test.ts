@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { loadSettings } from '../src/config/load.ts';
-import { describeKeys, type Settings } from '../src/config/schema.ts';
+import { describeKeys, type Settings, settingValue } from '../src/config/schema.ts';
 import { flagName } from '../src/config/sources.ts';
 import { isFlashcardsError } from '../src/core/errors.ts';
 import { didYouMean } from '../src/core/suggest.ts';
@@ -505,6 +505,18 @@ describe('schema documentation', () => {
       { path: 'timeout', description: 'Timeout for one API request', default: '60s' },
     );
     assert.ok(keys.every((k) => k.description.length > 0));
+  });
+
+  test('every key with a default reads back from the resolved settings (a renamed field is mapped)', async () => {
+    const { settings } = await loadSettings({ cwd: tempDir(), env: {} });
+    for (const { path: key, default: value } of describeKeys()) {
+      if (value === undefined || key === 'apiKey') continue;
+      assert.notEqual(
+        settingValue(settings, key),
+        undefined,
+        `${key} does not reach Settings under its name`,
+      );
+    }
   });
 
   test('flag names follow the CLI: --base-url, --rpm, --cache-ttl, --no-cache', () => {
