@@ -1,35 +1,17 @@
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { after, describe, test } from 'node:test';
-import { type BatchMeta, BatchStore, type JobOutcome } from '../src/batch/store.ts';
-import { openDatabase } from '../src/db/open.ts';
+import { describe, test } from 'node:test';
+import type { BatchMeta, BatchStore, JobOutcome } from '../src/batch/store.ts';
+import { stateDbs } from './support/state-db.ts';
 
 const T0 = Date.UTC(2026, 0, 1);
 const STAGES = ['analyze', 'cards'] as const;
 
-const dirs: string[] = [];
-const stores: BatchStore[] = [];
-after(() => {
-  for (const s of stores) {
-    s.flush();
-    s.db.close();
-  }
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
-});
-
-function tempDb(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-'));
-  dirs.push(dir);
-  return path.join(dir, 'state.db');
-}
+const dbs = stateDbs();
+const tempDb = (): string => dbs.tempDb();
 
 /** A process's view of the state database: its own connection and its own clock reading. */
 function openStore(file: string, clock: { now: number }): BatchStore {
-  const store = new BatchStore(openDatabase(file), () => clock.now);
-  stores.push(store);
-  return store;
+  return dbs.openStore(file, () => clock.now);
 }
 
 function meta(id: string): BatchMeta {

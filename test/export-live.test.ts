@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { after, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   batchCards,
   ExportAborted,
@@ -11,21 +10,13 @@ import {
   liveBatchCards,
   startLiveExport,
 } from '../src/batch/export.ts';
-import { type BatchMeta, BatchStore, type ItemData, type JobOutcome } from '../src/batch/store.ts';
-import { openDatabase } from '../src/db/open.ts';
+import type { BatchMeta, BatchStore, ItemData, JobOutcome } from '../src/batch/store.ts';
 import type { CardRecord, DeckMeta } from '../src/output/index.ts';
 import type { Pipeline } from '../src/pipeline/types.ts';
+import { stateDbs } from './support/state-db.ts';
 
 const STAGES = ['analyze', 'cards'];
-const dirs: string[] = [];
-const stores: BatchStore[] = [];
-after(() => {
-  for (const s of stores) {
-    s.flush();
-    s.db.close();
-  }
-  for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
-});
+const dbs = stateDbs();
 
 /** Only what the export reads of a pipeline: one card per answer, keyed by its term. */
 const pipeline = {
@@ -39,10 +30,9 @@ const deck: DeckMeta = { deck: 'D', noteType: 'N', fields: ['Front', 'Back'], co
 
 /** A loaded batch; terms repeat so that the batch-wide key numbering ("#2") is exercised too. */
 function setup(terms: string[]) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-live-'));
-  dirs.push(dir);
-  const store = new BatchStore(openDatabase(path.join(dir, 'state.db')), () => 1000);
-  stores.push(store);
+  const file = dbs.tempDb();
+  const dir = path.dirname(file);
+  const store = dbs.openStore(file, () => 1000);
   const meta: BatchMeta = {
     id: 'b',
     inputName: 'words.txt',
@@ -91,6 +81,12 @@ async function collect(cards: AsyncIterable<CardRecord>, into: CardRecord[]): Pr
   for await (const card of cards) into.push(card);
 }
 
+/** A live export over `feed`: `got` fills as the writer makes cards, `done` settles when it ends. */
+function liveWriter(store: BatchStore, feed: FinishedFeed): { got: CardRecord[]; done: Promise<void> } {
+  const got: CardRecord[] = [];
+  return { got, done: collect(liveBatchCards(store, 'b', pipeline, feed), got) };
+}
+
 /** Lets the writer catch up: it makes cards after pending I/O (a setImmediate), then writes. */
 const turn = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 10));
 
@@ -99,8 +95,7 @@ describe('the live export', () => {
     const { store, items, finish, fail } = setup(['a', 'b', 'a', 'c', 'd', 'a', 'e']);
     finish(1, 'done before this run');
     const feed = new FinishedFeed();
-    const got: CardRecord[] = [];
-    const consumer = collect(liveBatchCards(store, 'b', pipeline, feed), got);
+    const { got, done: consumer } = liveWriter(store, feed);
 
     feed.done(0, items[0]!, finish(0, 'zero'));
     await turn();
@@ -133,8 +128,7 @@ describe('the live export', () => {
   test('an item that failed and was then finished by another process is in the deck', async () => {
     const { store, items, finish, fail } = setup(['a', 'b', 'c']);
     const feed = new FinishedFeed();
-    const got: CardRecord[] = [];
-    const consumer = collect(liveBatchCards(store, 'b', pipeline, feed), got);
+    const { got, done: consumer } = liveWriter(store, feed);
     feed.done(0, items[0]!, finish(0, 'zero'));
     fail(1);
     feed.done(2, items[2]!, finish(2, 'two'));
@@ -159,8 +153,7 @@ describe('the live export', () => {
     const terms = Array.from({ length: 400 }, (_, i) => `t${i}`);
     const { store, items, finish } = setup(terms);
     const feed = new FinishedFeed();
-    const got: CardRecord[] = [];
-    const consumer = collect(liveBatchCards(store, 'b', pipeline, feed), got);
+    const { got, done: consumer } = liveWriter(store, feed);
     // Item 0 comes last: everything else piles up in the feed, past its limit.
     for (let i = 1; i < terms.length; i++) feed.done(i, items[i]!, finish(i, `x${i}`));
     feed.done(0, items[0]!, finish(0, 'x0'));
@@ -173,7 +166,7 @@ describe('the live export', () => {
   test('an aborted feed ends the cards with ExportAborted', async () => {
     const { store, items, finish } = setup(['a', 'b']);
     const feed = new FinishedFeed();
-    const consumer = collect(liveBatchCards(store, 'b', pipeline, feed), []);
+    const { done: consumer } = liveWriter(store, feed);
     feed.done(0, items[0]!, finish(0, 'zero'));
     feed.abort();
     await assert.rejects(consumer, ExportAborted);

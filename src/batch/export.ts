@@ -46,8 +46,18 @@ export function* batchCards(
   pipeline: Pipeline,
   tally: ExportTally = { items: 0, withoutCards: 0 },
 ): Generator<CardRecord> {
-  const maker = new CardMaker(pipeline, tally);
-  for (const { idx, item, results } of store.finishedItems(batchId)) yield* maker.cards(idx, item, results);
+  yield* storedCards(store, batchId, new CardMaker(pipeline, tally), 0);
+}
+
+/** Cards of the items stored as finished, from item `fromIdx` on, in input order. */
+function* storedCards(
+  store: BatchStore,
+  batchId: string,
+  maker: CardMaker,
+  fromIdx: number,
+): Generator<CardRecord> {
+  for (const { idx, item, results } of store.finishedItems(batchId, fromIdx))
+    yield* maker.cards(idx, item, results);
 }
 
 /**
@@ -148,8 +158,7 @@ export async function* liveBatchCards(
     next++;
   }
   if (feed.state === 'aborted') throw new ExportAborted();
-  for (const { idx, item, results } of store.finishedItems(batchId, next))
-    yield* maker.cards(idx, item, results);
+  yield* storedCards(store, batchId, maker, next);
 }
 
 /** One line for people when finished items made no cards: a pipeline's cards section that finds nothing. */
