@@ -92,6 +92,7 @@ export class ResponseCache {
   /** Puts not yet committed, readable by get() meanwhile; committed together once per event-loop turn. */
   readonly #pending = new Map<string, PendingRow>();
   readonly #writes: WriteBehind<PendingRow>;
+  readonly #packedRows = new WeakSet<PendingRow>();
 
   private constructor(file: string, db: Db, settings: CacheSettings, deps: CacheDeps, codec: Codec) {
     this.#file = file;
@@ -187,13 +188,21 @@ export class ResponseCache {
     this.#run(() => this.#writes.add(row));
   }
 
-  /** The row as stored: compressed when that makes it smaller (incompressible bodies stay as they are). */
+  /**
+   * The row as stored: its body compressed when that makes it smaller (incompressible bodies stay
+   * as they are). Done once per row, also when a failed commit puts the row back in the queue.
+   */
   #packed(row: PendingRow): PendingRow {
+    if (this.#packedRows.has(row)) return row;
+    this.#packedRows.add(row);
     if (row.body.length <= this.#settings.compressThresholdBytes || this.#codec.name === 'identity')
       return row;
     const packed = this.#codec.encode(row.body);
-    if (packed.length >= row.body.length) return row;
-    return { ...row, codec: this.#codec.name, body: packed, storedBytes: packed.length };
+    if (packed.length < row.body.length) {
+      // The queued row itself: get() reads it until the commit, and decodes either form.
+      Object.assign(row, { codec: this.#codec.name, body: packed, storedBytes: packed.length });
+    }
+    return row;
   }
 
   /** Commits queued puts now (close() does this too). */
