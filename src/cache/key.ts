@@ -139,17 +139,20 @@ export function cacheKeyer(
   const cut = template.indexOf(JSON.stringify(marker));
   const prefix = template.slice(0, cut);
   const suffix = template.slice(cut + JSON.stringify(marker).length);
-  // Messages shared by many requests (a fixed system prompt) are serialised once.
-  const pieces = new WeakMap<ChatMessageLike, string>();
+  // Keys in sorted order, as canonicalJson writes them; anything unusual takes the slow path.
+  const serialise = (m: ChatMessageLike): string =>
+    Object.keys(m).length === 2 && typeof m.content === 'string' && typeof m.role === 'string'
+      ? `{"content":${JSON.stringify(m.content)},"role":${JSON.stringify(m.role)}}`
+      : canonicalJson(m);
+  // A system prompt is usually one object shared by every request of a run: serialised once.
+  // Other messages are new each request; remembering them would only hold them longer.
+  const systemPieces = new WeakMap<ChatMessageLike, string>();
   const pieceOf = (m: ChatMessageLike): string => {
-    let piece = pieces.get(m);
+    if (m.role !== 'system') return serialise(m);
+    let piece = systemPieces.get(m);
     if (piece === undefined) {
-      // Keys in sorted order, as canonicalJson writes them; anything unusual takes the slow path.
-      piece =
-        Object.keys(m).length === 2 && typeof m.content === 'string' && typeof m.role === 'string'
-          ? `{"content":${JSON.stringify(m.content)},"role":${JSON.stringify(m.role)}}`
-          : canonicalJson(m);
-      pieces.set(m, piece);
+      piece = serialise(m);
+      systemPieces.set(m, piece);
     }
     return piece;
   };

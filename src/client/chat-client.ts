@@ -77,10 +77,22 @@ export function messageTokens(messages: readonly { content: string }[]): number 
  * and shared: a request encodes only its own messages.
  */
 export class RequestEncoder {
-  /** Encoded messages by identity; a pipeline reuses one object for a prompt that never varies. */
-  readonly #messages = new WeakMap<ChatMessage, Buffer>();
+  /** Encoded system messages by identity: a pipeline reuses one object for a prompt that never varies. */
+  readonly #systemMessages = new WeakMap<ChatMessage, Buffer>();
   readonly #tails = new WeakMap<object, { temperature: number; maxTokens: number; bytes: Buffer }>();
   #head: { model: string; bytes: Buffer } | undefined;
+
+  #message(m: ChatMessage): Buffer {
+    const encode = (): Buffer => Buffer.from(JSON.stringify({ role: m.role, content: m.content }));
+    // Other messages are new each request: remembering them would only hold them longer.
+    if (m.role !== 'system') return encode();
+    let bytes = this.#systemMessages.get(m);
+    if (!bytes) {
+      bytes = encode();
+      this.#systemMessages.set(m, bytes);
+    }
+    return bytes;
+  }
 
   /** The body as pieces to be sent in order; their concatenation is the JSON of `request`. */
   encode(request: ChatRequest): Buffer[] {
@@ -92,13 +104,8 @@ export class RequestEncoder {
     }
     const pieces = [this.#head.bytes];
     request.messages.forEach((m, i) => {
-      let bytes = this.#messages.get(m);
-      if (!bytes) {
-        bytes = Buffer.from(JSON.stringify({ role: m.role, content: m.content }));
-        this.#messages.set(m, bytes);
-      }
       if (i > 0) pieces.push(COMMA);
-      pieces.push(bytes);
+      pieces.push(this.#message(m));
     });
     let tail = this.#tails.get(request.responseFormat);
     if (tail?.temperature !== request.temperature || tail.maxTokens !== request.maxTokens) {
