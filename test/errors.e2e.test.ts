@@ -236,6 +236,14 @@ describe('a missing API key names the variables to set', { concurrency: 4 }, () 
     assertUsageError(r, /no API key/);
     assert.match(r.stderr, /GROQ_API_KEY/);
   });
+
+  test('without showing credentials written into the base URL', async () => {
+    const box = sandbox();
+    const url = 'https://user:hunter2@example.com/v1?api-key=hunter3';
+    const r = await run(box, ['process', fixture, '--provider', 'custom', '--model', 'm', '--base-url', url]);
+    assertUsageError(r, /no API key for custom at https:\/\/example\.com\/v1;/);
+    assert.doesNotMatch(r.stderr, /hunter/);
+  });
 });
 
 describe('config file errors exit 2 and name the file', { concurrency: 4 }, () => {

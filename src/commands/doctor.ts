@@ -12,6 +12,7 @@ import { apiKeyVars, needsApiKey, PRESETS, suggestedKeyVar } from '../config/pre
 import { describeSource, displayPath } from '../config/sources.ts';
 import { errorMessage, isFlashcardsError } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
+import { publicUrl } from '../core/provider-key.ts';
 import { renderTable } from './config.ts';
 import type { CommandContext } from './context.ts';
 
@@ -58,10 +59,8 @@ export async function doctor(ctx: CommandContext, opts: DoctorOptions): Promise<
     });
     const file = loaded.configFile ? displayPath(loaded.configFile, ctx.cwd) : undefined;
     // The key-in-file warning is the API key check's own finding, not a config problem.
-    const inFile = loaded.apiKeyInFile;
-    const other = inFile
-      ? loaded.warnings.filter((w) => !w.startsWith(`${inFile} contains apiKey`))
-      : loaded.warnings;
+    const keyWarning = loaded.apiKeyWarning;
+    const other = loaded.warnings.filter((w) => w !== keyWarning);
     checks.push({
       name: 'config',
       status: other.length > 0 ? 'warn' : 'pass',
@@ -198,7 +197,11 @@ function checkApiKey({ settings, sources, apiKeyInFile }: LoadedSettings): Check
     return { name, status: 'pass', detail: `set (from ${source ? describeSource(source) : 'unknown'})` };
   }
   if (!needsApiKey(settings.provider, settings.baseUrl)) {
-    return { name, status: 'pass', detail: `not needed for ${settings.provider} at ${settings.baseUrl}` };
+    return {
+      name,
+      status: 'pass',
+      detail: `not needed for ${settings.provider} at ${publicUrl(settings.baseUrl)}`,
+    };
   }
   const vars = apiKeyVars(settings.provider);
   const where = PRESETS[settings.provider].keyUrl;
@@ -219,6 +222,8 @@ async function checkProvider({ settings }: LoadedSettings, transport: Transport)
     return { name, status: 'skip', detail: 'skipped: needs an API key first' };
   }
   const url = `${settings.baseUrl}/models`;
+  // Credentials in the URL (user:pass@, ?api-key=) are never shown.
+  const shown = `${publicUrl(settings.baseUrl)}/models`;
   const headers: Record<string, string> = settings.apiKey
     ? { Authorization: `Bearer ${settings.apiKey}` }
     : {};
@@ -237,7 +242,7 @@ async function checkProvider({ settings }: LoadedSettings, transport: Transport)
     return {
       name,
       status: 'fail',
-      detail: `cannot reach GET ${url}: ${why}`,
+      detail: `cannot reach GET ${shown}: ${why}`,
       fix: local
         ? `start the server (${settings.provider === 'ollama' ? 'ollama serve' : 'llama-server'}) or fix baseUrl`
         : 'check your network connection and baseUrl',
@@ -246,13 +251,13 @@ async function checkProvider({ settings }: LoadedSettings, transport: Transport)
   // Read (and drop) the body so the connection is released.
   await response.text().catch(() => undefined);
   if (response.status >= 200 && response.status < 300)
-    return { name, status: 'pass', detail: `GET ${url}: HTTP ${response.status}` };
+    return { name, status: 'pass', detail: `GET ${shown}: HTTP ${response.status}` };
   const keyVar = settings.apiKeySource ?? suggestedKeyVar(settings.provider);
   if (response.status === 401 || response.status === 403) {
     return {
       name,
       status: 'fail',
-      detail: `key rejected: GET ${url} answered HTTP ${response.status}`,
+      detail: `key rejected: GET ${shown} answered HTTP ${response.status}`,
       fix: `check the key (${keyVar}) is valid for ${settings.provider}`,
     };
   }
@@ -267,7 +272,7 @@ async function checkProvider({ settings }: LoadedSettings, transport: Transport)
   return {
     name,
     status: 'fail',
-    detail: `GET ${url} answered HTTP ${response.status}`,
+    detail: `GET ${shown} answered HTTP ${response.status}`,
     fix:
       response.status === 404
         ? 'check baseUrl: most OpenAI-compatible servers expect it to end in /v1'

@@ -107,7 +107,7 @@ function requireApiKey(settings: Settings): void {
   const where = PRESETS[settings.provider].keyUrl;
   throw new FlashcardsError(
     'config',
-    `no API key for ${settings.provider} at ${settings.baseUrl}; looked in ${apiKeyVars(settings.provider).join(', ')}`,
+    `no API key for ${settings.provider} at ${publicUrl(settings.baseUrl)}; looked in ${apiKeyVars(settings.provider).join(', ')}`,
     {
       hint: `export ${suggestedKeyVar(settings.provider)}=<your key>${where ? ` (get one at ${where})` : ''}, or try --provider mock offline`,
     },

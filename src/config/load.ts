@@ -24,6 +24,8 @@ export interface LoadedSettings {
   warnings: string[];
   /** The config file that holds an apiKey (whether or not another source overrides it). */
   apiKeyInFile: string | undefined;
+  /** The warning about that key, also in `warnings` (doctor reports it with the key check instead). */
+  apiKeyWarning: string | undefined;
 }
 
 export interface LoadInput {
@@ -108,7 +110,14 @@ export async function loadSettings(input: LoadInput): Promise<LoadedSettings> {
     key.value,
     key.value === undefined ? undefined : describeKey(key.source),
   );
-  return { settings, sources, configFile: found?.path, warnings, apiKeyInFile: key.inFile };
+  return {
+    settings,
+    sources,
+    configFile: found?.path,
+    warnings,
+    apiKeyInFile: key.inFile,
+    apiKeyWarning: key.warning,
+  };
 }
 
 /** Checks one config file on its own (keys and values), for `config init` and `config validate`. */
@@ -231,14 +240,18 @@ function resolveApiKey(
   flags: Layer,
   file: Layer,
   warnings: string[],
-): { value: string | undefined; source: ValueSource; inFile: string | undefined } {
+): {
+  value: string | undefined;
+  source: ValueSource;
+  inFile: string | undefined;
+  warning: string | undefined;
+} {
   const inFile = file.get('apiKey');
-  const found = { inFile: inFile?.source.detail };
-  if (inFile) {
-    warnings.push(
-      `${inFile.source.detail} contains apiKey; keep keys out of files: export ${suggestedKeyVar(provider)}=... instead`,
-    );
-  }
+  const warning = inFile
+    ? `${inFile.source.detail} contains apiKey; keep keys out of files: export ${suggestedKeyVar(provider)}=... instead`
+    : undefined;
+  if (warning) warnings.push(warning);
+  const found = { inFile: inFile?.source.detail, warning };
   const flag = flags.get('apiKey');
   if (flag) return { ...found, value: parseEntry('apiKey', flag) as string, source: flag.source };
   for (const name of apiKeyVars(provider)) {
