@@ -365,8 +365,8 @@ class SqliteLimiter implements Limiter {
   }
 
   /** True while no limit is configured or reported, so a 429 may set the rate by AIMD. */
-  #learning(): boolean {
-    return this.#settings.rpm === undefined && this.#row.header_rpm === null;
+  #learning(row: KeyRow = this.#row): boolean {
+    return this.#settings.rpm === undefined && row.header_rpm === null;
   }
 
   #publishRates(now: number): void {
@@ -404,7 +404,7 @@ class SqliteLimiter implements Limiter {
         const until = newEpisode || pause.source === 'Retry-After' ? now + pause.ms : row.paused_until;
         let aimdRpm = row.aimd_rpm;
         let aimdAt = row.aimd_at;
-        const unknown = this.#settings.rpm === undefined && row.header_rpm === null;
+        const unknown = this.#learning(row);
         // aimd_at is when growth starts: until then, 429s answer requests booked at the old rate.
         const shared =
           unknown && !hasLimitHeaders(info) && (aimdAt === null || now >= aimdAt)

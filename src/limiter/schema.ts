@@ -81,20 +81,22 @@ export interface ShardRow {
   updated_at: number;
 }
 
+/** True when every named table exists (status and reset never create them). */
+function hasTables(db: Db, names: readonly string[]): boolean {
+  const row = db
+    .prepare(
+      `SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name IN (${names.map(() => '?').join(', ')})`,
+    )
+    .get(...names) as { n: number };
+  return row.n === names.length;
+}
+
 /** True when `limiter_rates` exists (databases last migrated before it was added do not have it). */
 export function hasRatesTable(db: Db): boolean {
-  const row = db
-    .prepare("SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'limiter_rates'")
-    .get() as { n: number };
-  return row.n === 1;
+  return hasTables(db, ['limiter_rates']);
 }
 
 /** True when the limiter tables exist (status and reset never create them). */
 export function hasLimiterTables(db: Db): boolean {
-  const row = db
-    .prepare(
-      "SELECT count(*) AS n FROM sqlite_master WHERE type = 'table' AND name IN ('limiter_keys', 'limiter_shards')",
-    )
-    .get() as { n: number };
-  return row.n === 2;
+  return hasTables(db, ['limiter_keys', 'limiter_shards']);
 }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -270,7 +270,7 @@ const ENTITIES: Record<string, string> = { lt: '<', gt: '>', quot: '"', '#39': "
 
 /** Anki's duplicate-check checksum: the first 8 hex digits of the SHA-1 of the stripped first field. */
 function fieldChecksum(text: string): number {
-  return Number.parseInt(createHash('sha1').update(text, 'utf8').digest('hex').slice(0, 8), 16);
+  return Number.parseInt(hash('sha1', text, 'hex').slice(0, 8), 16);
 }
 
 function collectionConf(model: number, nextPos: number): Record<string, unknown> {

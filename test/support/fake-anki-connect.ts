@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { readBody } from './mock-server.ts';
 
 /**
  * A stand-in for Anki with the AnkiConnect add-on: the actions `pushToAnkiConnect` uses, answered
@@ -167,34 +168,27 @@ export async function startFakeAnkiConnect(opts: FakeAnkiConnectOptions = {}): P
     }
   };
 
-  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      let action = '';
-      let params: Record<string, unknown> = {};
-      try {
-        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as {
-          action?: unknown;
-          params?: unknown;
-        };
-        action = String(body.action);
-        if (typeof body.params === 'object' && body.params !== null) {
-          params = body.params as Record<string, unknown>;
-        }
-      } catch {
-        action = '';
+  const server = createServer(async (req: IncomingMessage, res: ServerResponse) => {
+    let action = '';
+    let params: Record<string, unknown> = {};
+    try {
+      const body = JSON.parse(await readBody(req)) as { action?: unknown; params?: unknown };
+      action = String(body.action);
+      if (typeof body.params === 'object' && body.params !== null) {
+        params = body.params as Record<string, unknown>;
       }
-      requests.push({ action, params });
-      if (action !== '' && action === opts.htmlAction) {
-        res.writeHead(200, { 'content-type': 'text/html' });
-        res.end('<!doctype html><html><body><h1>It works!</h1></body></html>');
-        return;
-      }
-      const reply = action === '' ? { result: null, error: 'request is not JSON' } : answer(action, params);
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(reply));
-    });
+    } catch {
+      action = '';
+    }
+    requests.push({ action, params });
+    if (action !== '' && action === opts.htmlAction) {
+      res.writeHead(200, { 'content-type': 'text/html' });
+      res.end('<!doctype html><html><body><h1>It works!</h1></body></html>');
+      return;
+    }
+    const reply = action === '' ? { result: null, error: 'request is not JSON' } : answer(action, params);
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(reply));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
