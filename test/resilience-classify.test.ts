@@ -142,6 +142,15 @@ describe('classifyHttpError', () => {
     );
   });
 
+  test('a key of any shape that a gateway echoes whole is redacted when the key is given', () => {
+    const key = 'gw_Q3p9ZxY7tL2m';
+    const body = JSON.stringify({ error: { message: `key ${key} is not allowed here` } });
+    assert.match(classifyHttpError(403, body, none, now).message, /gw_Q3p9ZxY7tL2m/, 'no pattern knows it');
+    const e = classifyHttpError(403, body, none, now, key);
+    assert.doesNotMatch(e.message, /Q3p9ZxY7tL2m/);
+    assert.match(e.message, /key \[redacted\] is not allowed here/);
+  });
+
   test('a plain 429 carries its Retry-After', () => {
     const e = classifyHttpError(
       429,

@@ -243,9 +243,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
         // The body is read under the same timeout: a provider that hangs mid-body is a timeout too.
         const text = await response.text();
         if (response.status < 200 || response.status > 299) {
-          // Some gateways echo the key they rejected; it must not reach a message or a log.
-          const safe = options.apiKey ? text.replaceAll(options.apiKey, '[redacted]') : text;
-          throw classifyHttpError(response.status, safe, response.headers, now());
+          throw classifyHttpError(response.status, text, response.headers, now(), options.apiKey);
         }
         const estimate = (): number => messageTokens(request.messages) + formatTokens(request.responseFormat);
         return { ...parseCompletion(text, estimate), status: response.status };

@@ -51,15 +51,18 @@ function plainText(text: string): string | undefined {
   return words === '' ? undefined : words;
 }
 
-/** Providers sometimes echo part of the key ("Incorrect API key provided: sk-abc..."): never repeat it. */
-export function redactSecrets(text: string): string {
-  return text
+/**
+ * Providers sometimes echo part of the key ("Incorrect API key provided: sk-abc...") and some
+ * gateways the whole key they rejected: never repeat either. `secret` is the key in use, if known.
+ */
+export function redactSecrets(text: string, secret?: string): string {
+  return (secret ? text.replaceAll(secret, '[redacted]') : text)
     .replace(/\b(Bearer)\s+[\w.~+/=-]+/gi, '$1 [redacted]')
     .replace(/\b(sk|rk|pk|key)-[\w-]{6,}/g, (m) => `${m.slice(0, m.indexOf('-') + 4)}…[redacted]`);
 }
 
-function trimDetail(text: string): string {
-  const clean = redactSecrets(text);
+function trimDetail(text: string, secret?: string): string {
+  const clean = redactSecrets(text, secret);
   return clean.length > maxDetailChars ? `${clean.slice(0, maxDetailChars - 1)}…` : clean;
 }
 
@@ -99,11 +102,12 @@ export function classifyHttpError(
   bodyText: string,
   headers: HeaderLookup,
   nowMs: number,
+  apiKey?: string,
 ): ProviderError {
   const body = readBody(bodyText);
   const retryAfterMs = parseRetryAfterMs(headers, nowMs);
   const label = `HTTP ${status}${statusNames[status] ? ` ${statusNames[status]}` : ''}`;
-  const message = `provider returned ${label}${body.message ? `: ${trimDetail(body.message)}` : ''}`;
+  const message = `provider returned ${label}${body.message ? `: ${trimDetail(body.message, apiKey)}` : ''}`;
   const make = (kind: ProviderError['kind'], retryable: boolean, hint: string | undefined): ProviderError =>
     new ProviderError(kind, message, { retryable, retryAfterMs, status, hint });
 
