@@ -209,7 +209,7 @@ async function buildCollection(
       const fields = meta.fields.map((name) => ankiField(fieldValue(card, name)));
       const tags = cardTags(card, meta);
       for (const tag of tags) allTags.add(tag);
-      const sortText = stripHtml(fields[0] ?? '');
+      const sortText = sortField(meta.fields[0] === undefined ? '' : fieldValue(card, meta.fields[0]));
       const id = nowMs + index;
       scratch.run(() => {
         insertNote.run(
@@ -259,14 +259,17 @@ function modelId(meta: DeckMeta): number {
   return stableId('notetype', meta.noteType, ...meta.fields);
 }
 
-/** Field text as Anki compares and sorts it: tags removed, entities decoded. */
-function stripHtml(html: string): string {
-  return html
-    .replace(/<[^>]*>/g, '')
-    .replace(/&(lt|gt|quot|#39|amp);/g, (_, name: string) => ENTITIES[name] ?? '');
+/**
+ * The first field as Anki sorts and compares it (its HTML stripped and entities decoded). The
+ * field is `ankiField(text)`, whose only tags are the <br> of line breaks: that is the text
+ * trimmed, line breaks dropped and tabs made spaces.
+ */
+function sortField(text: string): string {
+  return text
+    .trim()
+    .replace(/\r\n|\r|\n/g, '')
+    .replace(/\t/g, ' ');
 }
-
-const ENTITIES: Record<string, string> = { lt: '<', gt: '>', quot: '"', '#39': "'", amp: '&' };
 
 /** Anki's duplicate-check checksum: the first 8 hex digits of the SHA-1 of the stripped first field. */
 function fieldChecksum(text: string): number {
