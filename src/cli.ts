@@ -2,7 +2,6 @@ import { readFileSync } from 'node:fs';
 import { Argument, Command, CommanderError, Option } from 'commander';
 import type { CommandContext } from './commands/context.ts';
 import { ExitCode, FlashcardsError, isFlashcardsError, usageError } from './core/errors.ts';
-import { splitList } from './core/list.ts';
 import { packageFile } from './core/package-root.ts';
 import { OUTPUT_FORMATS } from './output/types.ts';
 
@@ -81,10 +80,6 @@ interface ExportFlags {
   deck?: string;
   noteType?: string;
   tags?: string;
-}
-
-function nameList(text: string | undefined): string[] | undefined {
-  return text === undefined ? undefined : splitList(text);
 }
 
 function addProviderOptions(cmd: Command): Command {
@@ -431,7 +426,7 @@ Examples:
           id,
           output: opts.output,
           format: opts.format,
-          fields: nameList(opts.fields),
+          fields: opts.fields,
           deck: opts.deck,
           noteType: opts.noteType,
           tags: opts.tags,

@@ -171,7 +171,8 @@ export async function batchesExport(
     id: string;
     output: string;
     format?: string | undefined;
-    fields?: string[] | undefined;
+    /** As typed: a comma-separated list, checked like the `fields` setting. */
+    fields?: string | undefined;
     deck?: string | undefined;
     noteType?: string | undefined;
     /** As typed: a comma-separated list, checked like the `tags` setting. */
@@ -211,7 +212,10 @@ export async function batchesExport(
           (opts.tags === undefined ? undefined : (parseSetting('tags', opts.tags, '--tags') as string[])) ??
           list('tags') ??
           [],
-        fields: opts.fields ?? list('fields'),
+        fields:
+          (opts.fields === undefined
+            ? undefined
+            : (parseSetting('fields', opts.fields, '--fields') as string[])) ?? list('fields'),
       }),
     );
     const counts = store.counts(batch.id);
