@@ -1,6 +1,7 @@
 import { isProviderError } from '../core/errors.ts';
 import type { HeaderLookup } from '../core/headers.ts';
 import { classifyFetchError, classifyHttpError, invalidResponseError } from '../resilience/classify.ts';
+import { requestDeadline } from './deadline.ts';
 import { nodeTransport, type Transport } from './transport.ts';
 
 export interface ChatMessage {
@@ -225,20 +226,10 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
 
   return {
     async complete(request, signal) {
-      // One controller per request, its timer cleared when the request ends: AbortSignal.timeout
-      // and AbortSignal.any would keep every finished request's state alive until the timeout.
-      const controller = new AbortController();
-      let timedOut = false;
-      const timer = setTimeout(() => {
-        timedOut = true;
-        controller.abort(new DOMException(`timed out after ${options.timeoutMs} ms`, 'TimeoutError'));
-      }, options.timeoutMs);
-      const onAbort = (): void => controller.abort(signal.reason);
-      if (signal.aborted) onAbort();
-      else signal.addEventListener('abort', onAbort, { once: true });
+      const deadline = requestDeadline(options.timeoutMs, `timed out after ${options.timeoutMs} ms`, signal);
       const body = encoder.encode(request);
       try {
-        const response = await send(url, { method: 'POST', headers, body, signal: controller.signal });
+        const response = await send(url, { method: 'POST', headers, body, signal: deadline.signal });
         options.onResponse?.(response.status, response.headers);
         // The body is read under the same timeout: a provider that hangs mid-body is a timeout too.
         const text = await response.text();
@@ -250,13 +241,12 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
       } catch (e) {
         if (isProviderError(e)) throw e;
         throw classifyFetchError(e, {
-          timedOut,
+          timedOut: deadline.timedOut,
           timeoutMs: options.timeoutMs,
-          cancelled: signal.aborted && !timedOut,
+          cancelled: signal.aborted && !deadline.timedOut,
         });
       } finally {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', onAbort);
+        deadline.done();
       }
     },
   };

@@ -1,3 +1,4 @@
+import { requestDeadline } from '../client/deadline.ts';
 import { type ErrorKind, ExitCode, errorCode, FlashcardsError, oneLine, usageError } from '../core/errors.ts';
 import { ankiField } from './anki.ts';
 import { fieldValue } from './columns.ts';
@@ -343,17 +344,7 @@ function connect(opts: AnkiConnectOptions, timeoutMs: number, progress: PushResu
       ...(opts.apiKey === undefined ? {} : { key: opts.apiKey }),
       ...(params === undefined ? {} : { params }),
     });
-    // One controller per request with its timer cleared at the end (AbortSignal.timeout would
-    // keep each finished request's timer alive), unref'd so it never holds the process open.
-    const controller = new AbortController();
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      controller.abort(new DOMException(`no answer within ${seconds(timeoutMs)}`, 'TimeoutError'));
-    }, timeoutMs);
-    timer.unref();
-    const onAbort = (): void => controller.abort(signal?.reason);
-    signal?.addEventListener('abort', onAbort, { once: true });
+    const deadline = requestDeadline(timeoutMs, `no answer within ${seconds(timeoutMs)}`, signal);
     let status: number;
     let text: string;
     try {
@@ -361,14 +352,14 @@ function connect(opts: AnkiConnectOptions, timeoutMs: number, progress: PushResu
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body,
-        signal: controller.signal,
+        signal: deadline.signal,
       });
       status = response.status;
       text = await response.text();
     } catch (e) {
-      if (signal?.aborted && !timedOut) throw cancelled(progress, e);
-      const reason = timedOut ? `no answer within ${seconds(timeoutMs)}` : networkReason(e);
-      const kind: ErrorKind = timedOut ? 'timeout' : 'network';
+      if (signal?.aborted && !deadline.timedOut) throw cancelled(progress, e);
+      const reason = deadline.timedOut ? `no answer within ${seconds(timeoutMs)}` : networkReason(e);
+      const kind: ErrorKind = deadline.timedOut ? 'timeout' : 'network';
       if (!reached) {
         throw new FlashcardsError(kind, `cannot reach AnkiConnect at ${url} (${reason})`, {
           hint: HINT_START_ANKI,
@@ -382,8 +373,7 @@ function connect(opts: AnkiConnectOptions, timeoutMs: number, progress: PushResu
         { hint: rerunHint(progress), exitCode: ExitCode.aborted, cause: e },
       );
     } finally {
-      clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+      deadline.done();
     }
     reached = true;
     return parseAnswer(url, action, status, text);
