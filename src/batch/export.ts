@@ -168,24 +168,40 @@ export function emptyItemsWarning(tally: ExportTally, pipeline: Pipeline): strin
   return `${tally.withoutCards} of ${tally.items} finished item(s) made no card: their answers left the first field empty; check the cards section of ${where}`;
 }
 
+/** What writing a deck made: cards written, the file, and the items behind them. */
+export interface ExportResult {
+  cards: number;
+  path: string;
+  tally: ExportTally;
+}
+
+async function writeDeck(
+  output: string,
+  format: OutputFormat,
+  meta: DeckMeta,
+  cards: (tally: ExportTally) => Iterable<CardRecord> | AsyncIterable<CardRecord>,
+): Promise<ExportResult> {
+  const tally: ExportTally = { items: 0, withoutCards: 0 };
+  const written = await writeOutput(output, format, cards(tally), meta);
+  return { cards: written.cards, path: written.path, tally };
+}
+
 /** Writes a batch's deck from stored results without any provider call; the file is replaced atomically. */
-export async function exportBatch(
+export function exportBatch(
   store: BatchStore,
   batchId: string,
   pipeline: Pipeline,
   output: string,
   format: OutputFormat,
   meta: DeckMeta,
-): Promise<{ cards: number; path: string; tally: ExportTally }> {
-  const tally: ExportTally = { items: 0, withoutCards: 0 };
-  const written = await writeOutput(output, format, batchCards(store, batchId, pipeline, tally), meta);
-  return { cards: written.cards, path: written.path, tally };
+): Promise<ExportResult> {
+  return writeDeck(output, format, meta, (tally) => batchCards(store, batchId, pipeline, tally));
 }
 
 export interface LiveExport {
   feed: FinishedFeed;
   /** The written deck once `feed.end()` is called; rejects with ExportAborted after `feed.abort()`. */
-  result: Promise<{ cards: number; path: string; tally: ExportTally }>;
+  result: Promise<ExportResult>;
 }
 
 /**
@@ -201,13 +217,9 @@ export function startLiveExport(
   meta: DeckMeta,
 ): LiveExport {
   const feed = new FinishedFeed();
-  const tally: ExportTally = { items: 0, withoutCards: 0 };
-  const cards = liveBatchCards(store, batchId, pipeline, feed, tally);
-  const result = writeOutput(output, format, cards, meta).then((w) => ({
-    cards: w.cards,
-    path: w.path,
-    tally,
-  }));
+  const result = writeDeck(output, format, meta, (tally) =>
+    liveBatchCards(store, batchId, pipeline, feed, tally),
+  );
   // Awaited once the run ends; until then a failure must not count as an unhandled rejection.
   result.catch(() => {});
   return { feed, result };

@@ -3,6 +3,7 @@ import { basename, dirname, extname, resolve } from 'node:path';
 import { composeJobContext } from '../batch/compose.ts';
 import {
   batchCards,
+  type ExportResult,
   type ExportTally,
   emptyItemsWarning,
   exportBatch,
@@ -177,7 +178,7 @@ async function pushBatch(f: Finished, url: string, tally: ExportTally): Promise<
 async function finishRun(f: Finished): Promise<ExitCodeType> {
   const { ctx, o, settings, store, batch, outcome, events } = f;
   const counts = outcome.counts;
-  let written: { cards: number; path: string; tally: ExportTally } | undefined;
+  let written: ExportResult | undefined;
   let pushed: PushSummary | undefined;
   let tally: ExportTally | undefined;
   if (outcome.status !== 'complete') {
