@@ -189,6 +189,36 @@ describe('executeJob: the order of cache, breaker, limiter, client and validatio
   });
 });
 
+describe("executeJob while the provider's limits are still unknown", () => {
+  test('a job held back by the probe goes as soon as the probe is answered, not at its next poll', async () => {
+    // A clock that never moves: a held job could only go on by being woken.
+    const clock = new FakeClock();
+    const db = openDatabase(':memory:');
+    const limiter = createLimiter(
+      db,
+      'http://x|m|k',
+      { rpm: undefined, tpm: undefined, burstSeconds: 1, shards: 1, maxRequestTokens: 5000 },
+      { clock },
+    );
+    const scripted = scriptedClient([goodCards]);
+    const client: ChatClient = {
+      async complete(request, signal) {
+        const result = await scripted.complete(request, signal);
+        limiter.observe({ status: 200, headers: new Headers() });
+        return result;
+      },
+    };
+    const ctx = context(client, { clock, limiter, cacheMode: 'off' });
+    const other = { ...input, item: { term: '배', context: {} } };
+    const results = await Promise.all([
+      executeJob(ctx, cardsStage, input, 0),
+      executeJob(ctx, cardsStage, other, 1),
+    ]);
+    assert.ok(results.every((r) => r.ok));
+    assert.equal(scripted.requests.length, 2);
+  });
+});
+
 describe('executeJob when our own bookkeeping fails', () => {
   test('a cache that cannot be written does not fail a paid, valid answer', async () => {
     const client = scriptedClient([goodCards]);

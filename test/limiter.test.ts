@@ -317,6 +317,32 @@ describe('learning from the provider', () => {
     assert.deepEqual(delays, [0, 0, 0, 0, 50, 250]);
   });
 
+  test('requests held back by the probe are woken as soon as it is answered or given back', async () => {
+    const { limiter } = setup({});
+    const probe = ok(reserve(limiter, 0, Infinity, 'a'));
+    const held = reserve(limiter, 0, Infinity, 'b');
+    const wake = held.ok ? undefined : held.wake;
+    assert.ok(wake, 'a held request gets a wake-up');
+    let woken = false;
+    void wake.then(() => {
+      woken = true;
+    });
+    await Promise.resolve();
+    assert.equal(woken, false, 'not before the answer');
+    limiter.observe({ status: 200, headers: headers() });
+    await Promise.resolve();
+    assert.equal(woken, true);
+    probe.settle(0);
+
+    const other = setup({}).limiter;
+    ok(reserve(other, 0, Infinity, 'a')).cancel();
+    const second = ok(reserve(other, 0, Infinity, 'b'));
+    const waiting = reserve(other, 0, Infinity, 'c');
+    second.cancel();
+    await (waiting.ok ? Promise.reject(new Error('should wait')) : waiting.wake);
+    assert.equal(reserve(other, 0, Infinity, 'c').ok, true, 'the next request probes');
+  });
+
   test('a cancelled probe lets the next request probe', () => {
     const { limiter } = setup({});
     ok(reserve(limiter, 0, Infinity, 'a')).cancel();

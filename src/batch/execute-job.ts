@@ -234,7 +234,7 @@ async function callWithPolicies(
           'the run reached its --max-duration while waiting for the rate limit',
         );
       }
-      await sleepOrStop(ctx, Math.min(Math.max(reservation.delayMs, 10), 1000));
+      await sleepOrStop(ctx, Math.min(Math.max(reservation.delayMs, 10), 1000), reservation.wake);
       continue;
     }
     if (reservation.delayMs > 0) {
@@ -342,10 +342,16 @@ async function callWithPolicies(
   }
 }
 
-async function sleepOrStop(ctx: JobContext, ms: number): Promise<void> {
+/** Sleeps `ms`, or less when `wake` resolves first; a stopped run ends the wait with its error. */
+async function sleepOrStop(ctx: JobContext, ms: number, wake?: Promise<void>): Promise<void> {
+  const early = wake ? new AbortController() : undefined;
+  const signal = early ? AbortSignal.any([ctx.stopSignal, early.signal]) : ctx.stopSignal;
   try {
-    await ctx.clock.sleep(ms, ctx.stopSignal);
+    await (wake ? Promise.race([ctx.clock.sleep(ms, signal), wake]) : ctx.clock.sleep(ms, signal));
   } catch {
     throw stoppedError(ctx);
+  } finally {
+    // Ends the sleep that lost the race (its timer would hold the process open).
+    early?.abort();
   }
 }

@@ -53,7 +53,14 @@ export interface Limiter {
 
 export type Reservation =
   | { ok: true; delayMs: number; settle(actualTokens: number): void; cancel(): void }
-  | { ok: false; delayMs: number; reason: 'max_wait' | 'paused'; message: string };
+  | {
+      ok: false;
+      delayMs: number;
+      reason: 'max_wait' | 'paused';
+      message: string;
+      /** Resolves when asking again before `delayMs` is worth it (the probe's answer came in). */
+      wake?: Promise<void>;
+    };
 
 /** Learned limits and the pause are re-read at most this often; bucket updates always hit the database. */
 const refreshMs = 150;
@@ -70,6 +77,14 @@ const ratesFreshMs = 3000;
 const ratesKeepMs = 60_000;
 /** A 429 before this much shared history answers one opening burst, which says nothing of the rate. */
 const minHistoryMs = 1000;
+function settledLater(): { promise: Promise<void>; resolve: () => void } {
+  let resolve: () => void = () => {};
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
 /** Tells apart limiter instances (processes, or several in one process) in limiter_rates. */
 let instanceSeq = 0;
 
@@ -157,6 +172,8 @@ class SqliteLimiter implements Limiter {
   #probe: { since: number; id: number } | null = null;
   #probeSeq = 0;
   #probingSince: number | undefined;
+  /** Wakes the requests held back by the probe as soon as it is answered or given back. */
+  #probeDone: { promise: Promise<void>; resolve: () => void } | null = null;
 
   constructor(db: Db, key: string, settings: LimiterSettings, clock: Clock) {
     this.#db = db;
@@ -212,7 +229,7 @@ class SqliteLimiter implements Limiter {
     const info = parseRateLimitHeaders(obs.headers, now);
     const first = !this.#observed;
     this.#observed = true;
-    this.#probe = null;
+    this.#endProbe();
     const row = this.#row;
     let changed = false;
 
@@ -314,11 +331,13 @@ class SqliteLimiter implements Limiter {
       this.#probingSince ??= now;
       if (now - this.#probingSince < probeTimeoutMs) {
         if (this.#probe !== null) {
+          this.#probeDone ??= settledLater();
           return {
             ok: false,
             delayMs: probePollMs,
             reason: 'paused',
             message: `waiting for the first response from ${this.#key} to learn its rate limits`,
+            wake: this.#probeDone.promise,
           };
         }
         probeId = ++this.#probeSeq;
@@ -327,9 +346,15 @@ class SqliteLimiter implements Limiter {
     }
     this.#meter.record(now + delayMs);
     const release = (): void => {
-      if (this.#probe?.id === probeId) this.#probe = null;
+      if (this.#probe?.id === probeId) this.#endProbe();
     };
     return { ok: true, delayMs, settle: release, cancel: release };
+  }
+
+  #endProbe(): void {
+    this.#probe = null;
+    this.#probeDone?.resolve();
+    this.#probeDone = null;
   }
 
   /** The latest send time already booked in the request bucket (now when there is none). */
