@@ -643,6 +643,8 @@ function printError(e: FlashcardsError, verbose: boolean): void {
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
   const verbose = argv.includes('--verbose') || process.env['FLASHCARDS_DEBUG'] === '1';
+  // dist/ is minified: stack traces point into src/ through its source maps (commands load later).
+  if (verbose) process.setSourceMapsEnabled(true);
   try {
     await program.parseAsync(argv);
   } catch (e) {
