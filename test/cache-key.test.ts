@@ -142,6 +142,15 @@ describe('cacheKeyer', () => {
     for (const messages of cases) assert.equal(keyer(messages), cacheKey({ ...fixed, messages }));
   });
 
+  test('a shared system message (remembered as bytes) keys as written, non-ASCII included', () => {
+    const keyer = cacheKeyer(fixed);
+    const system = { role: 'system', content: '한국어 카드만 — "be brief"' };
+    for (const term of ['사과', '배']) {
+      const messages = [system, { role: 'user', content: term }];
+      assert.equal(keyer(messages), cacheKey({ ...fixed, messages }));
+    }
+  });
+
   test('falls back to the generic serialiser for messages with other fields', () => {
     const messages = [{ role: 'user', content: 'x', name: 'n' }];
     assert.equal(cacheKeyer(fixed)(messages), cacheKey({ ...fixed, messages }));

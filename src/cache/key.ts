@@ -144,14 +144,15 @@ export function cacheKeyer(
     Object.keys(m).length === 2 && typeof m.content === 'string' && typeof m.role === 'string'
       ? `{"content":${JSON.stringify(m.content)},"role":${JSON.stringify(m.role)}}`
       : canonicalJson(m);
-  // A system prompt is usually one object shared by every request of a run: serialised once.
-  // Other messages are new each request; remembering them would only hold them longer.
-  const systemPieces = new WeakMap<ChatMessageLike, string>();
-  const pieceOf = (m: ChatMessageLike): string => {
+  // A system prompt is usually one object shared by every request of a run: serialised and
+  // encoded to UTF-8 once (the hash would encode a string again on every update). Other messages
+  // are new each request; remembering them would only hold them longer.
+  const systemPieces = new WeakMap<ChatMessageLike, Buffer>();
+  const pieceOf = (m: ChatMessageLike): string | Buffer => {
     if (m.role !== 'system') return serialise(m);
     let piece = systemPieces.get(m);
     if (piece === undefined) {
-      piece = serialise(m);
+      piece = Buffer.from(serialise(m), 'utf8');
       systemPieces.set(m, piece);
     }
     return piece;
