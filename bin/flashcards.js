@@ -1,6 +1,17 @@
 #!/usr/bin/env node
-import { enableCompileCache } from 'node:module';
+import module from 'node:module';
 import { setFlagsFromString } from 'node:v8';
+
+// Checked before anything else loads: on an older Node the CLI would fail on a missing API with a
+// stack trace instead of saying what it needs. (package.json's engines field only warns at install.)
+const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+if (major < 22 || (major === 22 && minor < 12)) {
+  process.stderr.write(
+    `error: flashcards needs Node.js 22.12 or newer; this is Node ${process.version}\n` +
+      'hint: install Node 24 LTS from https://nodejs.org, or switch with a version manager (nvm install 24)\n',
+  );
+  process.exit(2);
+}
 
 // V8's defaults size the heap for servers that trade memory for throughput: the young generation
 // grows to 32 MiB a half and the old one runs 2-4x ahead of live data. This CLI waits on the
@@ -16,6 +27,6 @@ for (const flag of ['--semi-space-growth-factor=1', '--heap-growing-percent=25',
 
 // Node's on-disk compile cache (in the OS temp dir, or NODE_COMPILE_CACHE) saves compiling the
 // CLI and its dependencies again on every start; enabled before anything else is loaded.
-enableCompileCache?.();
+module.enableCompileCache?.();
 const { main } = await import('../dist/cli.js');
 main(process.argv);

@@ -35,7 +35,7 @@ import {
 import { loadPipeline, pipelineBaseDir, pipelineRef } from '../pipeline/registry.ts';
 import type { Pipeline } from '../pipeline/types.ts';
 import { openJsonLog } from '../ui/json-log.ts';
-import { createProgress } from '../ui/progress.ts';
+import { createProgress, progressMode } from '../ui/progress.ts';
 import { printSummary, type RunSummary } from '../ui/summary.ts';
 import type { CommandContext } from './context.ts';
 
@@ -413,7 +413,7 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
     cleanup.push(() => log.close());
     const progress = await createProgress({
       io: ctx.io,
-      mode: o.quiet || o.json || !o.progress ? 'off' : ctx.io.isTTY ? 'spinner' : 'lines',
+      mode: progressMode(ctx.io, o),
       now: () => ctx.clock.now(),
       intervalMs: settings.progressIntervalMs,
       lastStage: pipeline.stages[pipeline.stages.length - 1]?.name ?? '',

@@ -26,6 +26,18 @@ interface ProgressState {
   etaMs: number | undefined;
 }
 
+/**
+ * A spinner needs a terminal that knows its width: one that reports 0 columns (a pseudo-terminal
+ * nobody sized, as `script` or some CI runners make) would have ora clear lines forever.
+ */
+export function progressMode(
+  io: Pick<Io, 'isTTY' | 'columns'>,
+  o: { quiet: boolean; json: boolean; progress: boolean },
+): ProgressMode {
+  if (o.quiet || o.json || !o.progress) return 'off';
+  return io.isTTY && (io.columns ?? 0) > 0 ? 'spinner' : 'lines';
+}
+
 export interface Progress extends EventSink {
   stop(): void;
 }
