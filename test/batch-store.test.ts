@@ -93,6 +93,47 @@ describe('BatchStore batches', () => {
     );
   });
 
+  test('items come back exactly as loaded, whatever their text, in chunks given one statement each', () => {
+    const file = tempDb();
+    const store = openStore(file, { now: T0 });
+    store.create(meta('b9'), 'loader');
+    const odd = [
+      '"quoted", comma',
+      'tab\tand\nnewline',
+      '사과 🍎',
+      'back\\slash',
+      '\u2028line sep',
+      '\ud800',
+    ];
+    const items = odd.map((term, idx) => ({
+      idx,
+      term,
+      line: idx + 2,
+      context: { note: `${term}!`, empty: '' },
+    }));
+    store.insertItems('b9', items.slice(0, 4), STAGES);
+    store.insertItems('b9', items.slice(4), STAGES);
+    store.finishLoading('b9', items.length);
+    const claimed = store.claim('b9', 'A', 1000, 10);
+    assert.deepEqual(
+      claimed.map(({ attempts: _, ...rest }) => rest),
+      items,
+    );
+    assert.equal(store.counts('b9').total, items.length);
+    assert.throws(
+      () =>
+        store.insertItems(
+          'b9',
+          [
+            { idx: 20, term: 'x', line: 1, context: {} },
+            { idx: 22, term: 'y', line: 2, context: {} },
+          ],
+          STAGES,
+        ),
+      /not consecutive/,
+    );
+  });
+
   test('delete removes the batch with its items and jobs', () => {
     const { store, id } = setup(3);
     store.delete(id);
