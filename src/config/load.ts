@@ -83,7 +83,9 @@ export async function loadSettings(input: LoadInput): Promise<LoadedSettings> {
     if (entry) setPath(raw, path, entry.raw);
   }
 
-  const parsed = configSchema.safeParse(raw);
+  // Parsed once a run: zod's compiled fast path (built with new Function on first use) would cost
+  // more to build than it saves. The same goes for the entries and the pipeline definition.
+  const parsed = configSchema.safeParse(raw, { jitless: true });
   if (!parsed.success) {
     // Every value was checked on its own above, so this is a bug in the schema, not in the input.
     throw new FlashcardsError('internal', `settings failed validation: ${parsed.error.message}`);
@@ -143,7 +145,7 @@ function leafAt(path: string): Leaf | undefined {
 function parseEntry(path: string, entry: Entry | undefined): unknown {
   const leaf = leafAt(path);
   if (!entry || !leaf) return undefined;
-  const result = leaf.schema.safeParse(entry.raw);
+  const result = leaf.schema.safeParse(entry.raw, { jitless: true });
   if (result.success) return result.data;
   throw new FlashcardsError(
     'config',

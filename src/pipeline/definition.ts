@@ -157,7 +157,8 @@ export function parseDefinition(
   format: 'json' | 'yaml' = 'yaml',
 ): LoadedDefinition {
   const raw = readDocument(text, file, format);
-  const parsed = definitionSchema.safeParse(raw);
+  // Parsed once a run: not worth zod compiling a fast path for (see loadSettings).
+  const parsed = definitionSchema.safeParse(raw, { jitless: true });
   if (!parsed.success) {
     // A misspelt key also shows up as a missing one: name the misspelling, it says more.
     const issues = parsed.error.issues;
