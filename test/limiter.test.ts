@@ -305,7 +305,7 @@ describe('learning from the provider', () => {
     const probe = ok(reserve(limiter, 0, Infinity, 'a'));
     const held = reserve(limiter, 0, Infinity, 'b');
     assert.equal(held.ok, false);
-    assert.equal(held.delayMs, 20);
+    assert.equal(held.delayMs, 250);
     assert.equal(held.ok === false && held.reason, 'paused');
     limiter.observe({
       status: 200,

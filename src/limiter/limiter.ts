@@ -66,7 +66,8 @@ export type Reservation =
 const refreshMs = 150;
 /** With nothing known about a provider, one request goes first so its headers can set the pace. */
 const probeTimeoutMs = 5000;
-const probePollMs = 20;
+/** Held requests are woken by the probe's answer; asking again this often is only the fallback. */
+const probePollMs = 250;
 /**
  * While learning by AIMD, each instance shares its meters this often; a 429's decrease sums the
  * shares written within `ratesFreshMs` (older ones are instances that stopped or moved on), and
@@ -77,6 +78,7 @@ const ratesFreshMs = 3000;
 const ratesKeepMs = 60_000;
 /** A 429 before this much shared history answers one opening burst, which says nothing of the rate. */
 const minHistoryMs = 1000;
+/** A promise and the function that resolves it (Promise.withResolvers, before ES2024). */
 function settledLater(): { promise: Promise<void>; resolve: () => void } {
   let resolve: () => void = () => {};
   const promise = new Promise<void>((r) => {
