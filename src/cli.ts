@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Argument, Command, CommanderError, Option } from 'commander';
 import type { CommandContext } from './commands/context.ts';
-import { ExitCode, FlashcardsError, isFlashcardsError, usageError } from './core/errors.ts';
+import { ExitCode, FlashcardsError, isFlashcardsError, storageError, usageError } from './core/errors.ts';
 import { packageFile } from './core/package-root.ts';
 import { OUTPUT_FORMATS } from './output/types.ts';
 
@@ -665,6 +665,13 @@ export async function main(argv: string[]): Promise<void> {
     if (isFlashcardsError(e)) {
       printError(e, verbose);
       process.exitCode = e.exitCode;
+      return;
+    }
+    // A full or failing disk is the machine's problem, not a bug: say so, whichever write hit it.
+    const storage = storageError(e);
+    if (storage) {
+      printError(storage, verbose);
+      process.exitCode = storage.exitCode;
       return;
     }
     const err = e instanceof Error ? e : new Error(String(e));

@@ -1,6 +1,6 @@
 import pLimit from 'p-limit';
 import type { Clock } from '../core/clock.ts';
-import { errorMessage, FlashcardsError, isFlashcardsError } from '../core/errors.ts';
+import { errorMessage, FlashcardsError, isFlashcardsError, storageError } from '../core/errors.ts';
 import type { EventSink } from '../core/events.ts';
 import type { Pipeline } from '../pipeline/types.ts';
 import { executeJob, isRunFatal, type JobContext } from './execute-job.ts';
@@ -35,6 +35,15 @@ export type RunOutcome =
  * Stopping (signal, deadline, a run-fatal error) takes no new items, lets running ones end,
  * and hands unfinished items back so any later run picks them up.
  */
+/** A failure nothing below handled: a full or failing disk says so; anything else is a bug. */
+function unexpected(e: unknown): FlashcardsError {
+  if (isFlashcardsError(e)) return e;
+  return (
+    storageError(e, 'state.db') ??
+    new FlashcardsError('internal', `unexpected error: ${errorMessage(e)}`, { cause: e })
+  );
+}
+
 export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   const { batch, store, pipeline, job, owner, clock, events } = options;
   const limit = pLimit(options.concurrency);
@@ -54,14 +63,26 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
       store.heartbeat(owner, LEASE_MS);
     } catch (e) {
       // A timer must not crash the process: stop the run cleanly instead.
-      fatal ??= new FlashcardsError('database', `cannot renew leases in state.db: ${errorMessage(e)}`, {
-        cause: e,
-      });
+      fatal ??=
+        storageError(e, 'state.db') ??
+        new FlashcardsError('database', `cannot renew leases in state.db: ${errorMessage(e)}`, {
+          cause: e,
+        });
     }
   }, HEARTBEAT_MS);
   heartbeat.unref();
 
   const stopping = (): boolean => fatal !== undefined || job.stopSignal.aborted || job.signal.aborted;
+  // On the way out of a failed item: handing the lease back must not throw over the error being
+  // handled (a full disk fails this write too). A lease left behind lapses after LEASE_MS, and
+  // releaseLeases frees this run's at the end.
+  const releaseItem = (idx: number): void => {
+    try {
+      store.releaseItem(batch.id, idx);
+    } catch {
+      // see above
+    }
+  };
 
   const processItem = async (item: ClaimedItem): Promise<void> => {
     const results = item.attempts > 1 ? store.results(batch.id, item.idx) : {};
@@ -73,7 +94,7 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
       try {
         result = await executeJob(job, stage, { item, previous: results }, item.idx);
       } catch (e) {
-        store.releaseItem(batch.id, item.idx);
+        releaseItem(item.idx);
         if (isFlashcardsError(e) && isRunFatal(e)) {
           fatal ??= e;
           return;
@@ -127,10 +148,8 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   const launch = (item: ClaimedItem): void => {
     const task = limit(() => processItem(item)).catch((e: unknown) => {
       // A bug or a database failure: stop the run rather than spin on the same item.
-      store.releaseItem(batch.id, item.idx);
-      fatal ??= isFlashcardsError(e)
-        ? e
-        : new FlashcardsError('internal', `unexpected error: ${errorMessage(e)}`, { cause: e });
+      releaseItem(item.idx);
+      fatal ??= unexpected(e);
     });
     const tracked = task.finally(() => {
       running.delete(tracked);
@@ -189,10 +208,21 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
     await Promise.all(running);
   } finally {
     clearInterval(heartbeat);
-    store.releaseLeases(owner);
+    try {
+      // Also commits the last results: a failure here is reported as the reason the run stopped.
+      store.releaseLeases(owner);
+    } catch (e) {
+      fatal ??= unexpected(e);
+    }
   }
 
-  const counts = store.counts(batch.id);
+  let counts: BatchCounts;
+  try {
+    counts = store.counts(batch.id);
+  } catch (e) {
+    // Counting commits the last results first: when even that fails, the reason to stop wins.
+    throw fatal ?? unexpected(e);
+  }
   if (counts.total === 0) {
     return {
       status: 'stopped',

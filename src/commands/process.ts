@@ -19,7 +19,13 @@ import { type BatchRecord, BatchStore } from '../batch/store.ts';
 import { fetchTransport } from '../client/transport.ts';
 import type { Settings } from '../config/index.ts';
 import { apiKeyVars, costOf, loadSettings, needsApiKey, PRESETS, suggestedKeyVar } from '../config/index.ts';
-import { ExitCode, type ExitCode as ExitCodeType, FlashcardsError, usageError } from '../core/errors.ts';
+import {
+  ExitCode,
+  type ExitCode as ExitCodeType,
+  errorMessage,
+  FlashcardsError,
+  usageError,
+} from '../core/errors.ts';
 import { type EventSink, fanOut, type PushSummary } from '../core/events.ts';
 import { dataPaths } from '../core/home.ts';
 import { publicUrl } from '../core/provider-key.ts';
@@ -409,7 +415,13 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
       fields: choice.fields ?? null,
     });
 
-    const log = openJsonLog(paths.logs, () => ctx.clock.now(), owner.split(':').slice(1).join('-'));
+    const log = openJsonLog(
+      paths.logs,
+      () => ctx.clock.now(),
+      owner.split(':').slice(1).join('-'),
+      (e) =>
+        ctx.io.err(`warning: cannot write the run's log (${errorMessage(e)}); the run goes on without it\n`),
+    );
     cleanup.push(() => log.close());
     const progress = await createProgress({
       io: ctx.io,

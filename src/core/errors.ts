@@ -129,6 +129,41 @@ export function errorCode(e: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * A failure of the machine rather than of the program (a full disk, a read-only or failing file
+ * system), from SQLite or from Node's fs, as a clear error; undefined for anything else. `where`
+ * names the file or directory when the caller knows it. A full disk stops the run (exit 3); what
+ * was committed before it filled up is kept and the next run resumes from there.
+ */
+export function storageError(e: unknown, where?: string): FlashcardsError | undefined {
+  const code = errorCode(e);
+  if (code === undefined) return undefined;
+  const at = where ? `${where}: ` : '';
+  const detail = errorMessage(e);
+  if (code === 'SQLITE_FULL' || code === 'ENOSPC' || code === 'EDQUOT') {
+    return new FlashcardsError('database', `${at}the disk is full (${detail})`, {
+      exitCode: ExitCode.aborted,
+      hint: 'free some space and run again (finished work is kept), or set --home / FLASHCARDS_HOME to another disk',
+      cause: e,
+    });
+  }
+  if (code === 'EROFS' || code === 'SQLITE_READONLY' || code.startsWith('SQLITE_READONLY_')) {
+    return new FlashcardsError('database', `${at}the file system is read-only (${detail})`, {
+      exitCode: ExitCode.aborted,
+      hint: 'set --home / FLASHCARDS_HOME (and -o) to a writable directory',
+      cause: e,
+    });
+  }
+  if (code === 'EIO' || code.startsWith('SQLITE_IOERR')) {
+    return new FlashcardsError('database', `${at}the disk failed a read or write (${detail})`, {
+      exitCode: ExitCode.aborted,
+      hint: 'check the disk (dmesg) and run again; finished work is kept',
+      cause: e,
+    });
+  }
+  return undefined;
+}
+
 /** Text on one line, runs of whitespace as one space: for quoting a server's answer in a message. */
 export function oneLine(text: string): string {
   return text.replace(/\s+/g, ' ').trim();

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import { FlashcardsError } from '../core/errors.ts';
+import { FlashcardsError, storageError } from '../core/errors.ts';
 
 export type Db = Database.Database;
 
@@ -68,6 +68,10 @@ export function databaseError(file: string, e: unknown): FlashcardsError {
       hint: `move it aside (mv ${file} ${file}.bad) and run again; a fresh one is created`,
       cause: e,
     });
+  }
+  if (code === 'SQLITE_FULL' || code.startsWith('SQLITE_IOERR')) {
+    const storage = storageError(e, file);
+    if (storage) return storage;
   }
   if (['ENOTDIR', 'EACCES', 'EROFS', 'EEXIST', 'EPERM'].includes(code)) {
     return new FlashcardsError('database', `cannot create the data directory for ${file} (${message})`, {

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { type FileHandle, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { errorMessage, FlashcardsError } from '../core/errors.ts';
+import { ExitCode, errorMessage, FlashcardsError } from '../core/errors.ts';
 import { isProcessRunning } from '../core/process-alive.ts';
 
 interface Where {
@@ -140,8 +140,12 @@ function isFsError(e: unknown): e is NodeJS.ErrnoException {
 
 function writeError(where: Where, e: NodeJS.ErrnoException): FlashcardsError {
   const start = `cannot write ${where.base}`;
-  const make = (reason: string, hint?: string): FlashcardsError =>
-    new FlashcardsError('usage', `${start}: ${reason}`, { hint, cause: e });
+  const make = (reason: string, hint?: string, exitCode?: ExitCode): FlashcardsError =>
+    new FlashcardsError('usage', `${start}: ${reason}`, {
+      hint,
+      cause: e,
+      ...(exitCode ? { exitCode } : {}),
+    });
   switch (e.code) {
     case 'ENOENT':
       return make(`directory ${where.dir} does not exist`, `create it first: mkdir -p ${where.dir}`);
@@ -156,7 +160,13 @@ function writeError(where: Where, e: NodeJS.ErrnoException): FlashcardsError {
         `check the directory's permissions: ls -ld ${where.dir}`,
       );
     case 'ENOSPC':
-      return make(`no space left on the device holding ${where.dir}`);
+    case 'EDQUOT':
+      // The machine's problem, not the command's: exit 3 like a full data directory.
+      return make(
+        `no space left on the device holding ${where.dir}`,
+        'free some space and run again: the answers are kept, so the next run only writes the deck',
+        ExitCode.aborted,
+      );
     case 'EROFS':
       return make(`${where.dir} is on a read-only file system`);
     default:
