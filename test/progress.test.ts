@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { progressMode } from '../src/ui/progress.ts';
+import { memoryIo } from '../src/commands/context.ts';
+import { createProgress, progressMode } from '../src/ui/progress.ts';
 
 const shown = { quiet: false, json: false, progress: true };
 
@@ -20,5 +21,45 @@ describe('progressMode', () => {
     assert.equal(progressMode(tty, { ...shown, quiet: true }), 'off');
     assert.equal(progressMode(tty, { ...shown, json: true }), 'off');
     assert.equal(progressMode(tty, { ...shown, progress: false }), 'off');
+  });
+});
+
+describe('progress notices', () => {
+  test('the provider going down and coming back each get a line of their own, once', async () => {
+    const io = memoryIo();
+    const progress = await createProgress({
+      io,
+      mode: 'lines',
+      now: () => 0,
+      intervalMs: 60_000,
+      lastStage: 'cards',
+      maxWaitMs: 180_000,
+    });
+    const move = (from: string, to: string): void =>
+      progress.emit({ type: 'breaker_transition', key: 'k', from, to, cause: 'connection refused' });
+    move('closed', 'open');
+    move('open', 'half_open');
+    move('half_open', 'open');
+    move('open', 'half_open');
+    move('half_open', 'closed');
+    progress.stop();
+    assert.deepEqual(io.stderr, [
+      'warning: requests paused, the provider is failing: connection refused; the run gives up after 3m00s of this (--max-wait)\n',
+      'provider answering again: requests resumed\n',
+    ]);
+  });
+
+  test('with progress off there are no notices either', async () => {
+    const io = memoryIo();
+    const progress = await createProgress({
+      io,
+      mode: 'off',
+      now: () => 0,
+      intervalMs: 1000,
+      lastStage: 'cards',
+    });
+    progress.emit({ type: 'breaker_transition', key: 'k', from: 'closed', to: 'open', cause: 'x' });
+    progress.stop();
+    assert.deepEqual(io.stderr, []);
   });
 });

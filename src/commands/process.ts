@@ -429,6 +429,7 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
       now: () => ctx.clock.now(),
       intervalMs: settings.progressIntervalMs,
       lastStage: pipeline.stages[pipeline.stages.length - 1]?.name ?? '',
+      maxWaitMs: settings.breaker.maxWaitMs,
     });
     cleanup.push(() => progress.stop());
     const events = fanOut(log, progress);

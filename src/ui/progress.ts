@@ -12,6 +12,8 @@ export interface ProgressOptions {
   intervalMs: number;
   /** The stage whose success completes an item. */
   lastStage: string;
+  /** How long the run waits for an open circuit (--max-wait), for the notice when one opens. */
+  maxWaitMs?: number | undefined;
 }
 
 interface ProgressState {
@@ -90,6 +92,8 @@ export async function createProgress(options: ProgressOptions): Promise<Progress
 
   let render: () => void = () => {};
   let stop: () => void = () => {};
+  // A line of its own for what a person should know at once (the provider went down, came back).
+  let notice: (text: string) => void = () => {};
   if (options.mode === 'spinner') {
     const { default: ora } = await import('ora');
     const spinner = ora({
@@ -113,10 +117,16 @@ export async function createProgress(options: ProgressOptions): Promise<Progress
       clearInterval(timer);
       spinner.stop();
     };
+    notice = (text) => {
+      spinner.clear();
+      io.err(`${text}\n`);
+      spinner.render();
+    };
   } else if (options.mode === 'lines') {
     const timer = setInterval(() => io.err(`progress: ${line()}\n`), options.intervalMs);
     timer.unref();
     stop = () => clearInterval(timer);
+    notice = (text) => io.err(`${text}\n`);
   }
 
   const onEvent = (event: RunEvent): void => {
@@ -141,6 +151,15 @@ export async function createProgress(options: ProgressOptions): Promise<Progress
         state.retries++;
         break;
       case 'breaker_transition':
+        if (event.from === 'closed' && event.to !== 'closed') {
+          const giveUp =
+            options.maxWaitMs === undefined
+              ? ''
+              : `; the run gives up after ${formatDuration(options.maxWaitMs)} of this (--max-wait)`;
+          notice(`warning: requests paused, the provider is failing: ${event.cause}${giveUp}`);
+        } else if (event.to === 'closed' && state.breaker !== 'closed') {
+          notice('provider answering again: requests resumed');
+        }
         state.breaker = event.to;
         break;
       case 'breaker_wait':
