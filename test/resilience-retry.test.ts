@@ -5,6 +5,7 @@ import { seededRandom } from '../src/core/random.ts';
 import {
   classifyHttpError,
   fullJitterDelay,
+  invalidResponseError,
   RetryPolicy,
   type RetrySettings,
 } from '../src/resilience/index.ts';
@@ -155,6 +156,23 @@ describe('RetryPolicy', () => {
     policy.onSuccess();
     assert.equal(policy.budgetTokens, 1.5);
     assert.deepEqual(policy.decide(serverError(), 1, { nowMs: now }), { retry: true, delayMs: 500 });
+  });
+
+  test('a budget spent on answers that never once validated calls the provider unusable', () => {
+    const invalid = (): ProviderError => invalidResponseError('provider sent a body that is not valid JSON');
+    const policy = new RetryPolicy(settings, { random: half });
+    const decisions = Array.from({ length: 20 }, () => policy.decide(invalid(), 1, { nowMs: now }));
+    assert.equal(decisions.filter((d) => d.retry).length, 19);
+    assert.deepEqual(decisions[19], { retry: false, reason: 'unusable' });
+    // One valid answer at any time shows the provider can do it: then it is only out of budget.
+    const seen = new RetryPolicy(settings, { random: half });
+    seen.onSuccess();
+    const later = Array.from({ length: 20 }, () => seen.decide(invalid(), 1, { nowMs: now }));
+    assert.deepEqual(later[19], { retry: false, reason: 'budget' });
+    // Outages are the breaker's business, whatever came before.
+    const down = new RetryPolicy(settings, { random: half });
+    const outage = Array.from({ length: 20 }, () => down.decide(serverError(), 1, { nowMs: now }));
+    assert.deepEqual(outage[19], { retry: false, reason: 'budget' });
   });
 
   test('the budget refills to its maximum of 20 tokens and no further', () => {

@@ -111,6 +111,17 @@ describe('resilience, measured with the CLI against a failing provider', { concu
     assert.equal(termsWithCards(s.home), items);
   });
 
+  test('a provider whose every answer fails validation stops the run in seconds, exit 3, naming the cause', async () => {
+    const server = await provider({ seed: 3, truncated: 1 });
+    const s = setup(server, 200, { retry: { baseDelay: '20ms', maxDelay: '200ms' } }, []);
+    const r = await runCli(s.args, { env: s.env });
+    assert.equal(r.code, 3, r.stderr);
+    assert.match(r.stderr, /^error: the provider's answers are unusable: .*not valid JSON/m);
+    assert.match(r.stderr, /^hint: check --model and --base-url/m);
+    // Given up on the retry budget (20), not after every item's six attempts (2,400 requests).
+    assert.ok(chat(server).length <= 40, `${chat(server).length} requests before giving up`);
+  });
+
   test('an outage opens the breaker, which another process sees open; few requests go out and the batch completes after recovery', async (t) => {
     const items = 40;
     const outageMs = 3000;

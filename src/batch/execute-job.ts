@@ -9,7 +9,7 @@ import {
   type TokenUsage,
 } from '../client/chat-client.ts';
 import type { Clock } from '../core/clock.ts';
-import { FlashcardsError, isProviderError, ProviderError } from '../core/errors.ts';
+import { ExitCode, FlashcardsError, isProviderError, ProviderError } from '../core/errors.ts';
 import type { EventSink } from '../core/events.ts';
 import type { Limiter } from '../limiter/index.ts';
 import type { Stage, StageInput } from '../pipeline/types.ts';
@@ -319,6 +319,15 @@ async function callWithPolicies(
       // these failures, opens and holds everyone) instead of failing an item a re-run skips.
       delayMs = ctx.retry.settings.maxDelayMs;
       note = ' (retry budget spent: waiting the longest backoff)';
+    } else if (verdict.reason === 'unusable') {
+      throw new FlashcardsError(
+        'config',
+        `the provider's answers are unusable: none has passed validation yet, and the retry budget went on them (last: ${error.message})`,
+        {
+          exitCode: ExitCode.aborted,
+          hint: 'check --model and --base-url: the model must support structured output (response_format json_schema)',
+        },
+      );
     } else if (verdict.reason === 'deadline' && error.retryable) {
       throw new FlashcardsError(
         'deadline',

@@ -31,7 +31,7 @@ export const rateLimitAttemptFactor = 3;
 
 export type RetryDecision =
   | { retry: true; delayMs: number }
-  | { retry: false; reason: 'permanent' | 'attempts' | 'budget' | 'deadline' };
+  | { retry: false; reason: 'permanent' | 'attempts' | 'budget' | 'deadline' | 'unusable' };
 
 /** Budget arithmetic in thousandths of a token, so fractional credits add up exactly. */
 const scale = 1000;
@@ -47,6 +47,7 @@ export class RetryPolicy {
   readonly #maxUnits: number;
   readonly #creditUnits: number;
   #units: number;
+  #succeeded = false;
 
   constructor(settings: RetrySettings, deps: { random: Random; budget?: RetryBudgetSettings | undefined }) {
     checkSettings(settings);
@@ -86,7 +87,14 @@ export class RetryPolicy {
     if (ctx.deadlineMs !== undefined && ctx.nowMs + delayMs > ctx.deadlineMs)
       return { retry: false, reason: 'deadline' };
     if (!rateLimited) {
-      if (this.#units - scale <= 0) return { retry: false, reason: 'budget' };
+      if (this.#units - scale <= 0) {
+        // The whole budget went on answers that failed validation and not one has passed: the
+        // provider answers, but not in a form this pipeline can use (a model without structured
+        // output, a proxy's HTML). Waiting and retrying would crawl through every item for hours.
+        if (error.kind === 'invalid_response' && !this.#succeeded)
+          return { retry: false, reason: 'unusable' };
+        return { retry: false, reason: 'budget' };
+      }
       this.#units -= scale;
     }
     return { retry: true, delayMs };
@@ -94,6 +102,7 @@ export class RetryPolicy {
 
   /** Earns part of a token back; call once per successful call (first try or retry). */
   onSuccess(): void {
+    this.#succeeded = true;
     this.#units = Math.min(this.#maxUnits, this.#units + this.#creditUnits);
   }
 
