@@ -175,6 +175,19 @@ describe('RetryPolicy', () => {
     assert.deepEqual(outage[19], { retry: false, reason: 'budget' });
   });
 
+  test('ten refusals (400/404) with nothing accepted yet call the provider unusable; after a success they are per-item', () => {
+    const refused = (): ProviderError =>
+      classifyHttpError(404, '{"error":{"message":"no such model"}}', none, now);
+    const policy = new RetryPolicy(settings, { random: half });
+    const decisions = Array.from({ length: 10 }, () => policy.decide(refused(), 1, { nowMs: now }));
+    assert.deepEqual(decisions.slice(0, 9), Array(9).fill({ retry: false, reason: 'permanent' }));
+    assert.deepEqual(decisions[9], { retry: false, reason: 'unusable' });
+    const working = new RetryPolicy(settings, { random: half });
+    working.onSuccess();
+    const later = Array.from({ length: 30 }, () => working.decide(refused(), 1, { nowMs: now }));
+    assert.ok(later.every((d) => !d.retry && d.reason === 'permanent'));
+  });
+
   test('the budget refills to its maximum of 20 tokens and no further', () => {
     const policy = new RetryPolicy(settings, { random: half });
     for (let i = 0; i < 10; i++) policy.decide(serverError(), 1, { nowMs: now });

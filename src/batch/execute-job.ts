@@ -320,14 +320,14 @@ async function callWithPolicies(
       delayMs = ctx.retry.settings.maxDelayMs;
       note = ' (retry budget spent: waiting the longest backoff)';
     } else if (verdict.reason === 'unusable') {
-      throw new FlashcardsError(
-        'config',
-        `the provider's answers are unusable: none has passed validation yet, and the retry budget went on them (last: ${error.message})`,
-        {
-          exitCode: ExitCode.aborted,
-          hint: 'check --model and --base-url: the model must support structured output (response_format json_schema)',
-        },
-      );
+      const what =
+        error.kind === 'bad_request'
+          ? 'the provider refused the first requests of the run and accepted none'
+          : "the provider's answers are unusable: none has passed validation yet, and the retry budget went on them";
+      throw new FlashcardsError('config', `${what} (last: ${error.message})`, {
+        exitCode: ExitCode.aborted,
+        hint: 'check --model and --base-url: the model must exist there and support structured output (response_format json_schema)',
+      });
     } else if (verdict.reason === 'deadline' && error.retryable) {
       throw new FlashcardsError(
         'deadline',

@@ -33,6 +33,9 @@ export type RetryDecision =
   | { retry: true; delayMs: number }
   | { retry: false; reason: 'permanent' | 'attempts' | 'budget' | 'deadline' | 'unusable' };
 
+/** Requests refused as bad (400, 404, 422) with none accepted before the run gives up on the provider. */
+export const refusalsBeforeUnusable = 10;
+
 /** Budget arithmetic in thousandths of a token, so fractional credits add up exactly. */
 const scale = 1000;
 
@@ -48,6 +51,7 @@ export class RetryPolicy {
   readonly #creditUnits: number;
   #units: number;
   #succeeded = false;
+  #refusals = 0;
 
   constructor(settings: RetrySettings, deps: { random: Random; budget?: RetryBudgetSettings | undefined }) {
     checkSettings(settings);
@@ -70,7 +74,14 @@ export class RetryPolicy {
     attempt: number,
     ctx: { nowMs: number; deadlineMs?: number | undefined },
   ): RetryDecision {
-    if (!error.retryable) return { retry: false, reason: 'permanent' };
+    if (!error.retryable) {
+      // The same refusal for the first requests of a run, and no success at all: a wrong model
+      // name or a feature the model lacks, not ten bad items. Stop before sending the rest.
+      if (error.kind === 'bad_request' && !this.#succeeded && ++this.#refusals >= refusalsBeforeUnusable) {
+        return { retry: false, reason: 'unusable' };
+      }
+      return { retry: false, reason: 'permanent' };
+    }
     const rateLimited = error.kind === 'rate_limit';
     const limit = rateLimited
       ? this.settings.maxAttempts * rateLimitAttemptFactor
