@@ -176,6 +176,12 @@ class SqliteLimiter implements Limiter {
   #probingSince: number | undefined;
   /** Wakes the requests held back by the probe as soon as it is answered or given back. */
   #probeDone: { promise: Promise<void>; resolve: () => void } | null = null;
+  /**
+   * Unused estimated tokens of settled requests, by TPM shard, given back in the next booking's
+   * transaction rather than in a commit of their own (one commit a request instead of two). A
+   * refund held back only makes the bucket look fuller than it is, never emptier.
+   */
+  readonly #refunds = new Map<number, number>();
 
   constructor(db: Db, key: string, settings: LimiterSettings, clock: Clock) {
     this.#db = db;
@@ -215,7 +221,9 @@ class SqliteLimiter implements Limiter {
         if (plan.tpm === null || tpm === null) return;
         const actual = Number.isFinite(actualTokens) && actualTokens > 0 ? actualTokens : 0;
         const delta = (actual - tokens) * plan.tpm.intervalMs;
-        if (delta !== 0) this.#adjust('tpm', tpm.shard, delta);
+        if (delta < 0) this.#refunds.set(tpm.shard, (this.#refunds.get(tpm.shard) ?? 0) + delta);
+        // More than estimated is charged at once: other processes must see it before they book.
+        else if (delta > 0) this.#adjust('tpm', tpm.shard, delta);
       },
       cancel: () => {
         if (done) return;
@@ -281,6 +289,8 @@ class SqliteLimiter implements Limiter {
   /** Runs inside BEGIN IMMEDIATE: the clock is read after the write lock is held, so waiting for it is never counted as idle budget. */
   #bookTx(plan: Plan, a: number, b: number, tokens: number, maxWaitMs: number): Booking {
     const now = this.#clock.now();
+    for (const [shard, delta] of this.#refunds) this.#adjust('tpm', shard, delta);
+    this.#refunds.clear();
     const pause = this.#sql.pause.get(this.#key);
     const pausedUntil = pause?.paused_until ?? 0;
     let at = Math.max(now, pausedUntil);
