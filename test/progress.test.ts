@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { memoryIo } from '../src/commands/context.ts';
-import { createProgress, progressMode } from '../src/ui/progress.ts';
+import { createProgress, type ProgressMode, progressMode } from '../src/ui/progress.ts';
 
 const shown = { quiet: false, json: false, progress: true };
 
@@ -25,16 +25,22 @@ describe('progressMode', () => {
 });
 
 describe('progress notices', () => {
-  test('the provider going down and coming back each get a line of their own, once', async () => {
+  /** A progress display writing to memory; its periodic line never comes within a test. */
+  const display = async (mode: ProgressMode) => {
     const io = memoryIo();
     const progress = await createProgress({
       io,
-      mode: 'lines',
+      mode,
       now: () => 0,
       intervalMs: 60_000,
       lastStage: 'cards',
       maxWaitMs: 180_000,
     });
+    return { io, progress };
+  };
+
+  test('the provider going down and coming back each get a line of their own, once', async () => {
+    const { io, progress } = await display('lines');
     const move = (from: string, to: string): void =>
       progress.emit({ type: 'breaker_transition', key: 'k', from, to, cause: 'connection refused' });
     move('closed', 'open');
@@ -50,14 +56,7 @@ describe('progress notices', () => {
   });
 
   test('with progress off there are no notices either', async () => {
-    const io = memoryIo();
-    const progress = await createProgress({
-      io,
-      mode: 'off',
-      now: () => 0,
-      intervalMs: 1000,
-      lastStage: 'cards',
-    });
+    const { io, progress } = await display('off');
     progress.emit({ type: 'breaker_transition', key: 'k', from: 'closed', to: 'open', cause: 'x' });
     progress.stop();
     assert.deepEqual(io.stderr, []);
