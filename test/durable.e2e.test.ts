@@ -411,7 +411,7 @@ describe('durable batches: signals and cron', () => {
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stderr.split('\n').filter((l) => l.startsWith('progress: '));
     assert.ok(lines.length >= 2, r.stderr);
-    for (const l of lines) assert.match(l, /^progress: \d+\/30 items · /);
+    for (const l of lines) assert.match(l, /^progress: \d+\/30 items \| /);
     assert.equal(r.stderr.includes('\u001b['), false, 'no ANSI escape codes');
     assert.doesNotMatch(r.stderr, /[⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏]/);
 
