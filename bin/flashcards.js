@@ -3,11 +3,13 @@ import module from 'node:module';
 import { setFlagsFromString } from 'node:v8';
 
 // Checked before anything else loads: on an older Node the CLI would fail on a missing API with a
-// stack trace instead of saying what it needs. (package.json's engines field only warns at install.)
+// stack trace, and on 22.12-22.13 the SQLite driver's prebuilt binary (better-sqlite3) segfaults,
+// instead of saying what it needs. (package.json's engines field only warns at install.)
 const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
-if (major < 22 || (major === 22 && minor < 12)) {
+if (major < 22 || (major === 22 && minor < 14)) {
+  const why = major === 22 && minor >= 12 ? ' (its SQLite driver crashes on Node 22.12 and 22.13)' : '';
   process.stderr.write(
-    `error: flashcards needs Node.js 22.12 or newer; this is Node ${process.version}\n` +
+    `error: flashcards needs Node.js 22.14 or newer${why}; this is Node ${process.version}\n` +
       'hint: install Node 24 LTS from https://nodejs.org, or switch with a version manager (nvm install 24)\n',
   );
   process.exit(2);

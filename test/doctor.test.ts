@@ -206,14 +206,15 @@ describe('doctor', () => {
     );
   });
 
-  test('Node.js older than 22.12 fails', () => {
-    assert.deepEqual(checkNode('22.11.0'), {
+  test('Node.js older than 22.14 fails (the SQLite driver crashes on 22.12 and 22.13)', () => {
+    assert.deepEqual(checkNode('22.13.1'), {
       name: 'Node.js',
       status: 'fail',
-      detail: '22.11.0 (needs >= 22.12)',
-      fix: 'install Node.js 22.12 or newer',
+      detail: '22.13.1 (needs >= 22.14)',
+      fix: 'install Node.js 22.14 or newer',
     });
-    assert.equal(checkNode('22.12.0').status, 'pass');
+    assert.equal(checkNode('22.11.0').status, 'fail');
+    assert.equal(checkNode('22.14.0').status, 'pass');
     assert.equal(checkNode('23.0.1').status, 'pass');
   });
 

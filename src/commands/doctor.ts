@@ -36,7 +36,9 @@ export interface DoctorOptions {
   nodeVersion?: string;
 }
 
-const MIN_NODE = [22, 12] as const;
+// Not 22.12 as the dependencies' own engines suggest: better-sqlite3's prebuilt driver crashes
+// (segfault) on Node 22.12 and 22.13; bin/flashcards.js refuses them for the same reason.
+const MIN_NODE = [22, 14] as const;
 const PROBE_TIMEOUT_MS = 5000;
 
 /**
