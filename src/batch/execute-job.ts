@@ -326,7 +326,7 @@ async function callWithPolicies(
           : "the provider's answers are unusable: none has passed validation yet, and the retry budget went on them";
       throw new FlashcardsError('config', `${what} (last: ${error.message})`, {
         exitCode: ExitCode.aborted,
-        hint: 'check --model and --base-url: the model must exist there and support structured output (response_format json_schema)',
+        hint: 'check --model and --base-url: the model must exist there and support structured output (response_format json_schema); then run again with --retry-failed',
       });
     } else if (verdict.reason === 'deadline' && error.retryable) {
       throw new FlashcardsError(
