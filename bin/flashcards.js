@@ -2,9 +2,10 @@
 import module from 'node:module';
 import { setFlagsFromString } from 'node:v8';
 
-// Checked before anything else loads: on an older Node the CLI would fail on a missing API with a
-// stack trace, and on 22.12-22.13 the SQLite driver's prebuilt binary (better-sqlite3) segfaults,
-// instead of saying what it needs. (package.json's engines field only warns at install.)
+// Checked before anything else loads, against the minimum package.json's engines field states
+// (npm only warns about it at install): on an older Node the CLI would fail on a missing API with
+// a stack trace, and on 22.12-22.13 the SQLite driver's prebuilt binary (better-sqlite3) segfaults,
+// instead of saying what it needs.
 const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
 if (major < 22 || (major === 22 && minor < 14)) {
   const why = major === 22 && minor >= 12 ? ' (its SQLite driver crashes on Node 22.12 and 22.13)' : '';

@@ -29,12 +29,6 @@ export type RunOutcome =
   | { status: 'complete'; counts: BatchCounts }
   | { status: 'stopped'; reason: FlashcardsError; counts: BatchCounts };
 
-/**
- * Drives a batch to completion: claims items in input order (leases shared with other processes),
- * runs each item's stages in turn through `executeJob`, and stores every result as it arrives.
- * Stopping (signal, deadline, a run-fatal error) takes no new items, lets running ones end,
- * and hands unfinished items back so any later run picks them up.
- */
 /** A failure nothing below handled: a full or failing disk says so; anything else is a bug. */
 function unexpected(e: unknown): FlashcardsError {
   if (isFlashcardsError(e)) return e;
@@ -44,6 +38,12 @@ function unexpected(e: unknown): FlashcardsError {
   );
 }
 
+/**
+ * Drives a batch to completion: claims items in input order (leases shared with other processes),
+ * runs each item's stages in turn through `executeJob`, and stores every result as it arrives.
+ * Stopping (signal, deadline, a run-fatal error) takes no new items, lets running ones end,
+ * and hands unfinished items back so any later run picks them up.
+ */
 export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   const { batch, store, pipeline, job, owner, clock, events } = options;
   const limit = pLimit(options.concurrency);

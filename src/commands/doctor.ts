@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Chalk } from 'chalk';
 import {
@@ -12,6 +12,7 @@ import { apiKeyVars, needsApiKey, PRESETS, suggestedKeyVar } from '../config/pre
 import { describeSource, displayPath } from '../config/sources.ts';
 import { errorMessage, isFlashcardsError } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
+import { packageFile } from '../core/package-root.ts';
 import { publicUrl } from '../core/provider-key.ts';
 import { renderTable } from './config.ts';
 import type { CommandContext } from './context.ts';
@@ -36,9 +37,18 @@ export interface DoctorOptions {
   nodeVersion?: string;
 }
 
-// Not 22.12 as the dependencies' own engines suggest: better-sqlite3's prebuilt driver crashes
-// (segfault) on Node 22.12 and 22.13; bin/flashcards.js refuses them for the same reason.
-const MIN_NODE = [22, 14] as const;
+/**
+ * The oldest Node that runs the CLI, as package.json's engines field states it (">=22.14":
+ * better-sqlite3's prebuilt driver crashes on 22.12 and 22.13). bin/flashcards.js checks the same
+ * before anything loads.
+ */
+function minNode(): readonly [number, number] {
+  const pkg = JSON.parse(readFileSync(packageFile('package.json'), 'utf8')) as {
+    engines?: { node?: string };
+  };
+  const [major = 0, minor = 0] = (/(\d+)\.(\d+)/.exec(pkg.engines?.node ?? '') ?? []).slice(1).map(Number);
+  return [major, minor];
+}
 const PROBE_TIMEOUT_MS = 5000;
 
 /**
@@ -111,6 +121,7 @@ export async function doctor(ctx: CommandContext, opts: DoctorOptions): Promise<
 
 export function checkNode(version: string): CheckResult {
   const [major = 0, minor = 0] = version.split('.').map(Number);
+  const MIN_NODE = minNode();
   const ok = major > MIN_NODE[0] || (major === MIN_NODE[0] && minor >= MIN_NODE[1]);
   return {
     name: 'Node.js',

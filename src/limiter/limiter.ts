@@ -78,15 +78,6 @@ const ratesFreshMs = 3000;
 const ratesKeepMs = 60_000;
 /** A 429 before this much shared history answers one opening burst, which says nothing of the rate. */
 const minHistoryMs = 1000;
-/** A promise and the function that resolves it (Promise.withResolvers, before ES2024). */
-function settledLater(): { promise: Promise<void>; resolve: () => void } {
-  let resolve: () => void = () => {};
-  const promise = new Promise<void>((r) => {
-    resolve = r;
-  });
-  return { promise, resolve };
-}
-
 /** Tells apart limiter instances (processes, or several in one process) in limiter_rates. */
 let instanceSeq = 0;
 
@@ -175,7 +166,7 @@ class SqliteLimiter implements Limiter {
   #probeSeq = 0;
   #probingSince: number | undefined;
   /** Wakes the requests held back by the probe as soon as it is answered or given back. */
-  #probeDone: { promise: Promise<void>; resolve: () => void } | null = null;
+  #probeDone: PromiseWithResolvers<void> | null = null;
   /**
    * Unused estimated tokens of settled requests, by TPM shard, given back in the next booking's
    * transaction rather than in a commit of their own (one commit a request instead of two). A
@@ -343,7 +334,7 @@ class SqliteLimiter implements Limiter {
       this.#probingSince ??= now;
       if (now - this.#probingSince < probeTimeoutMs) {
         if (this.#probe !== null) {
-          this.#probeDone ??= settledLater();
+          this.#probeDone ??= Promise.withResolvers<void>();
           return {
             ok: false,
             delayMs: probePollMs,
