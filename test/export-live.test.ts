@@ -177,7 +177,14 @@ describe('the live export', () => {
     const file = path.join(dir, 'deck.tsv');
     fs.writeFileSync(file, 'old deck\n');
 
-    const aborted = startLiveExport(store, 'b', pipeline, file, 'anki', deck);
+    const aborted = startLiveExport({
+      store,
+      batchId: 'b',
+      pipeline,
+      output: file,
+      format: 'anki',
+      meta: deck,
+    });
     aborted.feed.done(0, items[0]!, finish(0, 'zero'));
     await turn();
     aborted.feed.abort();
@@ -185,7 +192,7 @@ describe('the live export', () => {
     assert.equal(fs.readFileSync(file, 'utf8'), 'old deck\n');
     assert.deepEqual(fs.readdirSync(dir).sort(), ['deck.tsv', 'state.db', 'state.db-shm', 'state.db-wal']);
 
-    const live = startLiveExport(store, 'b', pipeline, file, 'anki', deck);
+    const live = startLiveExport({ store, batchId: 'b', pipeline, output: file, format: 'anki', meta: deck });
     live.feed.done(1, items[1]!, finish(1, 'one'));
     live.feed.done(2, items[2]!, finish(2, 'two'));
     await turn();
@@ -195,7 +202,7 @@ describe('the live export', () => {
     assert.equal(written.cards, 3);
     assert.deepEqual(written.tally, { items: 3, withoutCards: 0 });
     const again = path.join(dir, 'again.tsv');
-    await exportBatch(store, 'b', pipeline, again, 'anki', deck);
+    await exportBatch({ store, batchId: 'b', pipeline, output: again, format: 'anki', meta: deck });
     assert.equal(fs.readFileSync(file, 'utf8'), fs.readFileSync(again, 'utf8'));
   });
 });

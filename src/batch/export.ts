@@ -186,16 +186,19 @@ async function writeDeck(
   return { cards: written.cards, path: written.path, tally };
 }
 
+/** A batch's deck to write: where its cards come from and where they go. */
+export interface DeckJob {
+  store: BatchStore;
+  batchId: string;
+  pipeline: Pipeline;
+  output: string;
+  format: OutputFormat;
+  meta: DeckMeta;
+}
+
 /** Writes a batch's deck from stored results without any provider call; the file is replaced atomically. */
-export function exportBatch(
-  store: BatchStore,
-  batchId: string,
-  pipeline: Pipeline,
-  output: string,
-  format: OutputFormat,
-  meta: DeckMeta,
-): Promise<ExportResult> {
-  return writeDeck(output, format, meta, (tally) => batchCards(store, batchId, pipeline, tally));
+export function exportBatch(d: DeckJob): Promise<ExportResult> {
+  return writeDeck(d.output, d.format, d.meta, (tally) => batchCards(d.store, d.batchId, d.pipeline, tally));
 }
 
 export interface LiveExport {
@@ -208,17 +211,10 @@ export interface LiveExport {
  * Starts writing a batch's deck file while its run goes on: into a temp file, renamed over
  * `output` only when the feed ends (a stopped run leaves the old file as it was).
  */
-export function startLiveExport(
-  store: BatchStore,
-  batchId: string,
-  pipeline: Pipeline,
-  output: string,
-  format: OutputFormat,
-  meta: DeckMeta,
-): LiveExport {
+export function startLiveExport(d: DeckJob): LiveExport {
   const feed = new FinishedFeed();
-  const result = writeDeck(output, format, meta, (tally) =>
-    liveBatchCards(store, batchId, pipeline, feed, tally),
+  const result = writeDeck(d.output, d.format, d.meta, (tally) =>
+    liveBatchCards(d.store, d.batchId, d.pipeline, feed, tally),
   );
   // Awaited once the run ends; until then a failure must not count as an unhandled rejection.
   result.catch(() => {});

@@ -199,13 +199,13 @@ export async function batchesExport(
       );
     }
     const output = opts.output === '-' ? '-' : resolve(ctx.cwd, opts.output);
-    const written = await exportBatch(
+    const written = await exportBatch({
       store,
-      batch.id,
+      batchId: batch.id,
       pipeline,
       output,
       format,
-      deckMeta(pipeline, {
+      meta: deckMeta(pipeline, {
         deck: opts.deck ?? text('deck'),
         noteType: opts.noteType ?? text('noteType'),
         tags:
@@ -217,7 +217,7 @@ export async function batchesExport(
             ? undefined
             : (parseSetting('fields', opts.fields, '--fields') as string[])) ?? list('fields'),
       }),
-    );
+    });
     const counts = store.counts(batch.id);
     ctx.io.err(
       `wrote ${written.cards} cards for ${counts.done} of ${counts.total} items to ${written.path}\n`,

@@ -194,7 +194,16 @@ async function finishRun(f: Finished): Promise<ExitCodeType> {
     f.live?.feed.end();
     // A live write that failed (a disk full for a while, say) gets one more try from the database.
     const live = await f.live?.result.catch(() => undefined);
-    written = live ?? (await exportBatch(store, batch.id, f.pipeline, f.output, f.format, f.meta));
+    written =
+      live ??
+      (await exportBatch({
+        store,
+        batchId: batch.id,
+        pipeline: f.pipeline,
+        output: f.output,
+        format: f.format,
+        meta: f.meta,
+      }));
     tally = written.tally;
     events.emit({
       type: 'output_written',
@@ -487,7 +496,7 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
     // an .apkg (its scratch collection would outlive a run killed with -9).
     const live =
       output !== null && output !== '-' && format !== 'apkg'
-        ? startLiveExport(store, batch.id, pipeline, output, format, meta)
+        ? startLiveExport({ store, batchId: batch.id, pipeline, output, format, meta })
         : undefined;
     if (live) cleanup.push(() => live.feed.abort());
     const outcome = await runBatch({
