@@ -7,6 +7,12 @@ export interface Clock {
    * process alive (the run is waiting on it); stopping a run aborts its sleeps through the signal.
    */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
+  /**
+   * Calls `fn` after `ms`, and every `ms` after that when `repeat` is set, until the returned
+   * function cancels it. Background work (heartbeats, group commits, deadlines): a pending timer
+   * never keeps a finished process alive.
+   */
+  timer(ms: number, fn: () => void, options?: { repeat?: boolean }): () => void;
 }
 
 export const systemClock: Clock = {
@@ -26,6 +32,16 @@ export const systemClock: Clock = {
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   },
+  timer(ms, fn, options) {
+    if (options?.repeat) {
+      const interval = setInterval(fn, Math.max(1, ms));
+      interval.unref();
+      return () => clearInterval(interval);
+    }
+    const timeout = setTimeout(fn, Math.max(0, ms));
+    timeout.unref();
+    return () => clearTimeout(timeout);
+  },
 };
 
 /**
@@ -34,7 +50,8 @@ export const systemClock: Clock = {
  */
 export class FakeClock implements Clock {
   #now: number;
-  #sleepers: { at: number; seq: number; resolve: () => void }[] = [];
+  /** Sleeps and timers, woken in deadline order; a repeating timer goes back in after each call. */
+  #sleepers: { at: number; seq: number; resolve: () => void; every?: number }[] = [];
   #seq = 0;
 
   constructor(start = Date.UTC(2026, 0, 1)) {
@@ -62,7 +79,17 @@ export class FakeClock implements Clock {
     });
   }
 
-  /** Number of pending sleepers (useful to wait until the code under test has gone to sleep). */
+  timer(ms: number, fn: () => void, options?: { repeat?: boolean }): () => void {
+    const every = options?.repeat ? Math.max(1, ms) : undefined;
+    const entry = { at: this.#now + Math.max(0, ms), seq: this.#seq++, resolve: fn, every };
+    this.#sleepers.push(entry);
+    return () => {
+      entry.every = undefined;
+      this.#sleepers = this.#sleepers.filter((s) => s !== entry);
+    };
+  }
+
+  /** Number of pending sleepers and timers (useful to wait until the code under test has gone to sleep). */
   get pending(): number {
     return this.#sleepers.length;
   }
@@ -76,6 +103,12 @@ export class FakeClock implements Clock {
       if (!next || next.at > target) break;
       this.#sleepers.shift();
       this.#now = next.at;
+      if (next.every !== undefined) {
+        // The same entry goes back in, so the cancel function returned by timer() still finds it.
+        next.at += next.every;
+        next.seq = this.#seq++;
+        this.#sleepers.push(next);
+      }
       next.resolve();
       // Let the woken code run (and perhaps sleep again) before moving on.
       await new Promise<void>((r) => setImmediate(r));
