@@ -140,25 +140,37 @@ describe('the client against the mock provider over node:http', () => {
     await server.close();
   });
 
-  test('sends Bearer auth and the json_schema response format, and reports every response', async () => {
-    const seen: number[] = [];
-    const client = createChatClient({
-      baseUrl: server.url,
-      apiKey: 'sk-abc',
-      timeoutMs: 5000,
-      onResponse: (status, headers) => {
-        seen.push(status);
-        assert.match(headers.get('Content-Type') ?? '', /application\/json/, 'looked up by any case');
-        assert.equal(headers.get('x-no-such-header'), null);
-      },
-    });
-    const result = await client.complete(request, new AbortController().signal);
-    assert.deepEqual(JSON.parse(result.content).front !== undefined, true);
-    assert.ok(result.usage.totalTokens > 0);
-    assert.deepEqual(seen, [200]);
-    const last = server.requests.at(-1)!;
-    assert.equal(last.headers['authorization'], 'Bearer sk-abc');
-    assert.deepEqual((last.body as { response_format: unknown }).response_format, request.responseFormat);
+  test('sends Bearer auth and the json_schema response format, and reads the rate-limit headers once', async () => {
+    server.set({ rpm: 6000 });
+    try {
+      const client = createChatClient({ baseUrl: server.url, apiKey: 'sk-abc', timeoutMs: 5000 });
+      const result = await client.complete(request, new AbortController().signal);
+      assert.deepEqual(JSON.parse(result.content).front !== undefined, true);
+      assert.ok(result.usage.totalTokens > 0);
+      assert.equal(result.status, 200);
+      assert.equal(result.rateLimit.limitRequests, 6000, 'the limit the provider announced');
+      assert.equal(typeof result.rateLimit.remainingRequests, 'number');
+      const last = server.requests.at(-1)!;
+      assert.equal(last.headers['authorization'], 'Bearer sk-abc');
+      assert.deepEqual((last.body as { response_format: unknown }).response_format, request.responseFormat);
+    } finally {
+      server.set({ rpm: 0 });
+    }
+  });
+
+  test('an error carries the rate-limit headers and Retry-After of its response, read once', async () => {
+    server.set({ rpm: 1, burstSeconds: 1 });
+    try {
+      const client = createChatClient({ baseUrl: server.url, apiKey: 'sk-abc', timeoutMs: 5000 });
+      await client.complete(request, new AbortController().signal);
+      const e = await failure(client.complete(request, new AbortController().signal));
+      assert.equal(e.kind, 'rate_limit');
+      assert.equal(e.rateLimit?.limitRequests, 1);
+      assert.ok((e.retryAfterMs ?? 0) > 0);
+      assert.equal(e.retryAfterMs, e.rateLimit?.retryAfterMs, 'the retry and the limiter see one value');
+    } finally {
+      server.set({ rpm: 0 });
+    }
   });
 
   test('a hanging provider is a retryable timeout', async () => {

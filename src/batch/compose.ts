@@ -8,9 +8,9 @@ import type { DataPaths } from '../core/home.ts';
 import { providerKey } from '../core/provider-key.ts';
 import type { Random } from '../core/random.ts';
 import type { Db } from '../db/open.ts';
+import { cacheKeys, type JobContext } from '../job/execute.ts';
 import { createLimiter } from '../limiter/index.ts';
 import { CircuitBreaker, RetryPolicy } from '../resilience/index.ts';
-import { cacheKeys, type JobContext } from './execute-job.ts';
 import type { RunSignals } from './run-signals.ts';
 
 export interface ComposeOptions {
@@ -78,7 +78,6 @@ export function composeJobContext(o: ComposeOptions): JobContext {
     timeoutMs: settings.timeoutMs,
     transport: o.transport,
     now: () => clock.now(),
-    onResponse: (status, headers) => limiter.observe({ status, headers }),
   });
   return {
     batchId: o.batchId,
@@ -95,12 +94,9 @@ export function composeJobContext(o: ComposeOptions): JobContext {
     cacheMode,
     staleIfError: settings.cache.staleIfError,
     singleFlight: new SingleFlight(),
-    clock,
     events: o.events,
     maxWaitMs: settings.breaker.maxWaitMs,
-    deadlineMs: o.deadlineMs,
-    signal: o.signals.signal,
-    stopSignal: o.signals.stopSignal,
+    stop: { clock, signal: o.signals.signal, stopSignal: o.signals.stopSignal, deadlineMs: o.deadlineMs },
     counters: { requests: 0, retries: 0, cacheHits: 0, cacheMisses: 0 },
   };
 }

@@ -2,8 +2,9 @@ import pLimit from 'p-limit';
 import type { Clock } from '../core/clock.ts';
 import { errorMessage, FlashcardsError, isFlashcardsError, storageError } from '../core/errors.ts';
 import type { EventSink } from '../core/events.ts';
+import { executeJob, isRunFatal, type JobContext, type JobResult } from '../job/execute.ts';
+import { isStopping } from '../job/stop.ts';
 import type { Pipeline } from '../pipeline/types.ts';
-import { executeJob, isRunFatal, type JobContext } from './execute-job.ts';
 import type { FinishedFeed } from './export.ts';
 import { isOwnerAlive } from './owner.ts';
 import type { BatchCounts, BatchRecord, BatchStore, ClaimedItem } from './store.ts';
@@ -11,6 +12,8 @@ import type { BatchCounts, BatchRecord, BatchStore, ClaimedItem } from './store.
 /** A lease outlives a crash by this much at most when the owner's liveness cannot be checked (other host). */
 export const LEASE_MS = 30_000;
 const HEARTBEAT_MS = 10_000;
+/** How often a run with nothing to claim looks again while other runs hold the rest of the batch. */
+const IDLE_POLL_MS = 250;
 
 export interface RunnerOptions {
   batch: BatchRecord;
@@ -18,6 +21,7 @@ export interface RunnerOptions {
   pipeline: Pipeline;
   job: JobContext;
   owner: string;
+  /** Items in flight at once: the concurrency of the one gate (p-limit) every item goes through. */
   concurrency: number;
   clock: Clock;
   events: EventSink;
@@ -41,12 +45,14 @@ function unexpected(e: unknown): FlashcardsError {
 /**
  * Drives a batch to completion: claims items in input order (leases shared with other processes),
  * runs each item's stages in turn through `executeJob`, and stores every result as it arrives.
- * Stopping (signal, deadline, a run-fatal error) takes no new items, lets running ones end,
+ * Every item goes through one p-limit gate, whose concurrency is the only limit on items in
+ * flight; the loop keeps a few claimed items queued at the gate so a freed slot starts the next at
+ * once. Stopping (signal, deadline, a run-fatal error) takes no new items, lets running ones end,
  * and hands unfinished items back so any later run picks them up.
  */
 export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   const { batch, store, pipeline, job, owner, clock, events } = options;
-  const limit = pLimit(options.concurrency);
+  const gate = pLimit(options.concurrency);
   const running = new Set<Promise<void>>();
   // One wake-up promise instead of Promise.race over every running task: race leaves a reaction
   // on each task per call, which piles up while a few tasks wait minutes (breaker, backoff).
@@ -58,97 +64,106 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   let fatal: FlashcardsError | undefined;
   const stages = pipeline.stages;
 
-  const heartbeat = setInterval(() => {
-    try {
-      store.heartbeat(owner, LEASE_MS);
-    } catch (e) {
-      // A timer must not crash the process: stop the run cleanly instead.
-      fatal ??=
-        storageError(e, 'state.db') ??
-        new FlashcardsError('database', `cannot renew leases in state.db: ${errorMessage(e)}`, {
-          cause: e,
-        });
-    }
-  }, HEARTBEAT_MS);
-  heartbeat.unref();
+  const stopHeartbeat = clock.timer(
+    HEARTBEAT_MS,
+    () => {
+      try {
+        store.heartbeat(owner, LEASE_MS);
+      } catch (e) {
+        // A timer must not crash the process: stop the run cleanly instead.
+        fatal ??=
+          storageError(e, 'state.db') ??
+          new FlashcardsError('database', `cannot renew leases in state.db: ${errorMessage(e)}`, {
+            cause: e,
+          });
+      }
+    },
+    { repeat: true },
+  );
 
-  const stopping = (): boolean => fatal !== undefined || job.stopSignal.aborted || job.signal.aborted;
+  const stopping = (): boolean => fatal !== undefined || isStopping(job.stop);
   // On the way out of a failed item: handing the lease back must not throw over the error being
   // handled (a full disk fails this write too). A lease left behind lapses after LEASE_MS, and
   // releaseLeases frees this run's at the end.
-  const releaseItem = (idx: number): void => {
+  const releaseItem = async (idx: number): Promise<void> => {
     try {
-      store.releaseItem(batch.id, idx);
+      await store.releaseItem(batch.id, idx);
     } catch {
       // see above
     }
   };
 
+  const record = async (item: ClaimedItem, stage: string, result: JobResult, started: number) => {
+    const outcome = {
+      batchId: batch.id,
+      idx: item.idx,
+      stage,
+      attempts: result.attempts,
+      requests: result.requests,
+      promptTokens: result.ok ? result.usage.promptTokens : 0,
+      completionTokens: result.ok ? result.usage.completionTokens : 0,
+      cached: result.ok && result.cached,
+      durationMs: clock.now() - started,
+    };
+    if (!result.ok) {
+      await store.failJob(outcome, result.error.kind, result.error.message);
+      events.emit({
+        type: 'job_failed',
+        batchId: batch.id,
+        item: item.idx,
+        stage,
+        durationMs: outcome.durationMs,
+        attempts: result.attempts,
+        errorKind: result.error.kind,
+        message: result.error.message,
+      });
+      return;
+    }
+    const last = stage === stages[stages.length - 1]?.name;
+    await store.completeJob(outcome, result.value, last);
+    // Without the response cache this row is the only copy of a paid answer: commit it now.
+    if (!job.cache && !result.cached) await store.flush();
+    events.emit({
+      type: 'job_succeeded',
+      batchId: batch.id,
+      item: item.idx,
+      stage,
+      durationMs: outcome.durationMs,
+      attempts: result.attempts,
+      cached: result.cached,
+      tokens: result.usage.totalTokens,
+    });
+  };
+
   const processItem = async (item: ClaimedItem): Promise<void> => {
-    const results = item.attempts > 1 ? store.results(batch.id, item.idx) : {};
-    for (let s = 0; s < stages.length; s++) {
-      const stage = stages[s]!;
+    // Claimed, then queued at the gate while the run was stopping: hand it back untouched.
+    if (stopping()) return releaseItem(item.idx);
+    const results = item.attempts > 1 ? await store.results(batch.id, item.idx) : {};
+    for (const stage of stages) {
       if (stage.name in results) continue;
       const started = clock.now();
-      let result: Awaited<ReturnType<typeof executeJob>>;
+      let result: JobResult;
       try {
         result = await executeJob(job, stage, { item, previous: results }, item.idx);
       } catch (e) {
-        releaseItem(item.idx);
+        await releaseItem(item.idx);
         if (isFlashcardsError(e) && isRunFatal(e)) {
           fatal ??= e;
           return;
         }
         throw e;
       }
-      const outcome = {
-        batchId: batch.id,
-        idx: item.idx,
-        stage: stage.name,
-        attempts: result.attempts,
-        requests: result.requests,
-        promptTokens: result.ok ? result.usage.promptTokens : 0,
-        completionTokens: result.ok ? result.usage.completionTokens : 0,
-        cached: result.ok && result.cached,
-        durationMs: clock.now() - started,
-      };
-      if (!result.ok) {
-        store.failJob(outcome, result.error.kind, result.error.message);
-        events.emit({
-          type: 'job_failed',
-          batchId: batch.id,
-          item: item.idx,
-          stage: stage.name,
-          durationMs: outcome.durationMs,
-          attempts: result.attempts,
-          errorKind: result.error.kind,
-          message: result.error.message,
-        });
-        return;
-      }
+      await record(item, stage.name, result, started);
+      if (!result.ok) return;
       results[stage.name] = result.value;
-      const last = s === stages.length - 1;
-      store.completeJob(outcome, result.value, last);
-      if (last) options.feed?.done(item.idx, item, results);
-      // Without the response cache this row is the only copy of a paid answer: commit it now.
-      if (!job.cache && !result.cached) store.flush();
-      events.emit({
-        type: 'job_succeeded',
-        batchId: batch.id,
-        item: item.idx,
-        stage: stage.name,
-        durationMs: outcome.durationMs,
-        attempts: result.attempts,
-        cached: result.cached,
-        tokens: result.usage.totalTokens,
-      });
     }
+    options.feed?.done(item.idx, item, results);
   };
 
   const launch = (item: ClaimedItem): void => {
-    const task = limit(() => processItem(item)).catch((e: unknown) => {
+    const task = gate(processItem, item).catch(async (e: unknown) => {
       // A bug or a database failure: stop the run rather than spin on the same item.
-      releaseItem(item.idx);
+      await releaseItem(item.idx);
       fatal ??= unexpected(e);
     });
     const tracked = task.finally(() => {
@@ -158,26 +173,22 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
     running.add(tracked);
   };
 
-  // Items are claimed a few at a time (one commit per claim) into a short local queue: enough to
+  // Items are claimed a few at a time (one commit per claim) and queued at the gate: enough to
   // keep commits off the hot path, too few to starve another process sharing the batch.
-  const claimBatch = Math.max(1, Math.min(16, Math.ceil(options.concurrency / 4)));
-  const queue: ClaimedItem[] = [];
+  const claimAhead = Math.max(1, Math.min(16, Math.ceil(options.concurrency / 4)));
   let claims = 0;
   try {
     while (!stopping()) {
-      if (running.size >= options.concurrency) {
+      if (gate.pendingCount >= claimAhead) {
         await slotFreed();
         continue;
       }
-      if (queue.length === 0) {
-        // Items answered from the cache finish in microtasks alone; yielding here now and then lets
-        // timers (heartbeat, progress, write-behind) and I/O run during a fully cached run.
-        if (++claims % 8 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
-        queue.push(...store.claim(batch.id, owner, LEASE_MS, claimBatch));
-      }
-      const next = queue.shift();
-      if (next) {
-        launch(next);
+      // Items answered from the cache finish in microtasks alone; yielding here now and then lets
+      // timers (heartbeat, progress, write-behind) and I/O run during a fully cached run.
+      if (++claims % 8 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      const claimed = await store.claim(batch.id, owner, LEASE_MS, claimAhead - gate.pendingCount);
+      if (claimed.length > 0) {
+        for (const item of claimed) launch(item);
         continue;
       }
       if (running.size > 0) {
@@ -185,32 +196,32 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
         continue;
       }
       // Nothing claimable here: the rest is either finished or leased by other runs.
-      const others = store.leaseOwners(batch.id).filter((o) => o !== owner);
+      const others = (await store.leaseOwners(batch.id)).filter((o) => o !== owner);
       if (others.length === 0) {
         // A lease can expire or be released between the claim above and this check: claim again.
-        if (store.counts(batch.id).pending === 0) break;
+        if ((await store.counts(batch.id)).pending === 0) break;
         continue;
       }
       let freed = false;
       for (const other of others) {
         if (!isOwnerAlive(other)) {
-          store.releaseLeases(other);
+          await store.releaseLeases(other);
           freed = true;
         }
       }
       if (freed) continue;
       try {
-        await clock.sleep(250, job.stopSignal);
+        await clock.sleep(IDLE_POLL_MS, job.stop.stopSignal);
       } catch {
         break;
       }
     }
     await Promise.all(running);
   } finally {
-    clearInterval(heartbeat);
+    stopHeartbeat();
     try {
       // Also commits the last results: a failure here is reported as the reason the run stopped.
-      store.releaseLeases(owner);
+      await store.releaseLeases(owner);
     } catch (e) {
       fatal ??= unexpected(e);
     }
@@ -218,7 +229,7 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
 
   let counts: BatchCounts;
   try {
-    counts = store.counts(batch.id);
+    counts = await store.counts(batch.id);
   } catch (e) {
     // Counting commits the last results first: when even that fails, the reason to stop wins.
     throw fatal ?? unexpected(e);
@@ -235,11 +246,12 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
     return { status: 'complete', counts };
   }
   if (fatal) return { status: 'stopped', reason: fatal, counts };
-  if (job.stopSignal.aborted || job.signal.aborted || counts.pending > 0) {
+  if (isStopping(job.stop) || counts.pending > 0) {
+    const { deadlineMs } = job.stop;
     const reason =
-      job.deadlineMs !== undefined && clock.now() >= job.deadlineMs
+      deadlineMs !== undefined && clock.now() >= deadlineMs
         ? new FlashcardsError('deadline', 'the run reached its --max-duration')
-        : new FlashcardsError('usage', 'the run was interrupted', { exitCode: 130 });
+        : new FlashcardsError('cancelled', 'the run was interrupted');
     return { status: 'stopped', reason, counts };
   }
   return { status: 'complete', counts };

@@ -1,5 +1,6 @@
-import { isProviderError } from '../core/errors.ts';
-import type { HeaderLookup } from '../core/headers.ts';
+import { isProviderError, ProviderError } from '../core/errors.ts';
+import type { RateLimitInfo } from '../core/headers.ts';
+import { parseRateLimitHeaders } from '../limiter/headers.ts';
 import { classifyFetchError, classifyHttpError, invalidResponseError } from '../resilience/classify.ts';
 import { requestDeadline } from './deadline.ts';
 import { nodeTransport, type Transport } from './transport.ts';
@@ -36,6 +37,8 @@ export interface ChatResult {
   /** True when the provider sent no usage and it was estimated from text lengths. */
   usageEstimated: boolean;
   status: number;
+  /** The response's rate-limit headers, read once: the limiter paces by them. */
+  rateLimit: RateLimitInfo;
 }
 
 export interface ChatClientOptions {
@@ -45,8 +48,6 @@ export interface ChatClientOptions {
   /** How requests travel: node:http(s) by default, an in-process fake for `--provider mock` and tests. */
   transport?: Transport;
   now?: () => number;
-  /** Called for every HTTP response, success or not, before its body is read (rate-limit headers). */
-  onResponse?: (status: number, headers: HeaderLookup) => void;
 }
 
 export interface ChatClient {
@@ -159,7 +160,7 @@ function num(v: unknown): number | undefined {
 export function parseCompletion(
   text: string,
   promptTokensEstimate: () => number,
-): Omit<ChatResult, 'status'> {
+): Omit<ChatResult, 'status' | 'rateLimit'> {
   let body: CompletionBody;
   try {
     body = JSON.parse(text) as CompletionBody;
@@ -199,6 +200,18 @@ export function parseCompletion(
   };
 }
 
+function withRateLimit(e: ProviderError, rateLimit: RateLimitInfo): ProviderError {
+  return new ProviderError(e.kind, e.message, {
+    retryable: e.retryable,
+    retryAfterMs: e.retryAfterMs,
+    status: e.status,
+    hint: e.hint,
+    exitCode: e.exitCode,
+    cause: e.cause,
+    rateLimit,
+  });
+}
+
 const formatTokenCounts = new WeakMap<ResponseFormat, number>();
 
 /** The response format's schema is part of the prompt a provider bills; measured once per format. */
@@ -211,7 +224,11 @@ function formatTokens(format: ResponseFormat): number {
   return tokens;
 }
 
-/** OpenAI-compatible Chat Completions over HTTP. One instance per run; it holds no state besides options. */
+/**
+ * OpenAI-compatible Chat Completions over HTTP. One instance per run; it holds no state besides
+ * options. Every response's rate-limit headers (Retry-After included) are read here, once, and
+ * travel with the answer or the error: the caller hands them to the limiter and the retry.
+ */
 export function createChatClient(options: ChatClientOptions): ChatClient {
   const send = options.transport ?? nodeTransport();
   const encoder = new RequestEncoder();
@@ -230,14 +247,21 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
       const body = encoder.encode(request);
       try {
         const response = await send(url, { method: 'POST', headers, body, signal: deadline.signal });
-        options.onResponse?.(response.status, response.headers);
+        const rateLimit = parseRateLimitHeaders(response.headers, now());
         // The body is read under the same timeout: a provider that hangs mid-body is a timeout too.
         const text = await response.text();
         if (response.status < 200 || response.status > 299) {
-          throw classifyHttpError(response.status, text, response.headers, now(), options.apiKey);
+          throw classifyHttpError(response.status, text, rateLimit, now(), options.apiKey);
         }
         const estimate = (): number => messageTokens(request.messages) + formatTokens(request.responseFormat);
-        return { ...parseCompletion(text, estimate), status: response.status };
+        let parsed: Omit<ChatResult, 'status' | 'rateLimit'>;
+        try {
+          parsed = parseCompletion(text, estimate);
+        } catch (e) {
+          // A 200 whose body is unusable still paid for a request: its headers still pace the limiter.
+          throw isProviderError(e) ? withRateLimit(e, rateLimit) : e;
+        }
+        return { ...parsed, status: response.status, rateLimit };
       } catch (e) {
         if (isProviderError(e)) throw e;
         throw classifyFetchError(e, {

@@ -1,6 +1,5 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { cacheKeys } from '../batch/execute-job.ts';
 import { ResponseCache } from '../cache/index.ts';
 import { estimateTokens } from '../client/chat-client.ts';
 import { costOf, loadSettings } from '../config/index.ts';
@@ -10,6 +9,7 @@ import { dataPaths } from '../core/home.ts';
 import { publicUrl } from '../core/provider-key.ts';
 import { systemRandom } from '../core/random.ts';
 import { openInput } from '../input/index.ts';
+import { cacheKeys } from '../job/execute.ts';
 import { chooseColumns } from '../output/columns.ts';
 import { loadPipeline, pipelineBaseDir } from '../pipeline/registry.ts';
 import type { Stage } from '../pipeline/types.ts';

@@ -1,3 +1,5 @@
+import type { RateLimitInfo } from './headers.ts';
+
 /** Exit codes, as documented in the README. */
 export const ExitCode = {
   ok: 0,
@@ -79,6 +81,8 @@ export interface ProviderErrorOptions extends FlashcardsErrorOptions {
   /** Earliest time to try again, from Retry-After / retry-after-ms, in ms from when the error was seen. */
   retryAfterMs?: number | undefined;
   status?: number | undefined;
+  /** The rate-limit headers of the response that failed, when there was one (429s carry the pacing). */
+  rateLimit?: RateLimitInfo | undefined;
 }
 
 /** A failed provider call, classified so retry, breaker and limiter can each decide what it means. */
@@ -87,6 +91,7 @@ export class ProviderError extends FlashcardsError {
   readonly retryable: boolean;
   readonly retryAfterMs: number | undefined;
   readonly status: number | undefined;
+  readonly rateLimit: RateLimitInfo | undefined;
 
   constructor(kind: ProviderErrorKind, message: string, options: ProviderErrorOptions) {
     super(kind, message, options);
@@ -95,6 +100,7 @@ export class ProviderError extends FlashcardsError {
     this.retryable = options.retryable;
     this.retryAfterMs = options.retryAfterMs;
     this.status = options.status;
+    this.rateLimit = options.rateLimit;
   }
 }
 

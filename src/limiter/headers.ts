@@ -1,20 +1,6 @@
-import type { HeaderLookup } from '../core/headers.ts';
+import type { HeaderLookup, RateLimitInfo } from '../core/headers.ts';
 
-/**
- * What a provider's response says about its rate limits. Times are milliseconds from `nowMs`
- * (never negative), whatever format the provider used.
- */
-export interface RateLimitInfo {
-  limitRequests: number | undefined;
-  limitTokens: number | undefined;
-  remainingRequests: number | undefined;
-  remainingTokens: number | undefined;
-  /** Until the request budget is back (OpenAI: until the bucket is full again). */
-  resetRequestsMs: number | undefined;
-  resetTokensMs: number | undefined;
-  /** From `retry-after-ms`, else `retry-after` (seconds or an HTTP date). */
-  retryAfterMs: number | undefined;
-}
+export type { RateLimitInfo };
 
 /** True when the response carried any limit or remaining count (Retry-After alone does not count). */
 export function hasLimitHeaders(info: RateLimitInfo): boolean {

@@ -45,8 +45,8 @@ export interface LimiterSnapshot {
 export interface Limiter {
   /** Books one request (and `tokens`) now; synchronous. Nothing is booked when it fails. */
   reserve(req: { jobId: string; tokens: number }, opts: { maxWaitMs: number }): Reservation;
-  /** Call for every HTTP response, 429s included, with its headers. */
-  observe(obs: { status: number; headers: HeaderLookup }): void;
+  /** Call for every HTTP response, 429s included, with its rate-limit headers as the client read them. */
+  observe(obs: { status: number; info: RateLimitInfo } | { status: number; headers: HeaderLookup }): void;
   /** For the progress line: current effective limits and pause. */
   snapshot(): LimiterSnapshot;
 }
@@ -224,10 +224,10 @@ class SqliteLimiter implements Limiter {
     };
   }
 
-  observe(obs: { status: number; headers: HeaderLookup }): void {
+  observe(obs: { status: number; info: RateLimitInfo } | { status: number; headers: HeaderLookup }): void {
     const now = this.#clock.now();
     this.#refresh(now);
-    const info = parseRateLimitHeaders(obs.headers, now);
+    const info = 'info' in obs ? obs.info : parseRateLimitHeaders(obs.headers, now);
     const first = !this.#observed;
     this.#observed = true;
     this.#endProbe();

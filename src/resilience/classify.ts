@@ -1,6 +1,6 @@
 import { ExitCode, errorCode, isProviderError, oneLine, ProviderError } from '../core/errors.ts';
-import type { HeaderLookup } from '../core/headers.ts';
-import { parseRetryAfterMs } from '../limiter/headers.ts';
+import type { HeaderLookup, RateLimitInfo } from '../core/headers.ts';
+import { parseRateLimitHeaders } from '../limiter/headers.ts';
 
 /** How much of the provider's own error text a message carries: enough to act on, never a page of HTML. */
 const maxDetailChars = 200;
@@ -95,21 +95,24 @@ function isQuota(status: number, body: ProviderBody): boolean {
 
 /**
  * Turns a non-2xx response into a typed error. Only the status, the provider's own message and the
- * Retry-After headers are used, so no request header (and so no API key) can leak into the message.
+ * rate-limit headers are used, so no request header (and so no API key) can leak into the message.
+ * The client passes the headers it has already read (`RateLimitInfo`), so Retry-After is parsed
+ * once and the limiter and the retry see the same value; raw headers are read here.
  */
 export function classifyHttpError(
   status: number,
   bodyText: string,
-  headers: HeaderLookup,
+  headers: HeaderLookup | RateLimitInfo,
   nowMs: number,
   apiKey?: string,
 ): ProviderError {
   const body = readBody(bodyText);
-  const retryAfterMs = parseRetryAfterMs(headers, nowMs);
+  const rateLimit = 'get' in headers ? parseRateLimitHeaders(headers, nowMs) : headers;
+  const retryAfterMs = rateLimit.retryAfterMs;
   const label = `HTTP ${status}${statusNames[status] ? ` ${statusNames[status]}` : ''}`;
   const message = `provider returned ${label}${body.message ? `: ${trimDetail(body.message, apiKey)}` : ''}`;
   const make = (kind: ProviderError['kind'], retryable: boolean, hint: string | undefined): ProviderError =>
-    new ProviderError(kind, message, { retryable, retryAfterMs, status, hint });
+    new ProviderError(kind, message, { retryable, retryAfterMs, status, hint, rateLimit });
 
   if (isQuota(status, body)) {
     return make(

@@ -1,4 +1,4 @@
-import { type ProviderError, usageError } from '../core/errors.ts';
+import { ExitCode, FlashcardsError, type ProviderError, usageError } from '../core/errors.ts';
 import type { Random } from '../core/random.ts';
 
 export interface RetrySettings {
@@ -32,6 +32,15 @@ export const rateLimitAttemptFactor = 3;
 export type RetryDecision =
   | { retry: true; delayMs: number }
   | { retry: false; reason: 'permanent' | 'attempts' | 'budget' | 'deadline' | 'unusable' };
+
+/**
+ * What the job does after a failed attempt: try again after `delayMs`, fail the item (the error is
+ * the item's), or stop the whole run (nothing else can succeed until a person acts).
+ */
+export type RetryStep =
+  | { action: 'retry'; delayMs: number; note: string }
+  | { action: 'fail' }
+  | { action: 'stop'; error: FlashcardsError };
 
 /** Requests refused as bad (400, 404, 422) with none accepted before the run gives up on the provider. */
 export const refusalsBeforeUnusable = 10;
@@ -109,6 +118,53 @@ export class RetryPolicy {
       this.#units -= scale;
     }
     return { retry: true, delayMs };
+  }
+
+  /**
+   * The decision as the job acts on it. A spent budget sheds load without failing the item: it
+   * waits the longest backoff (attempts still bound the item, and the breaker, seeing these
+   * failures, opens and holds everyone). A provider found unusable, or a deadline that a retry would
+   * pass, stops the run.
+   */
+  next(
+    error: ProviderError,
+    attempt: number,
+    ctx: { nowMs: number; deadlineMs?: number | undefined },
+  ): RetryStep {
+    const verdict = this.decide(error, attempt, ctx);
+    if (verdict.retry) return { action: 'retry', delayMs: verdict.delayMs, note: '' };
+    switch (verdict.reason) {
+      case 'budget':
+        return {
+          action: 'retry',
+          delayMs: this.settings.maxDelayMs,
+          note: ' (retry budget spent: waiting the longest backoff)',
+        };
+      case 'unusable': {
+        const what =
+          error.kind === 'bad_request'
+            ? 'the provider refused the first requests of the run and accepted none'
+            : "the provider's answers are unusable: none has passed validation yet, and the retry budget went on them";
+        return {
+          action: 'stop',
+          error: new FlashcardsError('config', `${what} (last: ${error.message})`, {
+            exitCode: ExitCode.aborted,
+            hint: 'check --model and --base-url: the model must exist there and support structured output (response_format json_schema); then run again with --retry-failed',
+          }),
+        };
+      }
+      case 'deadline':
+        if (!error.retryable) return { action: 'fail' };
+        return {
+          action: 'stop',
+          error: new FlashcardsError(
+            'deadline',
+            `the run reached its --max-duration (last error: ${error.message})`,
+          ),
+        };
+      default:
+        return { action: 'fail' };
+    }
   }
 
   /** Earns part of a token back; call once per successful call (first try or retry). */

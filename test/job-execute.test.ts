@@ -3,17 +3,19 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { cacheKeys, executeJob, type JobContext } from '../src/batch/execute-job.ts';
 import { ResponseCache, SingleFlight } from '../src/cache/index.ts';
-import type { ChatClient, ChatRequest } from '../src/client/chat-client.ts';
-import { FakeClock, systemClock } from '../src/core/clock.ts';
+import type { ChatClient, ChatRequest, ChatResult } from '../src/client/chat-client.ts';
+import { FakeClock } from '../src/core/clock.ts';
 import { isFlashcardsError, ProviderError } from '../src/core/errors.ts';
 import type { RunEvent } from '../src/core/events.ts';
 import { seededRandom } from '../src/core/random.ts';
-import { openDatabase } from '../src/db/open.ts';
+import { type Db, openDatabase } from '../src/db/open.ts';
+import { cacheKeys, executeJob, type JobContext } from '../src/job/execute.ts';
+import { parseRateLimitHeaders } from '../src/limiter/headers.ts';
 import { createLimiter } from '../src/limiter/index.ts';
 import { loadPipeline } from '../src/pipeline/registry.ts';
 import { CircuitBreaker, defaultBreakerSettings, RetryPolicy } from '../src/resilience/index.ts';
+import { drive } from './support/drive.ts';
 
 const pipeline = loadPipeline('vocabulary', process.cwd(), {
   sourceLanguage: 'Korean',
@@ -24,17 +26,18 @@ const goodCards = JSON.stringify({
   cards: [{ front: '사과', back: 'apple', cardType: 'recognition', tags: ['food'] }],
 });
 const input = { item: { term: '사과', context: {} }, previous: { analyze: { lemma: '사과' } } };
+const noHeaders = parseRateLimitHeaders(new Headers(), 0);
 
-type Answer = string | ProviderError;
+type Script = string | ProviderError;
 
 /** A client that answers from a script and records every request it was sent. */
-function scriptedClient(answers: Answer[]): ChatClient & { requests: ChatRequest[] } {
+function scriptedClient(answers: Script[], gate?: Promise<void>): ChatClient & { requests: ChatRequest[] } {
   const requests: ChatRequest[] = [];
   return {
     requests,
-    async complete(request) {
+    async complete(request): Promise<ChatResult> {
       requests.push(request);
-      await new Promise((r) => setTimeout(r, 5));
+      await gate;
       const next = answers.length > 1 ? answers.shift()! : answers[0]!;
       if (typeof next !== 'string') throw next;
       return {
@@ -42,16 +45,26 @@ function scriptedClient(answers: Answer[]): ChatClient & { requests: ChatRequest
         usage: { promptTokens: 10, completionTokens: 5, totalTokens: 15 },
         usageEstimated: false,
         status: 200,
+        rateLimit: noHeaders,
       };
     },
   };
 }
 
-function context(client: ChatClient, over: Partial<JobContext> = {}): JobContext & { seen: RunEvent[] } {
+const key = 'http://x|m|k';
+
+function breakerOn(db: Db, clock: FakeClock): CircuitBreaker {
+  return new CircuitBreaker(db, key, defaultBreakerSettings, { clock, ownerId: 'me' });
+}
+
+function context(
+  client: ChatClient,
+  over: Partial<JobContext> & { clock?: FakeClock } = {},
+): JobContext & { seen: RunEvent[]; clock: FakeClock; db: Db } {
   const dir = mkdtempSync(join(tmpdir(), 'fc-job-'));
   const db = openDatabase(join(dir, 'state.db'));
+  const clock = over.clock ?? new FakeClock();
   const seen: RunEvent[] = [];
-  const key = 'http://x|m|k';
   return {
     batchId: 'b1',
     providerKey: key,
@@ -64,31 +77,35 @@ function context(client: ChatClient, over: Partial<JobContext> = {}): JobContext
       db,
       key,
       { rpm: 60_000, tpm: undefined, burstSeconds: 1, shards: 1, maxRequestTokens: 5000 },
-      { clock: systemClock },
+      { clock },
     ),
-    breaker: new CircuitBreaker(db, key, defaultBreakerSettings, { clock: systemClock, ownerId: 'me' }),
+    breaker: breakerOn(db, clock),
     retry: new RetryPolicy({ maxAttempts: 4, baseDelayMs: 1, maxDelayMs: 5 }, { random: seededRandom(1) }),
     cache: ResponseCache.open(
       join(dir, 'cache.db'),
       { ttlMs: 60_000, jitter: 0, compressThresholdBytes: 1024 },
-      { clock: systemClock, random: seededRandom(2) },
+      { clock, random: seededRandom(2) },
     ),
     cacheMode: 'normal' as const,
     staleIfError: false,
     singleFlight: new SingleFlight(),
-    clock: systemClock,
     maxWaitMs: 60_000,
-    deadlineMs: undefined,
-    signal: new AbortController().signal,
-    stopSignal: new AbortController().signal,
+    stop: {
+      clock,
+      signal: new AbortController().signal,
+      stopSignal: new AbortController().signal,
+      deadlineMs: undefined,
+    },
     counters: { requests: 0, retries: 0, cacheHits: 0, cacheMisses: 0 },
     events: { emit: (e: RunEvent) => void seen.push(e) },
     seen,
+    clock,
+    db,
     ...over,
   };
 }
 
-describe('executeJob: the order of cache, breaker, limiter, client and validation', () => {
+describe('executeJob: the cache first, then the request through the policies', () => {
   test('a validated answer is cached, and the same request later is answered without a call', async () => {
     const client = scriptedClient([goodCards]);
     const ctx = context(client);
@@ -104,7 +121,7 @@ describe('executeJob: the order of cache, breaker, limiter, client and validatio
   test('a schema-invalid answer is retried once with the validation error added to the prompt', async () => {
     const client = scriptedClient(['{"cards":[]}', goodCards]);
     const ctx = context(client);
-    const result = await executeJob(ctx, cardsStage, input, 0);
+    const result = await drive(ctx.clock, executeJob(ctx, cardsStage, input, 0), 1);
     assert.ok(result.ok);
     assert.equal(result.attempts, 2);
     const retried = client.requests[1]!.messages;
@@ -127,14 +144,12 @@ describe('executeJob: the order of cache, breaker, limiter, client and validatio
     const server = new ProviderError('server', 'HTTP 500', { retryable: true, status: 500 });
     const client = scriptedClient([server, server, goodCards]);
     const ctx = context(client);
-    const result = await executeJob(ctx, cardsStage, input, 0);
+    const result = await drive(ctx.clock, executeJob(ctx, cardsStage, input, 0), 1);
     assert.ok(result.ok);
     assert.equal(result.requests, 3);
     assert.equal(ctx.counters.retries, 2);
     assert.deepEqual(
-      ctx.seen
-        .filter((e) => e.type === 'retry_scheduled')
-        .map((e) => (e.type === 'retry_scheduled' ? e.errorKind : '')),
+      ctx.seen.flatMap((e) => (e.type === 'retry_scheduled' ? [e.errorKind] : [])),
       ['server', 'server'],
     );
   });
@@ -150,7 +165,7 @@ describe('executeJob: the order of cache, breaker, limiter, client and validatio
   test('an isolated breaker stops the run with circuit_open and a hint, sending nothing', async () => {
     const client = scriptedClient([goodCards]);
     const ctx = context(client);
-    ctx.breaker.isolate('maintenance');
+    breakerOn(ctx.db, ctx.clock).isolate('maintenance');
     await assert.rejects(
       executeJob(ctx, cardsStage, input, 0),
       (e) => isFlashcardsError(e) && e.kind === 'circuit_open' && /breaker close/.test(e.hint ?? ''),
@@ -159,33 +174,38 @@ describe('executeJob: the order of cache, breaker, limiter, client and validatio
   });
 
   test('--stale-if-error serves an expired entry while the circuit is open', async () => {
-    const clock = new FakeClock(Date.now());
-    const dir = mkdtempSync(join(tmpdir(), 'fc-job-'));
-    const cache = ResponseCache.open(
-      join(dir, 'cache.db'),
-      { ttlMs: 1000, jitter: 0, compressThresholdBytes: 1024 },
-      { clock, random: seededRandom(3) },
-    );
-    const first = context(scriptedClient([goodCards]), { cache });
+    const clock = new FakeClock(Date.UTC(2026, 0, 1));
+    const first = context(scriptedClient([goodCards]), { clock });
     assert.ok((await executeJob(first, cardsStage, input, 0)).ok);
-    await clock.advance(5000);
+    await clock.advance(120_000);
     const client = scriptedClient([goodCards]);
-    const ctx = context(client, { cache, staleIfError: true });
-    ctx.breaker.isolate('down');
+    const ctx = context(client, { clock, cache: first.cache, staleIfError: true });
+    breakerOn(ctx.db, clock).isolate('down');
     const result = await executeJob(ctx, cardsStage, input, 0);
     assert.ok(result.ok);
     assert.equal(result.cached, true);
     assert.equal(client.requests.length, 0);
   });
+});
 
-  test('identical jobs in flight together share one call', async () => {
-    const client = scriptedClient([goodCards]);
+describe('executeJob: identical requests in flight share one call, paid once', () => {
+  test('twenty identical jobs make one request, and only the job that sent it reports its usage', async () => {
+    let release: () => void = () => {};
+    const client = scriptedClient([goodCards], new Promise<void>((r) => (release = r)));
     const ctx = context(client, { cacheMode: 'off' });
-    const results = await Promise.all(
-      Array.from({ length: 20 }, () => executeJob(ctx, cardsStage, input, 0)),
-    );
+    const pending = Array.from({ length: 20 }, () => executeJob(ctx, cardsStage, input, 0));
+    release();
+    const results = await Promise.all(pending);
     assert.ok(results.every((r) => r.ok));
     assert.equal(client.requests.length, 1);
+    assert.deepEqual(
+      results.map((r) => (r.ok ? r.usage.totalTokens : -1)).reduce((a, b) => a + b, 0),
+      15,
+      'the tokens of one request, not twenty',
+    );
+    assert.equal(results.filter((r) => r.requests === 1).length, 1);
+    assert.ok(results.filter((r) => r.requests === 0).every((r) => r.ok && r.cached));
+    assert.equal(ctx.counters.requests, 1);
   });
 });
 
@@ -196,18 +216,11 @@ describe("executeJob while the provider's limits are still unknown", () => {
     const db = openDatabase(':memory:');
     const limiter = createLimiter(
       db,
-      'http://x|m|k',
+      key,
       { rpm: undefined, tpm: undefined, burstSeconds: 1, shards: 1, maxRequestTokens: 5000 },
       { clock },
     );
-    const scripted = scriptedClient([goodCards]);
-    const client: ChatClient = {
-      async complete(request, signal) {
-        const result = await scripted.complete(request, signal);
-        limiter.observe({ status: 200, headers: new Headers() });
-        return result;
-      },
-    };
+    const client = scriptedClient([goodCards]);
     const ctx = context(client, { clock, limiter, cacheMode: 'off' });
     const other = { ...input, item: { term: '배', context: {} } };
     const results = await Promise.all([
@@ -215,7 +228,7 @@ describe("executeJob while the provider's limits are still unknown", () => {
       executeJob(ctx, cardsStage, other, 1),
     ]);
     assert.ok(results.every((r) => r.ok));
-    assert.equal(scripted.requests.length, 2);
+    assert.equal(client.requests.length, 2);
   });
 });
 
@@ -229,6 +242,6 @@ describe('executeJob when our own bookkeeping fails', () => {
     const result = await executeJob(ctx, cardsStage, input, 0);
     assert.ok(result.ok);
     assert.equal(client.requests.length, 1);
-    assert.equal(ctx.breaker.status().failures, 0);
+    assert.equal(breakerOn(ctx.db, ctx.clock).status().failures, 0);
   });
 });

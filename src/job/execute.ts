@@ -1,0 +1,203 @@
+import type { ResponseCache, SingleFlight } from '../cache/index.ts';
+import { cacheKeyer } from '../cache/index.ts';
+import {
+  type ChatClient,
+  type ChatMessage,
+  type ChatRequest,
+  messageTokens,
+  type TokenUsage,
+} from '../client/chat-client.ts';
+import { type FlashcardsError, isProviderError, type ProviderError } from '../core/errors.ts';
+import type { EventSink } from '../core/events.ts';
+import type { Stage, StageInput } from '../pipeline/types.ts';
+import { validateAnswer } from '../pipeline/validate.ts';
+import type { RetryPolicy } from '../resilience/index.ts';
+import { breakerGate } from './breaker-gate.ts';
+import { limiterGate } from './limiter-gate.ts';
+import { type Answer, type Attempt, wrap } from './policy.ts';
+import type { BreakerPort, LimiterPort } from './ports.ts';
+import { providerCall } from './provider-call.ts';
+import { retrying } from './retrying.ts';
+import type { RunStop } from './stop.ts';
+import { validatingWithRepair } from './validation.ts';
+
+/** Everything a job needs from the outside world; composed once per run (see compose.ts). */
+export interface JobContext {
+  batchId: string;
+  /** base URL | model | key hash: names the limiter and breaker this run shares with others. */
+  providerKey: string;
+  model: string;
+  temperature: number;
+  maxTokens: number;
+  client: ChatClient;
+  /** The response cache's key for a stage request (see cacheKeys). */
+  cacheKey: (stage: Stage, messages: readonly ChatMessage[]) => string;
+  limiter: LimiterPort;
+  breaker: BreakerPort;
+  retry: Pick<RetryPolicy, 'next' | 'onSuccess'>;
+  cache: ResponseCache | undefined;
+  cacheMode: 'normal' | 'refresh' | 'off';
+  staleIfError: boolean;
+  singleFlight: SingleFlight;
+  events: EventSink;
+  /** How long to wait for an open circuit before giving up the run. */
+  maxWaitMs: number;
+  stop: RunStop;
+  counters: { requests: number; retries: number; cacheHits: number; cacheMisses: number };
+}
+
+export type JobResult =
+  | { ok: true; value: unknown; cached: boolean; usage: TokenUsage; attempts: number; requests: number }
+  | { ok: false; error: ProviderError; attempts: number; requests: number };
+
+/** Errors that end the whole run rather than one item: nothing else can succeed until a person acts. */
+export function isRunFatal(error: FlashcardsError): boolean {
+  return ['auth', 'quota', 'circuit_open', 'deadline', 'cancelled'].includes(error.kind);
+}
+
+interface KeyParams {
+  baseUrl: string;
+  model: string;
+  temperature: number;
+  maxTokens: number;
+}
+
+/**
+ * The cache key of a stage request under fixed settings. Each stage's keyer (everything but the
+ * messages serialised once; the response format enters as the stage's schema digest) is built on
+ * first use: a run calls this once and keys every request with the function it returns.
+ */
+export function cacheKeys(p: KeyParams): (stage: Stage, messages: readonly ChatMessage[]) => string {
+  const keyers = new Map<Stage, (messages: readonly ChatMessage[]) => string>();
+  return (stage, messages) => {
+    let keyer = keyers.get(stage);
+    if (!keyer) {
+      keyer = cacheKeyer({
+        baseUrl: p.baseUrl,
+        model: p.model,
+        responseFormat: { type: 'json_schema', strict: true, schema: stage.schemaDigest },
+        params: { temperature: p.temperature, max_tokens: p.maxTokens },
+      });
+      keyers.set(stage, keyer);
+    }
+    return keyer(messages);
+  };
+}
+
+const zeroUsage: TokenUsage = { promptTokens: 0, completionTokens: 0, totalTokens: 0 };
+
+/** A cached answer that passes the stage's schema, or undefined. */
+function cachedValue(
+  ctx: JobContext,
+  stage: Stage,
+  key: string,
+  allowStale: boolean,
+): { content: string; value: unknown } | undefined {
+  const hit = ctx.cache?.get(key, { allowStale });
+  if (!hit) return undefined;
+  const checked = validateAnswer(stage, hit.body);
+  return checked.ok ? { content: hit.body, value: checked.value } : undefined;
+}
+
+/**
+ * Runs one job (one item, one stage): the response cache first, then the request through the
+ * policies. Identical requests in flight in this process share one upstream call: the request is
+ * paid once, so only the caller that sent it reports its usage. Throws only run-ending errors; an
+ * item's own failure comes back as `{ ok: false }`.
+ */
+export async function executeJob(
+  ctx: JobContext,
+  stage: Stage,
+  input: StageInput,
+  item: number,
+): Promise<JobResult> {
+  const messages = stage.buildMessages(input);
+  const request: ChatRequest = {
+    model: ctx.model,
+    messages,
+    responseFormat: stage.responseFormat,
+    temperature: ctx.temperature,
+    maxTokens: ctx.maxTokens,
+  };
+  const key = ctx.cacheKey(stage, messages);
+
+  if (ctx.cacheMode === 'normal') {
+    const hit = cachedValue(ctx, stage, key, false);
+    if (hit) {
+      ctx.counters.cacheHits++;
+      return { ok: true, value: hit.value, cached: true, usage: zeroUsage, attempts: 0, requests: 0 };
+    }
+  }
+  if (ctx.cache && ctx.cacheMode !== 'off') ctx.counters.cacheMisses++;
+
+  const { value: result, shared } = await ctx.singleFlight.join(key, () =>
+    requestAnswer(ctx, stage, request, key, item, input.item.term),
+  );
+  if (!shared) return result;
+  // Another job of this run sent the same request and paid for it: this one was answered for free.
+  return result.ok
+    ? { ...result, cached: true, usage: zeroUsage, attempts: 0, requests: 0 }
+    : { ...result, attempts: 0, requests: 0 };
+}
+
+/** One job's request through the policies, in the order they apply (outermost first). */
+async function requestAnswer(
+  ctx: JobContext,
+  stage: Stage,
+  request: ChatRequest,
+  key: string,
+  item: number,
+  term: string,
+): Promise<JobResult> {
+  const common = { stop: ctx.stop, events: ctx.events, batchId: ctx.batchId };
+  const staleAnswer = async (): Promise<Answer | undefined> => {
+    const stale = ctx.staleIfError ? cachedValue(ctx, stage, key, true) : undefined;
+    if (!stale) return undefined;
+    ctx.counters.cacheHits++;
+    return { content: stale.content, usage: zeroUsage, cached: true };
+  };
+  const job = wrap(
+    retrying({ ...common, policy: ctx.retry, item, stage: stage.name, counters: ctx.counters }),
+    validatingWithRepair(stage),
+    breakerGate({
+      ...common,
+      breaker: ctx.breaker,
+      providerKey: ctx.providerKey,
+      maxWaitMs: ctx.maxWaitMs,
+      fallback: staleAnswer,
+    }),
+    limiterGate({ ...common, limiter: ctx.limiter, maxTokens: ctx.maxTokens }),
+  )(providerCall({ client: ctx.client, signal: ctx.stop.signal, counters: ctx.counters }));
+
+  const attempt: Attempt = {
+    request,
+    number: 1,
+    jobId: `${ctx.batchId}:${item}:${stage.name}`,
+    promptTokens: messageTokens(request.messages),
+    tally: { requests: 0 },
+  };
+  const sent = (): number => attempt.tally.requests;
+  try {
+    const answer = await job(attempt);
+    if (!answer.cached) {
+      try {
+        ctx.cache?.put(key, { body: answer.content, model: ctx.model, term, stage: stage.name });
+      } catch {
+        // The result is stored with the job in state.db all the same; a cache that cannot be
+        // written only costs a later re-run, so it must not fail a paid answer.
+      }
+    }
+    return {
+      ok: true,
+      value: answer.value,
+      cached: answer.cached,
+      usage: answer.usage,
+      attempts: sent(),
+      requests: sent(),
+    };
+  } catch (e) {
+    if (isProviderError(e) && !isRunFatal(e))
+      return { ok: false, error: e, attempts: sent(), requests: sent() };
+    throw e;
+  }
+}
