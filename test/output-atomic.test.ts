@@ -139,7 +139,7 @@ describe('atomic file output', () => {
     mkdirSync(file);
     const e = await writeOutput(file, 'anki', [card(0)], meta).catch((err: unknown) => err);
     assert.ok(isFlashcardsError(e));
-    assert.equal(e.message, `cannot write deck.txt: ${file} is a directory`);
+    assert.equal(e.message, `cannot write ${file}: it is a directory`);
   });
 
   test('a file in place of the output directory is a usage error', async () => {

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { type FileHandle, open, readdir, rename, rm, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, type FileHandle, open, readdir, rename, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ExitCode, errorMessage, FlashcardsError } from '../core/errors.ts';
@@ -23,10 +24,7 @@ export async function writeFileAtomic(
   file: string,
   chunks: AsyncIterable<string | Uint8Array>,
 ): Promise<{ bytes: number; path: string }> {
-  const target = resolve(file);
-  const dir = dirname(target);
-  const shown = dirname(file);
-  const where: Where = { file, base: basename(target), dir: shown.endsWith('/') ? shown : `${shown}/` };
+  const { target, dir, where } = place(file);
   const mode = await checkTarget(target, dir, where);
   await removeAbandonedTemps(dir, basename(target));
   const temp = join(dir, `.${basename(target)}.${process.pid}-${HOST}.${randomBytes(6).toString('hex')}.tmp`);
@@ -60,6 +58,26 @@ export async function writeFileAtomic(
   }
 }
 
+/** The file's absolute path and directory, and how messages name them (as the user gave them). */
+function place(file: string, shownAs = file): { target: string; dir: string; where: Where } {
+  const target = resolve(file);
+  const shown = dirname(shownAs);
+  return {
+    target,
+    dir: dirname(target),
+    where: { file: shownAs, base: basename(target), dir: shown.endsWith('/') ? shown : `${shown}/` },
+  };
+}
+
+/**
+ * Fails with the same one-line errors `writeFileAtomic` would give (missing directory, a path
+ * that is a directory, no permission), for a command that must know before it pays for anything.
+ */
+export async function checkOutputPath(file: string, shownAs = file): Promise<void> {
+  const { target, dir, where } = place(file, shownAs);
+  await checkTarget(target, dir, where);
+}
+
 /** Names this host in temp file names, so a sweep never touches another machine's file on a shared disk. */
 const HOST = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
 
@@ -88,6 +106,8 @@ async function checkTarget(target: string, dir: string, where: Where): Promise<n
   try {
     if (!(await stat(dir)).isDirectory())
       throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
+    // The temp file is created in the directory: it must be writable even to replace a file.
+    await access(dir, constants.W_OK);
   } catch (e) {
     throw writeError(where, e as NodeJS.ErrnoException);
   }
@@ -139,7 +159,7 @@ function isFsError(e: unknown): e is NodeJS.ErrnoException {
 }
 
 function writeError(where: Where, e: NodeJS.ErrnoException): FlashcardsError {
-  const start = `cannot write ${where.base}`;
+  const start = e.code === 'EISDIR' ? `cannot write ${where.file}` : `cannot write ${where.base}`;
   const make = (reason: string, hint?: string, exitCode?: ExitCode): FlashcardsError =>
     new FlashcardsError('usage', `${start}: ${reason}`, {
       hint,
@@ -150,9 +170,9 @@ function writeError(where: Where, e: NodeJS.ErrnoException): FlashcardsError {
     case 'ENOENT':
       return make(`directory ${where.dir} does not exist`, `create it first: mkdir -p ${where.dir}`);
     case 'ENOTDIR':
-      return make(`${where.dir} is not a directory`);
+      return make(`${where.dir} is not a directory`, `${where.dir} names a file: choose another folder`);
     case 'EISDIR':
-      return make(`${where.file} is a directory`, 'name a file inside it, e.g. --output deck.txt');
+      return make('it is a directory', 'name a file inside it, e.g. -o deck.tsv');
     case 'EACCES':
     case 'EPERM':
       return make(

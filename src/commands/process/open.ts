@@ -1,0 +1,207 @@
+import { rmSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { composeJobContext } from '../../batch/compose.ts';
+import { type LiveExport, startLiveExport } from '../../batch/export.ts';
+import { identifyBatch } from '../../batch/identify.ts';
+import { isOwnerAlive, newOwnerId, ownerPid } from '../../batch/owner.ts';
+import { prepareBatch, spoolStdin } from '../../batch/prepare.ts';
+import { DEADLINE_GRACE_MS, runSignals } from '../../batch/run-signals.ts';
+import { LEASE_MS } from '../../batch/runner.ts';
+import { type BatchRecord, BatchStore } from '../../batch/store.ts';
+import { fetchTransport } from '../../client/transport.ts';
+import type { DisposerStack } from '../../core/disposer-stack.ts';
+import { errorMessage, FlashcardsError } from '../../core/errors.ts';
+import { type EventSink, fanOut } from '../../core/events.ts';
+import { dataPaths } from '../../core/home.ts';
+import { publicUrl } from '../../core/provider-key.ts';
+import { systemRandom } from '../../core/random.ts';
+import { openDatabase } from '../../db/open.ts';
+import type { JobContext } from '../../job/execute.ts';
+import { openJsonLog } from '../../ui/json-log.ts';
+import { createProgress, type Progress, progressMode } from '../../ui/progress.ts';
+import type { CommandContext } from '../context.ts';
+import type { ProcessOptions } from './options.ts';
+import type { RunPlan } from './plan.ts';
+
+/** Everything a run holds open; each part is registered on the command's disposer stack. */
+export interface OpenRun {
+  owner: string;
+  store: BatchStore;
+  batch: BatchRecord;
+  resumed: boolean;
+  job: JobContext;
+  events: EventSink;
+  progress: Progress;
+  log: string;
+  /** The deck file being written during the run (absent for stdout, .apkg and AnkiConnect only). */
+  live: LiveExport | undefined;
+  /** Items done before this run started. */
+  skipped: number;
+  /** Ends the deadline's timers once the run is over (delivery is not cut short by them). */
+  endSignals: () => void;
+}
+
+/** The input as a file: a path, or stdin copied to a temp file that goes away with the run. */
+async function inputFile(ctx: CommandContext, o: ProcessOptions, stack: DisposerStack): Promise<string> {
+  if (o.input !== '-') return resolve(ctx.cwd, o.input);
+  const spooled = await spoolStdin(ctx.home, o.stdin ?? process.stdin);
+  stack.defer(() => rmSync(spooled, { force: true }));
+  return spooled;
+}
+
+/**
+ * Opens what a run needs, in order, each with its cleanup on `stack`: the state database, the
+ * batch (found, or loaded from the input), this run's registration on it, the log, the progress
+ * display, the stop signals, the job's policies and the live deck file.
+ */
+export async function openRun(
+  ctx: CommandContext,
+  o: ProcessOptions,
+  plan: RunPlan,
+  stack: DisposerStack,
+): Promise<OpenRun> {
+  const { settings, pipeline } = plan;
+  const paths = dataPaths(ctx.home);
+  const owner = newOwnerId();
+  const db = stack.use(openDatabase(paths.stateDb));
+  const store = new BatchStore(db, () => ctx.clock.now());
+  const inputPath = await inputFile(ctx, o, stack);
+  const identity = await identifyBatch(store, {
+    settings,
+    pipeline,
+    inputPath,
+    batch: o.batch,
+    newBatch: o.newBatch,
+  });
+  const { batch, resumed } = await prepareBatch({
+    store,
+    meta: {
+      id: identity.id,
+      inputName: plan.displayName,
+      inputDigest: identity.inputDigest,
+      settingsHash: identity.settingsHash,
+      pipeline: pipeline.name,
+      stages: pipeline.stages.map((s) => s.name),
+      model: settings.model,
+      baseUrl: publicUrl(settings.baseUrl),
+      outputPath: plan.output,
+      format: plan.format,
+      settings: { ...identity.shaping, pipelineRef: plan.pipelineRef, ...plan.choice },
+    },
+    inputPath,
+    displayName: plan.displayName,
+    owner,
+    clock: ctx.clock,
+    signal: o.signal,
+  });
+
+  const conflict = store.joinRun(batch.id, owner, o.lock, LEASE_MS, isOwnerAlive);
+  if (conflict) {
+    throw new FlashcardsError(
+      'locked',
+      `another run (pid ${ownerPid(conflict)}) is working on batch ${batch.id}`,
+      {
+        hint: o.lock
+          ? 'wait for it to finish, or run without --lock to cooperate with it'
+          : 'that run holds --lock; wait for it to finish',
+      },
+    );
+  }
+  // Hand back this run's leases and registration, at the end or on a second Ctrl-C.
+  const leave = (): void => {
+    store.releaseLeases(owner);
+    store.leaveRun(owner);
+  };
+  stack.defer(leave);
+  o.onHardExit?.(leave);
+  if (o.retryFailed) store.requeueFailed(batch.id);
+  store.setOutput(batch.id, plan.output === '-' ? null : plan.output, plan.format);
+  // JSON merge patch: null removes a key, so a choice dropped since the last run is forgotten.
+  store.patchSettings(batch.id, {
+    deck: plan.choice.deck ?? null,
+    noteType: plan.choice.noteType ?? null,
+    tags: plan.choice.tags,
+    fields: plan.choice.fields ?? null,
+  });
+
+  const log = stack.use(
+    openJsonLog(
+      paths.logs,
+      () => ctx.clock.now(),
+      owner.split(':').slice(1).join('-'),
+      (e) =>
+        ctx.io.err(`warning: cannot write the run's log (${errorMessage(e)}); the run goes on without it\n`),
+    ),
+  );
+  const progress = await createProgress({
+    io: ctx.io,
+    mode: progressMode(ctx.io, o),
+    now: () => ctx.clock.now(),
+    intervalMs: settings.progressIntervalMs,
+    lastStage: pipeline.stages[pipeline.stages.length - 1]?.name ?? '',
+    maxWaitMs: settings.breaker.maxWaitMs,
+  });
+  stack.defer(() => progress.stop());
+  const events = fanOut(log, progress);
+
+  const deadlineMs = settings.maxDurationMs === undefined ? undefined : plan.started + settings.maxDurationMs;
+  const signals = runSignals({
+    signal: o.signal,
+    stopSignal: o.stopSignal,
+    deadlineInMs: deadlineMs === undefined ? undefined : deadlineMs - ctx.clock.now(),
+    graceMs: Math.min(DEADLINE_GRACE_MS, settings.timeoutMs),
+  });
+  stack.defer(() => signals.dispose());
+  // The offline mock (and its schema sampler) loads only when asked for.
+  const transport =
+    settings.provider === 'mock'
+      ? fetchTransport((await import('../../client/mock-fetch.ts')).createMockFetch())
+      : o.fetch
+        ? fetchTransport(o.fetch)
+        : undefined;
+  const job = composeJobContext({
+    db,
+    paths,
+    settings,
+    batchId: batch.id,
+    owner,
+    refresh: o.refresh,
+    transport,
+    events,
+    signals,
+    deadlineMs,
+    clock: ctx.clock,
+    random: systemRandom,
+  });
+  stack.defer(() => job.cache?.close());
+
+  // A deck file is written while the run goes on, so the end of a run waits for its last few
+  // items, not for the whole deck. Not stdout (a stopped run must print no partial deck), and not
+  // an .apkg (its scratch collection would outlive a run killed with -9).
+  const live =
+    plan.output !== null && plan.output !== '-' && plan.format !== 'apkg'
+      ? startLiveExport({
+          store,
+          batchId: batch.id,
+          pipeline,
+          output: plan.output,
+          format: plan.format,
+          meta: plan.meta,
+        })
+      : undefined;
+  if (live) stack.defer(() => live.feed.abort());
+  const before = store.counts(batch.id);
+  return {
+    owner,
+    store,
+    batch,
+    resumed,
+    job,
+    events,
+    progress,
+    log: log.path,
+    live,
+    skipped: before.total - before.pending,
+    endSignals: () => signals.dispose(),
+  };
+}

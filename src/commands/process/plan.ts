@@ -1,0 +1,137 @@
+import { basename, extname, resolve } from 'node:path';
+import type { Settings } from '../../config/index.ts';
+import { apiKeyVars, loadSettings, needsApiKey, PRESETS, suggestedKeyVar } from '../../config/index.ts';
+import { FlashcardsError, usageError } from '../../core/errors.ts';
+import { publicUrl } from '../../core/provider-key.ts';
+import { checkOutputPath } from '../../output/atomic.ts';
+import { type DeckChoice, deckMeta } from '../../output/deck-meta.ts';
+import {
+  type DeckMeta,
+  type OutputFormat,
+  outputFormatFromPath,
+  parseOutputFormat,
+} from '../../output/index.ts';
+import { loadPipeline, pipelineBaseDir, pipelineRef } from '../../pipeline/registry.ts';
+import type { Pipeline } from '../../pipeline/types.ts';
+import type { CommandContext } from '../context.ts';
+import type { ProcessOptions } from './options.ts';
+
+/** What a run will do, settled before anything is opened, read from stdin or paid for. */
+export interface RunPlan {
+  settings: Settings;
+  pipeline: Pipeline;
+  /** How a batch remembers its pipeline: a built-in name or an absolute path. */
+  pipelineRef: string;
+  format: OutputFormat;
+  /** '-' for stdout; null when the cards go to AnkiConnect only. */
+  output: string | null;
+  choice: DeckChoice;
+  meta: DeckMeta;
+  /** The input as people read it in messages ("stdin" for -). */
+  displayName: string;
+  /** When the run started (the --max-duration deadline counts from here). */
+  started: number;
+}
+
+const extensions: Record<OutputFormat, string> = {
+  anki: '.deck.tsv',
+  csv: '.cards.csv',
+  jsonl: '.cards.jsonl',
+  json: '.cards.json',
+  apkg: '.apkg',
+};
+
+/** words.csv -> words.deck.tsv (or .cards.csv, .apkg, ...); stdin -> deck.tsv / cards.csv / ... */
+function defaultOutput(input: string, format: OutputFormat, cwd: string): string {
+  const name =
+    input === '-' ? extensions[format].slice(1) : `${basename(input, extname(input))}${extensions[format]}`;
+  return resolve(cwd, name);
+}
+
+/** Options that contradict each other are a usage error, not a silent choice. */
+function checkOptions(o: ProcessOptions, settings: Settings): void {
+  if (o.batch && o.newBatch)
+    throw usageError('--batch resumes a batch and --new starts one; use one of them');
+  if (o.refresh && !settings.cache.enabled) {
+    throw usageError('--refresh rewrites the cache and --no-cache turns it off; use one of them');
+  }
+  if (o.json && o.output === '-') {
+    throw usageError(
+      '--json and -o - both write to stdout',
+      'write the deck to a file with -o, or drop --json',
+    );
+  }
+}
+
+function requireApiKey(settings: Settings): void {
+  if (!needsApiKey(settings.provider, settings.baseUrl) || settings.apiKey) return;
+  const where = PRESETS[settings.provider].keyUrl;
+  throw new FlashcardsError(
+    'config',
+    `no API key for ${settings.provider} at ${publicUrl(settings.baseUrl)}; looked in ${apiKeyVars(settings.provider).join(', ')}`,
+    {
+      hint: `export ${suggestedKeyVar(settings.provider)}=<your key>${where ? ` (get one at ${where})` : ''}, or try --provider mock offline`,
+    },
+  );
+}
+
+/** Fails before any work when Anki is not listening: a closed Anki must not surface after the run. */
+async function checkAnkiConnect(url: string): Promise<void> {
+  const { ankiConnectVersion } = await import('../../output/anki-connect.ts');
+  await ankiConnectVersion(url);
+}
+
+/**
+ * Settles what the run will do and checks everything that can be checked before a request is paid
+ * for: settings, contradictory options, the pipeline file, the API key, AnkiConnect, the output
+ * path. Reads nothing but the configuration and the pipeline; opens nothing.
+ */
+export async function planRun(ctx: CommandContext, o: ProcessOptions): Promise<RunPlan> {
+  const started = ctx.clock.now();
+  const { settings, sources } = await loadSettings({
+    cwd: ctx.cwd,
+    env: ctx.env,
+    configFile: ctx.configFile,
+    flags: o.flags,
+  });
+  // `-o deck.apkg` means apkg whatever the config file or environment say: the path is the more
+  // specific wish. Only --format on the same command line overrides it.
+  const fromPath = o.output && o.output !== '-' ? outputFormatFromPath(o.output) : undefined;
+  const format =
+    fromPath && sources['format']?.kind !== 'flag' ? fromPath : parseOutputFormat(settings.format);
+  checkOptions(o, settings);
+  // A pipeline file's problems are reported before anything else is asked of the user.
+  const pipelineDir = pipelineBaseDir(sources['pipeline'], ctx.cwd);
+  const pipeline = loadPipeline(settings.pipeline, pipelineDir, settings);
+  requireApiKey(settings);
+  const isDefault = (key: string): boolean => (sources[key]?.kind ?? 'default') === 'default';
+  const choice: DeckChoice = {
+    deck: isDefault('deck') ? undefined : settings.deck,
+    noteType: isDefault('noteType') ? undefined : settings.noteType,
+    tags: settings.tags,
+    fields: settings.fields,
+  };
+  const meta = deckMeta(pipeline, choice);
+  if (o.to === 'anki-connect') await checkAnkiConnect(settings.ankiConnectUrl);
+  const output =
+    o.output === '-'
+      ? '-'
+      : o.to === 'anki-connect' && o.output === undefined
+        ? null
+        : resolve(ctx.cwd, o.output ?? defaultOutput(o.input, format, ctx.cwd));
+  if (output === '-' && format === 'apkg')
+    throw usageError('an .apkg package cannot be written to stdout', 'give a file with -o deck.apkg');
+  // A typo in -o must not surface after the whole run.
+  if (output !== null && output !== '-') await checkOutputPath(output, o.output ?? output);
+  return {
+    settings,
+    pipeline,
+    pipelineRef: pipelineRef(settings.pipeline, pipelineDir),
+    format,
+    output,
+    choice,
+    meta,
+    displayName: o.input === '-' ? 'stdin' : o.input,
+    started,
+  };
+}

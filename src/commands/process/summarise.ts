@@ -1,0 +1,107 @@
+import { emptyItemsWarning } from '../../batch/export.ts';
+import type { RunOutcome } from '../../batch/runner.ts';
+import { costOf } from '../../config/index.ts';
+import { ExitCode, type ExitCode as ExitCodeType, FlashcardsError } from '../../core/errors.ts';
+import { printSummary, type RunSummary } from '../../ui/summary.ts';
+import type { CommandContext } from '../context.ts';
+import type { Delivery } from './deliver.ts';
+import type { OpenRun } from './open.ts';
+import type { ProcessOptions } from './options.ts';
+import type { RunPlan } from './plan.ts';
+
+/** The exit code of a run: what stopped it, else whether everything it was asked for succeeded. */
+function exitCodeOf(outcome: RunOutcome, delivery: Delivery): ExitCodeType {
+  if (outcome.status === 'stopped') return outcome.reason.exitCode;
+  const { tally, pushed } = delivery;
+  // Items that all came back without a single card mean the pipeline made nothing: not a success.
+  const madeNothing = tally !== undefined && tally.items > 0 && tally.withoutCards === tally.items;
+  return outcome.counts.failed > 0 || (pushed?.failed ?? 0) > 0 || madeNothing
+    ? ExitCode.itemsFailed
+    : ExitCode.ok;
+}
+
+/**
+ * Records how the run ended (the batch's status, the log's last event), prints the summary (a
+ * table on stderr, or the --json object on stdout) and returns the exit code; a stopped run ends
+ * with its reason as the error, and a hint on how to resume.
+ */
+export async function summarise(
+  ctx: CommandContext,
+  o: ProcessOptions,
+  plan: RunPlan,
+  run: OpenRun,
+  outcome: RunOutcome,
+  delivery: Delivery,
+): Promise<ExitCodeType> {
+  const { store, batch, events } = run;
+  const emptyWarning = delivery.tally ? emptyItemsWarning(delivery.tally, plan.pipeline) : undefined;
+  if (emptyWarning && !o.json) ctx.io.err(`warning: ${emptyWarning}\n`);
+  const exitCode = exitCodeOf(outcome, delivery);
+  const status =
+    outcome.status === 'complete'
+      ? exitCode === ExitCode.ok
+        ? 'done'
+        : 'failed'
+      : outcome.reason.exitCode === ExitCode.interrupted
+        ? 'interrupted'
+        : 'aborted';
+  store.setStatus(batch.id, status);
+  const totals = store.totals(batch.id);
+  const durationMs = ctx.clock.now() - plan.started;
+  events.emit({ type: 'run_finished', batchId: batch.id, status, exitCode, durationMs });
+
+  const counts = outcome.counts;
+  const { written, pushed, tally } = delivery;
+  const summary: RunSummary = {
+    batchId: batch.id,
+    status,
+    exitCode,
+    input: batch.inputName,
+    output: written ? written.path : null,
+    format: plan.format,
+    items: {
+      total: counts.total,
+      succeeded: counts.done,
+      failed: counts.failed,
+      pending: counts.pending,
+      skipped: run.skipped,
+    },
+    cards: written?.cards ?? pushed?.cards ?? 0,
+    itemsWithoutCards: tally?.withoutCards ?? 0,
+    ...(pushed ? { ankiConnect: pushed } : {}),
+    requests: run.job.counters.requests,
+    cacheHits: run.job.counters.cacheHits,
+    retries: run.job.counters.retries,
+    tokens: {
+      prompt: totals.promptTokens,
+      completion: totals.completionTokens,
+      total: totals.promptTokens + totals.completionTokens,
+    },
+    costUsd: costOf(plan.settings, totals.promptTokens, totals.completionTokens),
+    durationMs,
+    log: run.log,
+    peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
+    failures: store.failures(batch.id, 50),
+  };
+  if (o.json) ctx.io.out(`${JSON.stringify(summary)}\n`);
+  else if (!o.quiet) await printSummary(ctx.io, summary);
+
+  if (outcome.status === 'stopped') {
+    const resume = o.newBatch
+      ? `resume it with --batch ${batch.id} instead of --new (--new would start yet another batch)`
+      : `run the same command again to resume batch ${batch.id}`;
+    const hint =
+      outcome.reason.kind === 'deadline' || exitCode === ExitCode.interrupted
+        ? resume
+        : (outcome.reason.hint ?? resume);
+    throw new FlashcardsError(
+      outcome.reason.kind,
+      `${outcome.reason.message}; ${counts.pending} item(s) left`,
+      {
+        exitCode: outcome.reason.exitCode,
+        hint,
+      },
+    );
+  }
+  return exitCode;
+}
