@@ -14,3 +14,18 @@ export function seededRandom(seed: number): Random {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** One of `values`, uniformly; `values` must not be empty. */
+export function pick<T>(rnd: Random, values: readonly T[]): T {
+  return values[Math.min(Math.floor(rnd() * values.length), values.length - 1)] as T;
+}
+
+/** FNV-1a over UTF-16 code units: tiny, stable, good enough to turn a text into a seed. */
+export function hashString(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}

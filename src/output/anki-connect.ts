@@ -1,6 +1,13 @@
-import { requestDeadline } from '../client/deadline.ts';
-import { type ErrorKind, ExitCode, errorCode, FlashcardsError, oneLine, usageError } from '../core/errors.ts';
+import { FlashcardsError, usageError } from '../core/errors.ts';
 import { ankiField } from './anki.ts';
+import {
+  type Connection,
+  type ConnectionOptions,
+  checkVersion,
+  connect,
+  invalidAnswer,
+  stringList,
+} from './anki-connect-client.ts';
 import { fieldValue } from './columns.ts';
 import { ankiFieldsProblem } from './field-names.ts';
 import { cardTemplate, NOTE_TYPE_CSS } from './note-type.ts';
@@ -8,11 +15,11 @@ import { cardTags } from './tags.ts';
 import type { CardRecord, DeckMeta } from './types.ts';
 
 /**
- * Pushes notes into a running Anki through the AnkiConnect add-on
- * (https://git.foosoft.net/alex/anki-connect): POST `{action, version: 6, params}`, answer
- * `{result, error}`.
+ * Pushes notes into a running Anki through the AnkiConnect add-on: the deck and the note type
+ * when missing, then the cards in batches (canAddNotes, then addNotes). Talking HTTP to AnkiConnect
+ * is anki-connect-client.ts's part.
  *
- * Exit codes of the errors thrown here:
+ * Exit codes of the errors thrown here and there:
  * - 3 (aborted): Anki cannot be reached, AnkiConnect is too old, answers something that is not
  *   AnkiConnect, or reports an error. Nothing on the user's command line is wrong; the push stopped.
  * - 2 (usage): the options cannot work: a bad batch size or timeout, unusable field names, or an
@@ -25,11 +32,6 @@ import type { CardRecord, DeckMeta } from './types.ts';
  * of cards sent.
  */
 
-export const DEFAULT_ANKI_CONNECT_URL = 'http://127.0.0.1:8765';
-/** AnkiConnect's API version whose answers are `{result, error}`. */
-export const ANKI_CONNECT_VERSION = 6;
-
-const HINT_START_ANKI = 'start Anki with the AnkiConnect add-on (code 2055492159), or pass --anki-url';
 /** Failure reasons kept in `PushResult.failures`; `failed` counts them all. */
 const MAX_FAILURES_KEPT = 20;
 
@@ -46,22 +48,12 @@ export interface PushProgress {
   failed: number;
 }
 
-export interface AnkiConnectOptions {
-  /** AnkiConnect's address, e.g. http://127.0.0.1:8765. */
-  url: string;
+export interface AnkiConnectOptions extends ConnectionOptions {
   /**
    * Cards per canAddNotes/addNotes round trip (default 100). Only one batch of cards is held in
    * memory, plus the first field of each card sent so far (to recognise repeats).
    */
   batchSize?: number;
-  /** Default: global fetch. */
-  fetch?: typeof fetch;
-  /** Per request, including reading the answer (default 30 s). */
-  timeoutMs?: number;
-  /** AnkiConnect's `apiKey` setting, when the user set one. */
-  apiKey?: string;
-  /** Stops the push between requests and aborts the one in flight. */
-  signal?: AbortSignal;
   /** Called after each batch with running totals. */
   onBatch?: (progress: PushProgress) => void;
 }
@@ -102,16 +94,6 @@ export interface AnkiNote {
   options: { allowDuplicate: boolean; duplicateScope: 'deck' | 'collection' };
 }
 
-/** One AnkiConnect action's outcome: a transport failure throws instead. */
-type Outcome = { ok: true; result: unknown } | { ok: false; error: string };
-
-interface Connection {
-  /** Sends one action; AnkiConnect's own error comes back as a value. */
-  request(action: string, params?: Record<string, unknown>): Promise<Outcome>;
-  /** Sends one action; AnkiConnect's error throws, naming the action. */
-  call(action: string, params?: Record<string, unknown>): Promise<unknown>;
-}
-
 export async function pushToAnkiConnect(
   cards: Iterable<CardRecord> | AsyncIterable<CardRecord>,
   meta: DeckMeta,
@@ -121,11 +103,18 @@ export async function pushToAnkiConnect(
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw usageError(`AnkiConnect batch size must be an integer >= 1, got ${batchSize}`);
   }
-  const timeoutMs = checkConnectOptions(opts);
+  const result: PushResult = {
+    added: 0,
+    duplicates: 0,
+    repeated: 0,
+    failed: 0,
+    failures: [],
+    batches: 0,
+    createdDeck: false,
+    createdModel: false,
+  };
+  const anki = connect(opts, result);
   checkFieldNames(meta);
-
-  const result = emptyResult();
-  const anki = connect(opts, timeoutMs, result);
 
   await checkVersion(anki, opts.url);
   result.createdDeck = await ensureDeck(anki, meta.deck);
@@ -163,10 +152,9 @@ export async function pushToAnkiConnect(
  */
 export async function ankiConnectVersion(
   url: string,
-  opts: Pick<AnkiConnectOptions, 'fetch' | 'timeoutMs' | 'apiKey' | 'signal'> = {},
+  opts: Omit<ConnectionOptions, 'url'> = {},
 ): Promise<number> {
-  const all = { ...opts, url };
-  return checkVersion(connect(all, checkConnectOptions(all), emptyResult()), url);
+  return checkVersion(connect({ ...opts, url }, { batches: 0, added: 0 }), url);
 }
 
 /** The note AnkiConnect receives for a card: fields in note type order as HTML, tags joined from both. */
@@ -192,47 +180,6 @@ export function noteTypeDefinition(meta: DeckMeta): Record<string, unknown> {
     css: NOTE_TYPE_CSS,
     cardTemplates: [{ Name: template.name, Front: template.front, Back: template.back }],
   };
-}
-
-/** Validates the URL and timeout; returns the timeout in ms. */
-function checkConnectOptions(opts: AnkiConnectOptions): number {
-  if (!URL.canParse(opts.url) || !/^https?:$/.test(new URL(opts.url).protocol)) {
-    throw usageError(
-      `the AnkiConnect URL must be an http:// address, got ${JSON.stringify(opts.url)}`,
-      `AnkiConnect listens on ${DEFAULT_ANKI_CONNECT_URL} unless its config says otherwise`,
-    );
-  }
-  const timeoutMs = opts.timeoutMs ?? 30_000;
-  if (!(timeoutMs > 0)) throw usageError(`AnkiConnect timeout must be > 0 ms, got ${timeoutMs}`);
-  return timeoutMs;
-}
-
-function emptyResult(): PushResult {
-  return {
-    added: 0,
-    duplicates: 0,
-    repeated: 0,
-    failed: 0,
-    failures: [],
-    batches: 0,
-    createdDeck: false,
-    createdModel: false,
-  };
-}
-
-async function checkVersion(anki: Connection, url: string): Promise<number> {
-  const version = await anki.call('version');
-  if (typeof version !== 'number' || version < ANKI_CONNECT_VERSION) {
-    throw new FlashcardsError(
-      'config',
-      `AnkiConnect at ${url} speaks API version ${JSON.stringify(version)}, flashcards needs >= ${ANKI_CONNECT_VERSION}`,
-      {
-        hint: 'update the AnkiConnect add-on in Anki (Tools > Add-ons > Check for Updates)',
-        exitCode: ExitCode.aborted,
-      },
-    );
-  }
-  return version;
 }
 
 /** Creates the deck when Anki has no deck of that name (Anki compares deck names ignoring case). */
@@ -329,174 +276,12 @@ function fail(result: PushResult, card: CardRecord, reason: string): void {
     result.failures.push({ term: card.term, key: card.key, reason });
 }
 
-/** The HTTP side: one POST per action, a timeout per request, every failure a one-line FlashcardsError. */
-function connect(opts: AnkiConnectOptions, timeoutMs: number, progress: PushResult): Connection {
-  const send = opts.fetch ?? fetch;
-  const url = opts.url;
-  let reached = false;
-
-  const request = async (action: string, params?: Record<string, unknown>): Promise<Outcome> => {
-    const { signal } = opts;
-    if (signal?.aborted) throw cancelled(progress);
-    const body = JSON.stringify({
-      action,
-      version: ANKI_CONNECT_VERSION,
-      ...(opts.apiKey === undefined ? {} : { key: opts.apiKey }),
-      ...(params === undefined ? {} : { params }),
-    });
-    const deadline = requestDeadline(timeoutMs, `no answer within ${seconds(timeoutMs)}`, signal);
-    let status: number;
-    let text: string;
-    try {
-      const response = await send(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body,
-        signal: deadline.signal,
-      });
-      status = response.status;
-      text = await response.text();
-    } catch (e) {
-      if (signal?.aborted && !deadline.timedOut) throw cancelled(progress, e);
-      const reason = deadline.timedOut ? `no answer within ${seconds(timeoutMs)}` : networkReason(e);
-      const kind: ErrorKind = deadline.timedOut ? 'timeout' : 'network';
-      if (!reached) {
-        throw new FlashcardsError(kind, `cannot reach AnkiConnect at ${url} (${reason})`, {
-          hint: HINT_START_ANKI,
-          exitCode: ExitCode.aborted,
-          cause: e,
-        });
-      }
-      throw new FlashcardsError(
-        kind,
-        `AnkiConnect at ${url} stopped answering during ${action} (${reason})${added(progress, ', ')}`,
-        { hint: rerunHint(progress), exitCode: ExitCode.aborted, cause: e },
-      );
-    } finally {
-      deadline.done();
-    }
-    reached = true;
-    return parseAnswer(url, action, status, text);
-  };
-
-  return {
-    request,
-    async call(action, params) {
-      const outcome = await request(action, params);
-      if (outcome.ok) return outcome.result;
-      throw new FlashcardsError(
-        'server',
-        `AnkiConnect ${action} failed: ${oneLine(outcome.error)}${added(progress, ', ')}`,
-        {
-          hint: action === 'version' ? undefined : rerunHint(progress),
-          exitCode: ExitCode.aborted,
-        },
-      );
-    },
-  };
-}
-
-function parseAnswer(url: string, action: string, status: number, text: string): Outcome {
-  let answer: unknown;
-  try {
-    answer = JSON.parse(text);
-  } catch {
-    answer = undefined;
-  }
-  // AnkiConnect before API version 5 answers the bare result; only `version` can be read then.
-  if (action === 'version' && typeof answer === 'number' && status === 200)
-    return { ok: true, result: answer };
-  const isEnvelope =
-    typeof answer === 'object' &&
-    answer !== null &&
-    'result' in answer &&
-    'error' in answer &&
-    status === 200;
-  if (!isEnvelope) {
-    const what =
-      answer === undefined ? 'something that is not JSON' : 'JSON that is not an AnkiConnect answer';
-    throw new FlashcardsError(
-      'invalid_response',
-      `AnkiConnect at ${url} answered ${action} with HTTP ${status} and ${what}: ${excerpt(text)}`,
-      { hint: 'is another program using that port? check --anki-url', exitCode: ExitCode.aborted },
-    );
-  }
-  const { result, error } = answer as { result: unknown; error: unknown };
-  if (error === null || error === undefined) return { ok: true, result };
-  return { ok: false, error: typeof error === 'string' ? error : JSON.stringify(error) };
-}
-
-/** "connection refused" and friends, from the error code somewhere in fetch's cause chain. */
-function networkReason(e: unknown): string {
-  const code = errorCode(e);
-  switch (code) {
-    case 'ECONNREFUSED':
-      return 'connection refused';
-    case 'ENOTFOUND':
-    case 'EAI_AGAIN':
-      return 'host not found';
-    case 'ECONNRESET':
-    case 'UND_ERR_SOCKET':
-      return 'connection reset';
-    case 'EHOSTUNREACH':
-    case 'ENETUNREACH':
-      return 'host unreachable';
-    case 'ETIMEDOUT':
-    case 'UND_ERR_CONNECT_TIMEOUT':
-      return 'connection timed out';
-    default: {
-      const cause = e instanceof Error && e.cause instanceof Error ? e.cause.message : '';
-      const message = e instanceof Error ? e.message : String(e);
-      return oneLine(cause || message) + (code ? ` [${code}]` : '');
-    }
-  }
-}
-
-function cancelled(progress: PushResult, cause?: unknown): FlashcardsError {
-  return new FlashcardsError('cancelled', `push to Anki cancelled${added(progress, ' ')}`, {
-    hint: rerunHint(progress),
-    cause,
-  });
-}
-
-function invalidAnswer(action: string, expected: string, got: unknown): FlashcardsError {
-  return new FlashcardsError(
-    'invalid_response',
-    `AnkiConnect answered ${action} with ${excerpt(JSON.stringify(got) ?? String(got))}, ${expected}`,
-    { exitCode: ExitCode.aborted },
-  );
-}
-
-function stringList(value: unknown, action: string): string[] {
-  if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value;
-  throw invalidAnswer(action, 'expected a list of names', value);
-}
-
 /** Anki refuses these field names, and the card template could not name them. */
 function checkFieldNames(meta: DeckMeta): void {
   const problem = ankiFieldsProblem(meta.fields);
   if (problem) throw usageError(`cannot send the cards to Anki: ${problem}`);
 }
 
-/** The live state for messages, e.g. ", after 10 notes were added"; empty before the first batch. */
-function added(progress: PushResult, lead: string): string {
-  if (progress.batches === 0) return '';
-  return `${lead}after ${progress.added} note${progress.added === 1 ? ' was' : 's were'} added`;
-}
-
-function seconds(ms: number): string {
-  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 100) / 10} s`;
-}
-
-function rerunHint(progress: PushResult): string | undefined {
-  return progress.added > 0 ? 'run the push again: notes already in the deck are skipped' : undefined;
-}
-
 function fieldList(fields: string[]): string {
   return fields.length === 0 ? '(none)' : fields.join(', ');
-}
-
-function excerpt(text: string): string {
-  const line = oneLine(text);
-  return line === '' ? '(empty)' : JSON.stringify(line.length > 80 ? `${line.slice(0, 80)}…` : line);
 }
