@@ -13,6 +13,7 @@ import { ExitCode, FlashcardsError, isProviderError, ProviderError } from '../co
 import type { EventSink } from '../core/events.ts';
 import type { Limiter } from '../limiter/index.ts';
 import type { Stage, StageInput } from '../pipeline/types.ts';
+import { validateAnswer } from '../pipeline/validate.ts';
 import type { CircuitBreaker, RetryPolicy } from '../resilience/index.ts';
 import { circuitOpenError, classifyFetchError, invalidResponseError } from '../resilience/index.ts';
 
@@ -86,25 +87,6 @@ export function cacheKeys(p: KeyParams): (stage: Stage, messages: readonly ChatM
 
 const zeroUsage: TokenUsage = { promptTokens: 0, completionTokens: 0, totalTokens: 0 };
 
-function validate(
-  stage: Stage,
-  content: string,
-): { ok: true; value: unknown } | { ok: false; detail: string } {
-  let json: unknown;
-  try {
-    json = JSON.parse(content);
-  } catch {
-    return { ok: false, detail: `the ${stage.name} answer is not valid JSON` };
-  }
-  const parsed = stage.schema.safeParse(json);
-  if (parsed.success) return { ok: true, value: parsed.data };
-  const issues = parsed.error.issues
-    .slice(0, 3)
-    .map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`)
-    .join('; ');
-  return { ok: false, detail: `the ${stage.name} answer does not match its schema (${issues})` };
-}
-
 function stoppedError(ctx: JobContext): FlashcardsError {
   if (ctx.deadlineMs !== undefined && ctx.clock.now() >= ctx.deadlineMs) {
     return new FlashcardsError('deadline', 'the run reached its --max-duration');
@@ -136,7 +118,7 @@ export async function executeJob(
   if (ctx.cache && ctx.cacheMode === 'normal') {
     const hit = ctx.cache.get(key);
     if (hit) {
-      const checked = validate(stage, hit.body);
+      const checked = validateAnswer(stage, hit.body);
       if (checked.ok) {
         ctx.counters.cacheHits++;
         return { ok: true, value: checked.value, cached: true, usage: zeroUsage, attempts: 0, requests: 0 };
@@ -178,7 +160,7 @@ async function callWithPolicies(
     if (!decision.allowed) {
       if (ctx.staleIfError && ctx.cache) {
         const stale = ctx.cache.get(key, { allowStale: true });
-        const checked = stale ? validate(stage, stale.body) : undefined;
+        const checked = stale ? validateAnswer(stage, stale.body) : undefined;
         if (checked?.ok) {
           ctx.counters.cacheHits++;
           return { ok: true, value: checked.value, cached: true, usage: zeroUsage, attempts, requests };
@@ -278,7 +260,7 @@ async function callWithPolicies(
     if (result) {
       reservation.settle(result.usage.totalTokens);
       ctx.breaker.record({ ok: true }, decision);
-      const checked = validate(stage, result.content);
+      const checked = validateAnswer(stage, result.content);
       if (checked.ok) {
         ctx.retry.onSuccess();
         try {
