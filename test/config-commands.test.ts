@@ -265,6 +265,21 @@ describe('config show', () => {
     assert.equal(text.includes('abcdefghijklmnop'), false);
   });
 
+  test('a key in the base URL’s query is hidden in the table and in --json, the rest of the URL shown', async () => {
+    const dir = tempDir();
+    const base = 'https://x.openai.azure.com/openai/deployments/d?api-version=2024-10-21';
+    const { ctx, io } = context(dir, { FLASHCARDS_BASE_URL: `${base}&api-key=QUERY-SECRET-1234` });
+    await configShow(ctx, {});
+    await configShow(ctx, { json: true });
+    const text = io.stderr.join('') + io.stdout.join('');
+    assert.equal(text.includes('QUERY-SECRET'), false);
+    assert.match(
+      io.stderr.join(''),
+      /│ baseUrl +│ https:\/\/x\.openai\.azure\.com\/.*api-version=2024-10-21&api-key=\*\*\* +│/,
+    );
+    assert.equal(JSON.parse(io.stdout[0] ?? '').settings.baseUrl, `${base}&api-key=***`);
+  });
+
   test('without any key the table says (not set)', async () => {
     const { ctx, io } = context(tempDir());
     await configShow(ctx, {});

@@ -93,6 +93,29 @@ describe('doctor', () => {
     assert.equal(text.includes(SECRET), false);
   });
 
+  test('a base URL with a query string: /models goes before the query, a key in it is never shown', async () => {
+    const base = 'https://x.openai.azure.com/openai/deployments/d?api-version=2024-10-21';
+    const { ctx, io } = setup({
+      FLASHCARDS_PROVIDER: 'custom',
+      FLASHCARDS_BASE_URL: `${base}&api-key=QUERY-SECRET`,
+      FLASHCARDS_MODEL: 'gpt-4o-mini',
+      FLASHCARDS_API_KEY: SECRET,
+    });
+    const fetch = fakeFetch(401);
+    const { checks } = await runJson(ctx, io, { fetch });
+    assert.deepEqual(
+      fetch.calls.map((c) => c.url),
+      ['https://x.openai.azure.com/openai/deployments/d/models?api-version=2024-10-21&api-key=QUERY-SECRET'],
+    );
+    assert.equal(
+      checks['provider']?.detail,
+      'key rejected: GET https://x.openai.azure.com/openai/deployments/d/models?api-version=2024-10-21&api-key=*** answered HTTP 401',
+    );
+    const printed = io.stdout.join('') + io.stderr.join('');
+    assert.equal(printed.includes('QUERY-SECRET'), false);
+    assert.equal(printed.includes(SECRET), false);
+  });
+
   test('a network error fails with the cause and how to start a local server', async () => {
     const { ctx, io } = setup({ FLASHCARDS_PROVIDER: 'ollama' });
     const refused = new TypeError('fetch failed', {

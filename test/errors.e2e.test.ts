@@ -241,7 +241,7 @@ describe('a missing API key names the variables to set', { concurrency: 4 }, () 
     const box = sandbox();
     const url = 'https://user:hunter2@example.com/v1?api-key=hunter3';
     const r = await run(box, ['process', fixture, '--provider', 'custom', '--model', 'm', '--base-url', url]);
-    assertUsageError(r, /no API key for custom at https:\/\/example\.com\/v1;/);
+    assertUsageError(r, /no API key for custom at https:\/\/example\.com\/v1\?api-key=\*\*\*;/);
     assert.doesNotMatch(r.stderr, /hunter/);
   });
 });

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -255,6 +255,71 @@ describe('pipeline files', () => {
     assert.match(
       problem(JSON.stringify({ ...base, stages: [{ ...base.stages[0], user: { file: 'missing.md' } }] })),
       /stages\[0\]\.user\.file: cannot read missing\.md/,
+    );
+  });
+  test('prompt files are read from the pipeline file’s folder and below; paths and links out of it are refused', () => {
+    const outer = mkdtempSync(join(tmpdir(), 'fc-prompts-'));
+    const folder = join(outer, 'pipelines');
+    mkdirSync(join(folder, 'prompts'), { recursive: true });
+    writeFileSync(join(outer, 'secret.txt'), 'TOP SECRET {{term}}');
+    writeFileSync(join(folder, 'prompts', 'user.md'), 'Term: {{term}}');
+    writeFileSync(join(folder, '..dots.md'), 'Dots: {{term}}');
+    symlinkSync(join(outer, 'secret.txt'), join(folder, 'link.md'));
+    symlinkSync(outer, join(folder, 'up'));
+    symlinkSync(join(folder, 'prompts', 'user.md'), join(folder, 'inside-link.md'));
+    const withSystem = (system: unknown, user: unknown = 'Term: {{term}}'): string =>
+      JSON.stringify({ ...base, stages: [{ ...base.stages[0], system, user }] });
+    const load = (system: unknown, user?: unknown) => {
+      const file = join(folder, 'p.json');
+      writeFileSync(file, withSystem(system, user));
+      return loadDefinition(file, 'p.json');
+    };
+    const refused = (system: unknown, user?: unknown): string => {
+      try {
+        load(system, user);
+      } catch (e) {
+        assert.ok(isFlashcardsError(e), String(e));
+        assert.equal(e.exitCode, 2);
+        assert.doesNotMatch(e.message, /SECRET/);
+        return e.message;
+      }
+      assert.fail('the prompt file was read');
+    };
+
+    assert.equal(load({ file: 'prompts/user.md' }).prompts[0]?.system, 'Term: {{term}}');
+    assert.equal(load({ file: './prompts/../prompts/user.md' }).prompts[0]?.system, 'Term: {{term}}');
+    assert.equal(load({ file: join(folder, 'prompts', 'user.md') }).prompts[0]?.system, 'Term: {{term}}');
+    assert.equal(load({ file: 'inside-link.md' }).prompts[0]?.system, 'Term: {{term}}');
+    assert.equal(load({ file: '..dots.md' }).prompts[0]?.system, 'Dots: {{term}}');
+
+    assert.equal(
+      refused({ file: '../secret.txt' }),
+      "pipeline p.json: stages[0].system.file: ../secret.txt is outside the pipeline file's folder",
+    );
+    assert.equal(
+      refused({ file: join(outer, 'secret.txt') }),
+      `pipeline p.json: stages[0].system.file: ${join(outer, 'secret.txt')} is outside the pipeline file's folder`,
+    );
+    assert.match(
+      refused('x', { file: 'prompts/../../secret.txt' }),
+      /^pipeline p\.json: stages\[0\]\.user\.file: prompts\/\.\.\/\.\.\/secret\.txt is outside/,
+    );
+    // A file outside is refused without being looked at: a missing one gets the same answer.
+    assert.match(refused({ file: '../missing.txt' }), /\.\.\/missing\.txt is outside/);
+    assert.equal(
+      refused({ file: 'link.md' }),
+      "pipeline p.json: stages[0].system.file: link.md leads (through a symbolic link) outside the pipeline file's folder",
+    );
+    assert.match(
+      refused({ file: 'up/secret.txt' }),
+      /up\/secret\.txt leads \(through a symbolic link\) outside/,
+    );
+    assert.match(refused({ file: 'prompts' }), /stages\[0\]\.system\.file: prompts is not a file$/);
+    assert.match(refused({ file: '.' }), /stages\[0\]\.system\.file: \. is outside/);
+    // parseDefinition (text already read) applies the same rule to the folder it is given.
+    assert.throws(
+      () => parseDefinition(withSystem({ file: '../secret.txt' }), 'p.json', folder),
+      /stages\[0\]\.system\.file: \.\.\/secret\.txt is outside/,
     );
   });
   test('paths into answers must exist in the schemas, with a suggestion', () => {

@@ -109,6 +109,45 @@ describe('user-defined pipelines, output options and AnkiConnect, through the bu
     assert.equal(server.requests.length, 0);
   });
 
+  test('a prompt file outside the pipeline file’s folder: exit 2 before any request, for process and pipelines show', async () => {
+    const home = tempDir();
+    server.clear();
+    writeFileSync(join(home, 'secret.txt'), 'SECRET-NOT-A-PROMPT {{term}}');
+    mkdirSync(join(home, 'shared'));
+    writeFileSync(
+      join(home, 'shared', 'p.yaml'),
+      [
+        'name: leak',
+        'stages:',
+        '  - name: one',
+        '    system: { file: ../secret.txt }',
+        '    user: "Term: {{term}}"',
+        '    schema: { type: object, properties: { a: { type: string } } }',
+        'cards:',
+        '  from: one',
+        '  fields: { Front: "{{term}}", Back: "{{one.a}}" }',
+        '',
+      ].join('\n'),
+    );
+    const line =
+      /^error: pipeline shared\/p\.yaml: stages\[0\]\.system\.file: \.\.\/secret\.txt is outside the pipeline file's folder$/m;
+    const r = await runCli(['process', grammarInput, '--pipeline', 'shared/p.yaml', '-q'], {
+      env: env(home),
+      cwd: home,
+    });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, line);
+    assert.equal(r.stderr.match(/^error: /gm)?.length, 1);
+    assert.doesNotMatch(r.stderr + r.stdout, /SECRET|\n\s+at /);
+    assert.equal(server.requests.length, 0, 'nothing was sent');
+
+    const shown = await runCli(['pipelines', 'show', 'shared/p.yaml'], { env: env(home), cwd: home });
+    assert.equal(shown.code, 2, shown.stderr);
+    assert.match(shown.stderr, line);
+    assert.equal(shown.stdout, '');
+    assert.doesNotMatch(shown.stderr, /SECRET/);
+  });
+
   test('--fields, --tags and --deck shape the output', async () => {
     const home = tempDir();
     const r = await runCli(

@@ -129,6 +129,24 @@ describe('flashcards process against an OpenAI-compatible server', () => {
     assert.match(readFileSync(csv, 'utf8'), /^term,Front,Back,tags\r?\n/);
   });
 
+  test('a base URL with a query string (Azure OpenAI) gets /chat/completions before the query', async () => {
+    const home = tempDir();
+    server.clear();
+    const input = join(home, 'words.txt');
+    writeFileSync(input, '사과\n');
+    const env = cliEnv({ FLASHCARDS_HOME: home, FLASHCARDS_API_KEY: API_KEY });
+    const r = await runCli(
+      ['process', input, '--base-url', `${server.url}?api-version=2024-10-21`, '--stdout', '-q'],
+      { env },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^사과\t/m);
+    assert.deepEqual(
+      server.requests.map((q) => q.path),
+      ['/v1/chat/completions?api-version=2024-10-21', '/v1/chat/completions?api-version=2024-10-21'],
+    );
+  });
+
   test('a rejected API key aborts with exit 3 and a clear message', async () => {
     const home = tempDir();
     server.set({ status401: true });

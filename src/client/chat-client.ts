@@ -1,3 +1,4 @@
+import { endpointUrl } from '../core/endpoint-url.ts';
 import { isProviderError, ProviderError } from '../core/errors.ts';
 import type { RateLimitInfo } from '../core/headers.ts';
 import { parseRateLimitHeaders } from '../limiter/headers.ts';
@@ -233,7 +234,7 @@ export function createChatClient(options: ChatClientOptions): ChatClient {
   const send = options.transport ?? nodeTransport();
   const encoder = new RequestEncoder();
   const now = options.now ?? Date.now;
-  const url = `${options.baseUrl.replace(/\/+$/, '')}/chat/completions`;
+  const url = endpointUrl(options.baseUrl, 'chat/completions');
   const headers: Record<string, string> = {
     'content-type': 'application/json',
     accept: 'application/json',

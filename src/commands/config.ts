@@ -19,6 +19,7 @@ import {
 import { describeKeys, formatMs, type Settings, schemaIndex, settingValue } from '../config/schema.ts';
 import { describeSource, displayPath, flagName } from '../config/sources.ts';
 import { errorMessage, FlashcardsError, usageError } from '../core/errors.ts';
+import { publicUrl } from '../core/provider-key.ts';
 import type { CommandContext } from './context.ts';
 
 /** A cli-table3 table as text, uncoloured unless colour is allowed. */
@@ -50,8 +51,13 @@ function render(path: string, value: unknown): string {
   return typeof value === 'string' ? value : JSON.stringify(value);
 }
 
+/** Settings fit to print: the API key shortened, credentials in the base URL (`?api-key=`) hidden. */
 function redacted(settings: Settings): Settings {
-  return { ...settings, apiKey: settings.apiKey === undefined ? undefined : redactKey(settings.apiKey) };
+  return {
+    ...settings,
+    baseUrl: publicUrl(settings.baseUrl),
+    apiKey: settings.apiKey === undefined ? undefined : redactKey(settings.apiKey),
+  };
 }
 
 function load(ctx: CommandContext, flags: Record<string, unknown> = {}): Promise<LoadedSettings> {
@@ -82,9 +88,10 @@ export async function configShow(ctx: CommandContext, opts: ConfigShowOptions): 
       ? `config file: ${configFile}\n`
       : `no config file found; searched from ${ctx.cwd} up (using defaults)\n`,
   );
+  const shown = redacted(settings);
   const rows = describeKeys().map(({ path }) => {
     const source = sources[path];
-    const value = path === 'apiKey' ? redactKey(settings.apiKey) : render(path, settingValue(settings, path));
+    const value = render(path, settingValue(shown, path));
     return [path, value, source ? describeSource(source) : 'default'];
   });
   ctx.io.err(renderTable(['key', 'value', 'source'], rows, ctx.io.color));

@@ -10,6 +10,7 @@ import {
 import { type LoadedSettings, loadSettings } from '../config/load.ts';
 import { apiKeyVars, needsApiKey, PRESETS, suggestedKeyVar } from '../config/presets.ts';
 import { describeSource, displayPath } from '../config/sources.ts';
+import { endpointUrl } from '../core/endpoint-url.ts';
 import { errorMessage, isFlashcardsError } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
 import { packageFile } from '../core/package-root.ts';
@@ -234,9 +235,9 @@ async function checkProvider({ settings }: LoadedSettings, transport: Transport)
   if (!settings.apiKey && needsApiKey(settings.provider, settings.baseUrl)) {
     return { name, status: 'skip', detail: 'skipped: needs an API key first' };
   }
-  const url = `${settings.baseUrl}/models`;
+  const url = endpointUrl(settings.baseUrl, 'models');
   // Credentials in the URL (user:pass@, ?api-key=) are never shown.
-  const shown = `${publicUrl(settings.baseUrl)}/models`;
+  const shown = endpointUrl(publicUrl(settings.baseUrl), 'models');
   const headers: Record<string, string> = settings.apiKey
     ? { Authorization: `Bearer ${settings.apiKey}` }
     : {};

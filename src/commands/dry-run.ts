@@ -13,6 +13,7 @@ import { cacheKeys } from '../job/execute.ts';
 import { chooseColumns } from '../output/columns.ts';
 import { loadPipeline, pipelineBaseDir } from '../pipeline/registry.ts';
 import type { Stage } from '../pipeline/types.ts';
+import { validateAnswer } from '../pipeline/validate.ts';
 import { keyValueWidths } from '../ui/summary.ts';
 import type { CommandContext } from './context.ts';
 
@@ -60,8 +61,9 @@ export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<num
     const key = cacheKey(stage, messages);
     const hit = cache.get(key);
     if (!hit) return { hit: undefined, promptTokens };
-    const parsed = stage.schema.safeParse(JSON.parse(hit.body));
-    return { hit: parsed.success ? parsed.data : undefined, promptTokens };
+    // A body that is corrupt or no longer fits the schema is what process would call again.
+    const checked = validateAnswer(stage, hit.body);
+    return { hit: checked.ok ? checked.value : undefined, promptTokens };
   };
 
   let items = 0;

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseDuration } from '../core/duration.ts';
+import { trimBaseUrl } from '../core/endpoint-url.ts';
 import { splitList } from '../core/list.ts';
 import { OUTPUT_FORMATS, type OutputFormat } from '../output/types.ts';
 import { PROVIDERS, type ProviderPreset } from './presets.ts';
@@ -354,7 +355,8 @@ export function toSettings(
 ): Settings {
   return {
     provider: c.provider,
-    baseUrl: c.baseUrl.replace(/\/+$/, ''),
+    // Trailing slashes of the path only: a query (`?api-version=`) is kept as written.
+    baseUrl: trimBaseUrl(c.baseUrl),
     model: c.model,
     apiKey,
     apiKeySource,

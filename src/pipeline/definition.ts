@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, realpathSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname, resolve } from 'node:path';
+import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
 import { z } from 'zod';
 import { errorMessage, FlashcardsError } from '../core/errors.ts';
 import { didYouMean, didYouMeanSuffix } from '../core/suggest.ts';
@@ -178,13 +178,50 @@ export function parseDefinition(
   return loaded;
 }
 
+/** True when `path` is below `dir` (both absolute); `dir` itself is not a file inside it. */
+function isInside(dir: string, path: string): boolean {
+  const rel = relative(dir, path);
+  return rel !== '' && rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
+}
+
+/**
+ * A prompt file is read only from the pipeline file's folder or below it. Pipeline files are
+ * shared like data, so one must not be able to pick up `../.env` or `~/.ssh/id_rsa` as a prompt,
+ * send it to the provider and print it in `pipelines show`. Symbolic links are followed first,
+ * so a link inside the folder that points out of it is refused too.
+ */
 function readPrompt(p: string | { file: string }, file: string, baseDir: string, where: string): string {
   if (typeof p === 'string') return p;
+  const place = `${where}.file`;
+  const outside = (how: string): FlashcardsError =>
+    definitionError(
+      file,
+      place,
+      `${p.file} ${how} the pipeline file's folder`,
+      "keep prompt files in the pipeline file's folder or a subfolder of it, or write the prompt inline",
+    );
+  const cannotRead = (e: unknown): FlashcardsError =>
+    definitionError(file, place, `cannot read ${p.file} (${errorMessage(e)})`);
+  const dir = resolve(baseDir);
+  const path = resolve(dir, p.file);
+  // Checked before anything is touched, so a file outside is not even probed for existence.
+  if (!isInside(dir, path)) throw outside('is outside');
+  let real: string;
+  let realDir: string;
   try {
-    return readFileSync(resolve(baseDir, p.file), 'utf8');
+    real = realpathSync(path);
+    realDir = realpathSync(dir);
   } catch (e) {
-    throw definitionError(file, `${where}.file`, `cannot read ${p.file} (${errorMessage(e)})`);
+    throw cannotRead(e);
   }
+  if (!isInside(realDir, real)) throw outside('leads (through a symbolic link) outside');
+  try {
+    // A FIFO or a device would block or never end: only a plain file is a prompt.
+    if (statSync(real).isFile()) return readFileSync(real, 'utf8');
+  } catch (e) {
+    throw cannotRead(e);
+  }
+  throw definitionError(file, place, `${p.file} is not a file`);
 }
 
 function checkNames(def: LoadedDefinition): void {
