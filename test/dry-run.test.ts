@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { cacheKeys } from '../src/batch/execute-job.ts';
+import { cacheKeys } from '../src/job/execute.ts';
 import { ResponseCache } from '../src/cache/index.ts';
 import { type CommandContext, memoryIo } from '../src/commands/context.ts';
 import { dryRun } from '../src/commands/dry-run.ts';
