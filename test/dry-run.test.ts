@@ -3,7 +3,6 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { cacheKeys } from '../src/job/execute.ts';
 import { ResponseCache } from '../src/cache/index.ts';
 import { type CommandContext, memoryIo } from '../src/commands/context.ts';
 import { dryRun } from '../src/commands/dry-run.ts';
@@ -11,6 +10,7 @@ import { loadSettings } from '../src/config/index.ts';
 import { FakeClock } from '../src/core/clock.ts';
 import { dataPaths } from '../src/core/home.ts';
 import { seededRandom } from '../src/core/random.ts';
+import { cacheKeys } from '../src/job/execute.ts';
 import { loadPipeline } from '../src/pipeline/registry.ts';
 
 /** A one-stage pipeline whose only request depends on the term alone, and one word to ask about. */

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { type CliResult, cliEnv, repoRoot, runCli, tempDir } from './support/cli.ts';
@@ -65,6 +65,18 @@ describe('input errors exit 2 with one or two lines and no stack trace', { concu
     const box = sandbox();
     const r = await run(box, ['process', '-', '--provider', 'mock', '-o', '-'], '');
     assertUsageError(r, /^error: stdin is empty$/m);
+    assert.deepEqual(readdirSync(join(box.home, 'tmp')), [], 'the copy of stdin is removed');
+  });
+
+  test('a usage error on stdin input leaves no copy of stdin behind', async () => {
+    const box = sandbox();
+    const r = await run(
+      box,
+      ['process', '-', '--provider', 'mock', '-o', '/nonexistent-dir/x.tsv'],
+      '사과\n',
+    );
+    assertUsageError(r, /directory \/nonexistent-dir\/ does not exist/);
+    assert.equal(existsSync(join(box.home, 'tmp')) && readdirSync(join(box.home, 'tmp')).length, false);
   });
 
   test('a header-only CSV says there are no data rows', async () => {

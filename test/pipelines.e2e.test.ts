@@ -318,6 +318,13 @@ describe('user-defined pipelines, output options and AnkiConnect, through the bu
       r.stderr,
       /warning: 3 of 3 finished item\(s\) made no card: .* check the cards section of .*none\.yaml/,
     );
+    // The batch is stored as what the exit code says, not as done.
+    const listed = await runCli(['batches', 'list', '--json'], { env: env(home) });
+    const { batches } = JSON.parse(listed.stdout) as { batches: { status: string }[] };
+    assert.deepEqual(
+      batches.map((b) => b.status),
+      ['failed'],
+    );
   });
 
   test('batches export takes the last run’s deck, and --deck/--tags/--fields override it', async () => {
