@@ -33,6 +33,52 @@ describe('flashcards process against an OpenAI-compatible server', () => {
     await server.close();
   });
 
+  test('repeated terms: the summary, batches show and the cost count the tokens the provider served, once', async () => {
+    const home = tempDir();
+    const input = join(home, 'repeats.txt');
+    // Each term four times: identical requests in flight share one call (single flight) and
+    // later ones come from the cache; either way each paid request is counted once.
+    writeFileSync(input, `${['사과', '배', '포도', '감'].flatMap((t) => [t, t, t, t]).join('\n')}\n`);
+    server.clear();
+    server.set({ latencyMs: 30 });
+    try {
+      const env = cliEnv({
+        FLASHCARDS_HOME: home,
+        FLASHCARDS_API_KEY: API_KEY,
+        FLASHCARDS_BASE_URL: server.url,
+      });
+      const r = await runCli(
+        ['process', input, '-o', join(home, 'deck.tsv'), '--concurrency', '16', '--json'],
+        { env },
+      );
+      assert.equal(r.code, 0, r.stderr);
+      const summary = JSON.parse(r.stdout) as { tokens: { total: number }; requests: number };
+      assert.equal(summary.requests, server.requests.length);
+      assert.equal(summary.tokens.total, server.stats.tokensServed);
+      const shown = await runCli(
+        ['batches', 'show', (JSON.parse(r.stdout) as { batchId: string }).batchId, '--json'],
+        {
+          env,
+        },
+      );
+      const stages = (
+        JSON.parse(shown.stdout) as {
+          stages: { promptTokens: number; completionTokens: number; requests: number }[];
+        }
+      ).stages;
+      assert.equal(
+        stages.reduce((n, st) => n + st.promptTokens + st.completionTokens, 0),
+        server.stats.tokensServed,
+      );
+      assert.equal(
+        stages.reduce((n, st) => n + st.requests, 0),
+        server.requests.length,
+      );
+    } finally {
+      server.set({ latencyMs: 0 });
+    }
+  });
+
   test('writes a deck with every term, sends Bearer auth and json_schema, keeps the key out of the data dir', async () => {
     const home = tempDir();
     const out = join(home, 'deck.tsv');

@@ -75,6 +75,8 @@ export interface RecordedRequest {
 export interface MockStats {
   total: number;
   byStatus: Record<number, number>;
+  /** Tokens (prompt + completion, as its usage said) of the complete answers it sent. */
+  tokensServed: number;
   inFlight: number;
   maxInFlight: number;
 }
@@ -207,7 +209,7 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
   let rnd: Random = seededRandom(settings.seed ?? 1);
   let limits: Limits = makeLimits();
   const requests: RecordedRequest[] = [];
-  const stats: MockStats = { total: 0, byStatus: {}, inFlight: 0, maxInFlight: 0 };
+  const stats: MockStats = { total: 0, byStatus: {}, tokensServed: 0, inFlight: 0, maxInFlight: 0 };
   const samples = new Map<string, string>();
   let counter = 0;
 
@@ -485,18 +487,27 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
         return;
       }
       case 'invalidSchema':
-        send(
+        answer(
           res,
           record,
-          200,
           chatCompletion(request, breakSchema(content, request.schema?.schema), nextId(), createdSeconds()),
           headers,
         );
         return;
       case undefined:
-        send(res, record, 200, chatCompletion(request, content, nextId(), createdSeconds()), headers);
+        answer(res, record, chatCompletion(request, content, nextId(), createdSeconds()), headers);
         return;
     }
+  }
+
+  function answer(
+    res: ServerResponse,
+    record: RecordedRequest,
+    completion: ReturnType<typeof chatCompletion>,
+    headers: Record<string, string>,
+  ): void {
+    stats.tokensServed += completion.usage.total_tokens;
+    send(res, record, 200, completion, headers);
   }
 
   function nextId(): string {
@@ -574,6 +585,7 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
       requests.length = 0;
       stats.total = 0;
       stats.byStatus = {};
+      stats.tokensServed = 0;
       stats.maxInFlight = stats.inFlight;
     },
     async close() {
