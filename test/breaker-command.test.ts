@@ -8,7 +8,12 @@ import { type CommandContext, memoryIo } from '../src/commands/context.ts';
 import { FakeClock } from '../src/core/clock.ts';
 import { isFlashcardsError } from '../src/core/errors.ts';
 import { openDatabase } from '../src/db/open.ts';
-import { CircuitBreaker, classifyHttpError, defaultBreakerSettings } from '../src/resilience/index.ts';
+import {
+  CircuitBreaker,
+  classifyHttpError,
+  defaultBreakerSettings,
+  SqliteBreakerStore,
+} from '../src/resilience/index.ts';
 
 const keyA = 'https://api.example.com/v1|gpt-a|abc123def456';
 const keyB = 'https://api.example.com/v1|gpt-b|abc123def456';
@@ -31,11 +36,14 @@ function context(home?: string): CommandContext & { io: ReturnType<typeof memory
 }
 
 /** Opens `key` by ten server errors, as a batch run would have. */
-function tripBreaker(ctx: CommandContext, key: string): void {
+async function tripBreaker(ctx: CommandContext, key: string): Promise<void> {
   const db = openDatabase(join(ctx.home, 'state.db'));
-  const b = new CircuitBreaker(db, key, defaultBreakerSettings, { clock: ctx.clock, ownerId: 'run-1' });
+  const b = new CircuitBreaker(new SqliteBreakerStore(db, ctx.clock), key, defaultBreakerSettings, {
+    clock: ctx.clock,
+    ownerId: 'run-1',
+  });
   for (let i = 0; i < 10; i++)
-    b.record(
+    await b.record(
       { ok: false, error: classifyHttpError(503, '{"error":{"message":"overloaded"}}', new Headers(), 0) },
       { probe: false },
     );
@@ -57,15 +65,15 @@ describe('breaker status', () => {
 
   test('--json puts the most recently active breaker at the top level and lists all', async () => {
     const ctx = context();
-    tripBreaker(ctx, keyA);
+    await tripBreaker(ctx, keyA);
     await ctx.clock.advance(5000);
     const db = openDatabase(join(ctx.home, 'state.db'));
-    const other = new CircuitBreaker(db, keyB, defaultBreakerSettings, {
+    const other = new CircuitBreaker(new SqliteBreakerStore(db, ctx.clock), keyB, defaultBreakerSettings, {
       clock: ctx.clock,
       ownerId: 'run-2',
     });
-    other.record({ ok: true }, { probe: false });
-    other.flush(); // successes are written in batches; a run flushes before it ends
+    await other.record({ ok: true }, { probe: false });
+    await other.flush(); // successes are written in batches; a run flushes before it ends
     db.close();
     await ctx.clock.advance(1000);
     assert.equal(await breakerStatus(ctx, { json: true }), 0);
@@ -104,7 +112,7 @@ describe('breaker status', () => {
 
   test('human output is a table on stderr, nothing on stdout', async () => {
     const ctx = context();
-    tripBreaker(ctx, keyA);
+    await tripBreaker(ctx, keyA);
     assert.equal(await breakerStatus(ctx, { json: false }), 0);
     assert.deepEqual(ctx.io.stdout, []);
     const text = ctx.io.stderr.join('');
@@ -116,7 +124,7 @@ describe('breaker status', () => {
 
   test('--all prints a full block per breaker', async () => {
     const ctx = context();
-    tripBreaker(ctx, keyA);
+    await tripBreaker(ctx, keyA);
     await breakerStatus(ctx, { json: false, all: true });
     const text = ctx.io.stderr.join('');
     assert.match(text, /^breaker {5}https:\/\/api\.example\.com\/v1\|gpt-a\|abc123def456$/m);
@@ -145,8 +153,8 @@ describe('breaker isolate and close', () => {
 
   test('without --key, isolate and close act on every breaker', async () => {
     const ctx = context();
-    tripBreaker(ctx, keyA);
-    tripBreaker(ctx, keyB);
+    await tripBreaker(ctx, keyA);
+    await tripBreaker(ctx, keyB);
     await breakerIsolate(ctx, { reason: 'stop' });
     await breakerStatus(ctx, { json: true });
     assert.deepEqual(
@@ -167,8 +175,8 @@ describe('breaker isolate and close', () => {
 
   test('--key acts on one breaker only', async () => {
     const ctx = context();
-    tripBreaker(ctx, keyA);
-    tripBreaker(ctx, keyB);
+    await tripBreaker(ctx, keyA);
+    await tripBreaker(ctx, keyB);
     await breakerClose(ctx, { key: keyB });
     await breakerStatus(ctx, { json: true });
     const states = Object.fromEntries(
@@ -179,7 +187,7 @@ describe('breaker isolate and close', () => {
 
   test('close with an unknown --key names the known keys', async () => {
     const ctx = context();
-    tripBreaker(ctx, keyA);
+    await tripBreaker(ctx, keyA);
     await assert.rejects(breakerClose(ctx, { key: 'nope' }), (e) => {
       assert.ok(isFlashcardsError(e));
       assert.equal(e.message, 'no circuit breaker with key "nope"');
@@ -192,7 +200,7 @@ describe('breaker isolate and close', () => {
 describe('breaker history', () => {
   test('--json lists transitions newest first with their causes', async () => {
     const ctx = context();
-    tripBreaker(ctx, keyA);
+    await tripBreaker(ctx, keyA);
     await ctx.clock.advance(2000);
     await breakerIsolate(ctx, { reason: 'checking' });
     await ctx.clock.advance(2000);
@@ -227,7 +235,7 @@ describe('breaker history', () => {
 
   test('human output is a table on stderr', async () => {
     const ctx = context();
-    tripBreaker(ctx, keyA);
+    await tripBreaker(ctx, keyA);
     await breakerHistory(ctx, { json: false });
     assert.deepEqual(ctx.io.stdout, []);
     assert.match(ctx.io.stderr.join(''), /closed -> open/);

@@ -14,7 +14,12 @@ import { cacheKeys, executeJob, type JobContext } from '../src/job/execute.ts';
 import { parseRateLimitHeaders } from '../src/limiter/headers.ts';
 import { createLimiter } from '../src/limiter/index.ts';
 import { loadPipeline } from '../src/pipeline/registry.ts';
-import { CircuitBreaker, defaultBreakerSettings, RetryPolicy } from '../src/resilience/index.ts';
+import {
+  CircuitBreaker,
+  defaultBreakerSettings,
+  RetryPolicy,
+  SqliteBreakerStore,
+} from '../src/resilience/index.ts';
 import { drive } from './support/drive.ts';
 
 const pipeline = loadPipeline('vocabulary', process.cwd(), {
@@ -54,7 +59,10 @@ function scriptedClient(answers: Script[], gate?: Promise<void>): ChatClient & {
 const key = 'http://x|m|k';
 
 function breakerOn(db: Db, clock: FakeClock): CircuitBreaker {
-  return new CircuitBreaker(db, key, defaultBreakerSettings, { clock, ownerId: 'me' });
+  return new CircuitBreaker(new SqliteBreakerStore(db, clock), key, defaultBreakerSettings, {
+    clock,
+    ownerId: 'me',
+  });
 }
 
 function context(
@@ -165,7 +173,7 @@ describe('executeJob: the cache first, then the request through the policies', (
   test('an isolated breaker stops the run with circuit_open and a hint, sending nothing', async () => {
     const client = scriptedClient([goodCards]);
     const ctx = context(client);
-    breakerOn(ctx.db, ctx.clock).isolate('maintenance');
+    await breakerOn(ctx.db, ctx.clock).isolate('maintenance');
     await assert.rejects(
       executeJob(ctx, cardsStage, input, 0),
       (e) => isFlashcardsError(e) && e.kind === 'circuit_open' && /breaker close/.test(e.hint ?? ''),
@@ -180,7 +188,7 @@ describe('executeJob: the cache first, then the request through the policies', (
     await clock.advance(120_000);
     const client = scriptedClient([goodCards]);
     const ctx = context(client, { clock, cache: first.cache, staleIfError: true });
-    breakerOn(ctx.db, clock).isolate('down');
+    await breakerOn(ctx.db, clock).isolate('down');
     const result = await executeJob(ctx, cardsStage, input, 0);
     assert.ok(result.ok);
     assert.equal(result.cached, true);
@@ -242,6 +250,6 @@ describe('executeJob when our own bookkeeping fails', () => {
     const result = await executeJob(ctx, cardsStage, input, 0);
     assert.ok(result.ok);
     assert.equal(client.requests.length, 1);
-    assert.equal(breakerOn(ctx.db, ctx.clock).status().failures, 0);
+    assert.equal((await breakerOn(ctx.db, ctx.clock).status()).failures, 0);
   });
 });

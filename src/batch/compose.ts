@@ -10,7 +10,7 @@ import type { Random } from '../core/random.ts';
 import type { Db } from '../db/open.ts';
 import { cacheKeys, type JobContext } from '../job/execute.ts';
 import { createLimiter } from '../limiter/index.ts';
-import { CircuitBreaker, RetryPolicy } from '../resilience/index.ts';
+import { CircuitBreaker, RetryPolicy, SqliteBreakerStore } from '../resilience/index.ts';
 import type { RunSignals } from './run-signals.ts';
 
 export interface ComposeOptions {
@@ -50,7 +50,7 @@ export function composeJobContext(o: ComposeOptions): JobContext {
     { clock },
   );
   const breaker = new CircuitBreaker(
-    o.db,
+    new SqliteBreakerStore(o.db, clock),
     key,
     {
       samplingWindowMs: settings.breaker.samplingWindowMs,

@@ -4,15 +4,16 @@ import { loadSettings } from '../config/index.ts';
 import { formatDuration } from '../core/duration.ts';
 import { usageError } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
-import { type Db, openDatabase, withExistingDatabase } from '../db/open.ts';
 import {
-  type BreakerState,
   type BreakerStatus,
-  CircuitBreaker,
-  defaultBreakerSettings,
+  closeBreaker,
+  isolateBreaker,
   listBreakers,
   breakerHistory as readHistory,
-} from '../resilience/breaker.ts';
+} from '../resilience/breaker-admin.ts';
+import { type BreakerState, defaultBreakerSettings } from '../resilience/breaker-machine.ts';
+import type { BreakerAdmin, BreakerStore } from '../resilience/breaker-store.ts';
+import { openSqliteBreakerStore } from '../resilience/breaker-store-sqlite.ts';
 import type { CommandContext } from './context.ts';
 
 export interface BreakerStatusOptions {
@@ -65,9 +66,31 @@ function toJson(s: BreakerStatus, now: number, windowMs: number) {
   };
 }
 
-/** Opens state.db only if it exists: looking at breakers must not create a data directory. */
-function withExistingDb<T>(ctx: CommandContext, fn: (db: Db) => T, none: T): T {
-  return withExistingDatabase(dataPaths(ctx.home).stateDb, fn) ?? none;
+type Breakers = BreakerStore & BreakerAdmin;
+
+/** Runs `fn` on the data directory's breakers, or returns `none` when there is no state yet: looking must not create a data directory. */
+function readBreakers<T>(ctx: CommandContext, fn: (breakers: Breakers) => Promise<T>, none: T): Promise<T> {
+  return withBreakers(ctx, false, fn, none);
+}
+
+/** Runs `fn` on the data directory's breakers, creating the state if needed (isolating before any run works). */
+function changeBreakers(ctx: CommandContext, fn: (breakers: Breakers) => Promise<void>): Promise<void> {
+  return withBreakers(ctx, true, fn, undefined);
+}
+
+async function withBreakers<T>(
+  ctx: CommandContext,
+  create: boolean,
+  fn: (breakers: Breakers) => Promise<T>,
+  none: T,
+): Promise<T> {
+  const backend = openSqliteBreakerStore(dataPaths(ctx.home).stateDb, ctx.clock, { create });
+  if (!backend) return none;
+  try {
+    return await fn(backend.store);
+  } finally {
+    backend.close();
+  }
 }
 
 async function configuredWindowMs(ctx: CommandContext): Promise<number> {
@@ -82,15 +105,6 @@ async function configuredWindowMs(ctx: CommandContext): Promise<number> {
   } catch {
     // A broken config file must not hide the breaker's state.
     return defaultBreakerSettings.samplingWindowMs;
-  }
-}
-
-function withDb<T>(ctx: CommandContext, fn: (db: Db) => T): T {
-  const db = openDatabase(dataPaths(ctx.home).stateDb);
-  try {
-    return fn(db);
-  } finally {
-    db.close();
   }
 }
 
@@ -127,7 +141,7 @@ export async function breakerStatus(ctx: CommandContext, opts: BreakerStatusOpti
   const now = ctx.clock.now();
   // The window the runs use (breaker.samplingWindow), not the default: counts must match what opens it.
   const windowMs = await configuredWindowMs(ctx);
-  const all = withExistingDb(ctx, (db) => listBreakers(db, now, windowMs), []);
+  const all = await readBreakers(ctx, (b) => listBreakers(b, windowMs), []);
   if (opts.json) {
     const rows = all.map((s) => toJson(s, now, windowMs));
     ctx.io.out(
@@ -181,9 +195,13 @@ export async function breakerStatus(ctx: CommandContext, opts: BreakerStatusOpti
 }
 
 /** The keys a manual action applies to: the one given, else every breaker, else the configured provider. */
-function targetKeys(db: Db, now: number, key: string | undefined, defaultKey: string | undefined): string[] {
+async function targetKeys(
+  breakers: Breakers,
+  key: string | undefined,
+  defaultKey: string | undefined,
+): Promise<string[]> {
   if (key) return [key];
-  const keys = listBreakers(db, now).map((s) => s.key);
+  const keys = (await listBreakers(breakers)).map((s) => s.key);
   if (keys.length > 0) return keys;
   if (defaultKey) return [defaultKey];
   throw usageError(
@@ -192,20 +210,10 @@ function targetKeys(db: Db, now: number, key: string | undefined, defaultKey: st
   );
 }
 
-function manual(ctx: CommandContext, db: Db, key: string): CircuitBreaker {
-  return new CircuitBreaker(db, key, defaultBreakerSettings, {
-    clock: ctx.clock,
-    ownerId: `cli-${process.pid}`,
-  });
-}
-
 export async function breakerIsolate(ctx: CommandContext, opts: BreakerIsolateOptions): Promise<number> {
-  const now = ctx.clock.now();
-  withDb(ctx, (db) => {
-    for (const key of targetKeys(db, now, opts.key, opts.defaultKey)) {
-      const breaker = manual(ctx, db, key);
-      const before = breaker.status().state;
-      breaker.isolate(opts.reason ?? '');
+  await changeBreakers(ctx, async (breakers) => {
+    for (const key of await targetKeys(breakers, opts.key, opts.defaultKey)) {
+      const { before } = await isolateBreaker(breakers, key, opts.reason ?? '');
       ctx.io.err(
         `isolated breaker ${key} (was ${before}): running batches stop sending within a second; ` +
           'undo with `flashcards breaker close`\n',
@@ -216,19 +224,16 @@ export async function breakerIsolate(ctx: CommandContext, opts: BreakerIsolateOp
 }
 
 export async function breakerClose(ctx: CommandContext, opts: BreakerCloseOptions): Promise<number> {
-  const now = ctx.clock.now();
-  withDb(ctx, (db) => {
-    const known = listBreakers(db, now).map((s) => s.key);
+  await changeBreakers(ctx, async (breakers) => {
+    const known = (await listBreakers(breakers)).map((s) => s.key);
     if (opts.key && !known.includes(opts.key) && opts.key !== opts.defaultKey) {
       throw usageError(
         `no circuit breaker with key "${opts.key}"`,
         known.length > 0 ? `known keys: ${known.join(', ')}` : 'no breaker exists yet; nothing to close',
       );
     }
-    for (const key of targetKeys(db, now, opts.key, opts.defaultKey)) {
-      const breaker = manual(ctx, db, key);
-      const before = breaker.status().state;
-      breaker.close();
+    for (const key of await targetKeys(breakers, opts.key, opts.defaultKey)) {
+      const { before } = await closeBreaker(breakers, key);
       ctx.io.err(
         before === 'closed'
           ? `breaker ${key} was already closed; its statistics were reset\n`
@@ -243,7 +248,7 @@ export async function breakerHistory(ctx: CommandContext, opts: BreakerHistoryOp
   const limit = opts.limit ?? 20;
   if (!Number.isInteger(limit) || limit < 1)
     throw usageError(`--limit must be an integer >= 1, got ${limit}`);
-  const entries = withExistingDb(ctx, (db) => readHistory(db, limit), []);
+  const entries = await readBreakers(ctx, (b) => readHistory(b, limit), []);
   if (opts.json) {
     const transitions = entries.map((e) => ({
       at: iso(e.at),

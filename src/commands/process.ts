@@ -60,7 +60,7 @@ async function runItems(ctx: CommandContext, o: ProcessOptions, plan: RunPlan, r
   // successes and the cache's hit counts are written while everything is still open.
   run.endSignals();
   run.progress.stop();
-  run.job.breaker.flush();
+  await run.job.breaker.flush();
   run.job.cache?.recordRun({
     runId: run.owner,
     startedAt: plan.started,

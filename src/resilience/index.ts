@@ -1,19 +1,30 @@
+export { type BreakerDeps, type BreakerTransition, CircuitBreaker } from './breaker.ts';
+export {
+  type BreakerStatus,
+  breakerHistory,
+  closeBreaker,
+  isolateBreaker,
+  listBreakers,
+  type ManualChange,
+  removeBreaker,
+} from './breaker-admin.ts';
 export {
   type BreakerDecision,
-  type BreakerDeps,
-  type BreakerHistoryEntry,
   type BreakerSettings,
   type BreakerState,
-  type BreakerStatus,
-  type BreakerTransition,
   breakDurationMs,
-  breakerHistory,
   breakerVerdict,
   type CallOutcome,
-  CircuitBreaker,
+  type Circuit,
   defaultBreakerSettings,
-  listBreakers,
-} from './breaker.ts';
+} from './breaker-machine.ts';
+export type {
+  BreakerAdmin,
+  BreakerHistoryEntry,
+  BreakerSnapshot,
+  BreakerStore,
+} from './breaker-store.ts';
+export { openSqliteBreakerStore, SqliteBreakerStore } from './breaker-store-sqlite.ts';
 export { circuitOpenError } from './circuit-open.ts';
 export {
   classifyFetchError,
