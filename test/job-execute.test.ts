@@ -12,7 +12,7 @@ import { seededRandom } from '../src/core/random.ts';
 import { type Db, openDatabase } from '../src/db/open.ts';
 import { cacheKeys, executeJob, type JobContext } from '../src/job/execute.ts';
 import { parseRateLimitHeaders } from '../src/limiter/headers.ts';
-import { createLimiter } from '../src/limiter/index.ts';
+import { createLimiter, sqliteLimiterStore } from '../src/limiter/index.ts';
 import { loadPipeline } from '../src/pipeline/registry.ts';
 import {
   CircuitBreaker,
@@ -82,7 +82,7 @@ function context(
     client,
     cacheKey: cacheKeys({ baseUrl: 'http://x', model: 'm', temperature: 0.3, maxTokens: 500 }),
     limiter: createLimiter(
-      db,
+      sqliteLimiterStore(db, { clock }),
       key,
       { rpm: 60_000, tpm: undefined, burstSeconds: 1, shards: 1, maxRequestTokens: 5000 },
       { clock },
@@ -223,7 +223,7 @@ describe("executeJob while the provider's limits are still unknown", () => {
     const clock = new FakeClock();
     const db = openDatabase(':memory:');
     const limiter = createLimiter(
-      db,
+      sqliteLimiterStore(db, { clock }),
       key,
       { rpm: undefined, tpm: undefined, burstSeconds: 1, shards: 1, maxRequestTokens: 5000 },
       { clock },

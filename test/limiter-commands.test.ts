@@ -7,7 +7,7 @@ import { type CommandContext, memoryIo } from '../src/commands/context.ts';
 import { limiterReset, limiterStatus } from '../src/commands/limiter.ts';
 import { FakeClock } from '../src/core/clock.ts';
 import { openDatabase } from '../src/db/open.ts';
-import { createLimiter } from '../src/limiter/index.ts';
+import { createLimiter, parseRateLimitHeaders, sqliteLimiterStore } from '../src/limiter/index.ts';
 
 function context(home: string, clock = new FakeClock()) {
   const io = memoryIo();
@@ -19,15 +19,17 @@ const keyA = 'https://api.openai.com/v1|gpt-4o-mini|0123456789ab';
 const keyB = 'https://openrouter.ai/api/v1|mistral|ba9876543210';
 
 /** Two keys: A paced at 600 RPM / 100k TPM with one reservation (the second does not fit), B learned 300 RPM and then got a 429. */
-function seed(home: string, clock: FakeClock): void {
+async function seed(home: string, clock: FakeClock): Promise<void> {
   const db = openDatabase(path.join(home, 'state.db'));
+  const store = sqliteLimiterStore(db, { clock });
   const settings = { burstSeconds: 1, shards: 'auto' as const, maxRequestTokens: 1000 };
-  const a = createLimiter(db, keyA, { ...settings, rpm: 600, tpm: 100_000 }, { clock });
-  a.reserve({ jobId: 'x', tokens: 1000 }, { maxWaitMs: 0 });
-  a.reserve({ jobId: 'y', tokens: 1000 }, { maxWaitMs: 0 });
-  const b = createLimiter(db, keyB, settings, { clock });
-  b.observe({ status: 200, headers: new Headers({ 'x-ratelimit-limit-requests': '300' }) });
-  b.observe({ status: 429, headers: new Headers({ 'retry-after': '30' }) });
+  const info = (h: Record<string, string>) => parseRateLimitHeaders(new Headers(h), clock.now());
+  const a = createLimiter(store, keyA, { ...settings, rpm: 600, tpm: 100_000 }, { clock });
+  await a.reserve({ jobId: 'x', tokens: 1000 }, { maxWaitMs: 0 });
+  await a.reserve({ jobId: 'y', tokens: 1000 }, { maxWaitMs: 0 });
+  const b = createLimiter(store, keyB, settings, { clock });
+  await b.observe({ status: 200, info: info({ 'x-ratelimit-limit-requests': '300' }) });
+  await b.observe({ status: 429, info: info({ 'retry-after': '30' }) });
   db.close();
 }
 
@@ -69,7 +71,7 @@ describe('flashcards limiter status', () => {
   test('--json shows every bucket and shard with tokens available now, pauses and provider limits', async () => {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-'));
     const { ctx, io, clock } = context(home);
-    seed(home, clock);
+    await seed(home, clock);
     assert.equal(await limiterStatus(ctx, { json: true }), 0);
     assert.equal(io.stderr.length, 0);
     const out = JSON.parse(io.stdout.join('')) as { keys: Record<string, unknown>[] };
@@ -111,7 +113,7 @@ describe('flashcards limiter status', () => {
   test('the human view names each key, its pause and its buckets on stderr only', async () => {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-'));
     const { ctx, io, clock } = context(home);
-    seed(home, clock);
+    await seed(home, clock);
     assert.equal(await limiterStatus(ctx, { json: false }), 0);
     assert.deepEqual(io.stdout, []);
     const text = io.stderr.join('');
@@ -130,7 +132,7 @@ describe('flashcards limiter reset', () => {
   test('a key prefix resets only the keys it matches', async () => {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-'));
     const { ctx, io, clock } = context(home);
-    seed(home, clock);
+    await seed(home, clock);
     assert.equal(await limiterReset(ctx, { key: 'https://openrouter' }), 0);
     assert.deepEqual(io.stderr, ['reset limiter state for 1 key:\n', `  ${keyB}\n`]);
     const after = context(home, clock);
@@ -142,7 +144,7 @@ describe('flashcards limiter reset', () => {
   test('without a key every key is reset', async () => {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-'));
     const { ctx, io, clock } = context(home);
-    seed(home, clock);
+    await seed(home, clock);
     assert.equal(await limiterReset(ctx, {}), 0);
     assert.deepEqual(io.stderr, ['reset limiter state for 2 keys:\n', `  ${keyA}\n`, `  ${keyB}\n`]);
   });
@@ -150,7 +152,7 @@ describe('flashcards limiter reset', () => {
   test('a prefix that matches nothing says so', async () => {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-'));
     const { ctx, io, clock } = context(home);
-    seed(home, clock);
+    await seed(home, clock);
     assert.equal(await limiterReset(ctx, { key: 'https://nowhere' }), 0);
     assert.deepEqual(io.stderr, ['no limiter state matches "https://nowhere", nothing reset\n']);
   });

@@ -6,7 +6,13 @@ import { describe, test } from 'node:test';
 import { FakeClock } from '../src/core/clock.ts';
 import { type Random, seededRandom } from '../src/core/random.ts';
 import { openDatabase } from '../src/db/open.ts';
-import { createLimiter, type Limiter, type LimiterSettings } from '../src/limiter/index.ts';
+import {
+  createLimiter,
+  type Limiter,
+  type LimiterSettings,
+  parseRateLimitHeaders,
+  sqliteLimiterStore,
+} from '../src/limiter/index.ts';
 
 /**
  * Whole runs on fake time: worker pools that call the limiter the way the batch worker does,
@@ -81,7 +87,10 @@ async function runPool(
     while (next < opts.items) {
       const item = next++;
       for (let attempt = 1; ; attempt++) {
-        const r = limiter.reserve({ jobId: `${opts.name}:${item}`, tokens: 300 }, { maxWaitMs: 120_000 });
+        const r = await limiter.reserve(
+          { jobId: `${opts.name}:${item}`, tokens: 300 },
+          { maxWaitMs: 120_000 },
+        );
         if (!r.ok) {
           await clock.sleep(Math.min(Math.max(r.delayMs, 10), 1000));
           attempt--;
@@ -90,12 +99,12 @@ async function runPool(
         await clock.sleep(r.delayMs);
         stats.requests++;
         const res = await provider.call();
-        limiter.observe(res);
+        await limiter.observe({ status: res.status, info: parseRateLimitHeaders(res.headers, clock.now()) });
         if (res.status !== 429) {
-          r.settle(250);
+          await r.settle(250);
           break;
         }
-        r.cancel();
+        await r.cancel();
         stats.rateLimited++;
         const retryAfter = Number(res.headers.get('retry-after') ?? 0) * 1000;
         const backoff = opts.random() * Math.min(30_000, 1000 * 2 ** (attempt - 1));
@@ -121,6 +130,10 @@ async function drive(clock: FakeClock, work: Promise<unknown>): Promise<void> {
 const base: LimiterSettings = { burstSeconds: 1, shards: 'auto', maxRequestTokens: 1000 };
 const jitter = (random: Random, lo: number, hi: number) => () => lo + random() * (hi - lo);
 
+function limiterStore(file: string, clock: FakeClock) {
+  return sqliteLimiterStore(openDatabase(file), { clock });
+}
+
 function dbFile(): string {
   return path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'fc-')), 'state.db');
 }
@@ -145,7 +158,12 @@ async function singleRun(o: {
     latency: (o.latency ?? ((r) => jitter(r, 50, 150)))(random),
     uplink: o.latency ? () => 0 : jitter(random, 0, 5),
   });
-  const limiter = createLimiter(openDatabase(':memory:'), 'p|m|k', { ...base, rpm: o.limit }, { clock });
+  const limiter = createLimiter(
+    limiterStore(':memory:', clock),
+    'p|m|k',
+    { ...base, rpm: o.limit },
+    { clock },
+  );
   const work = runPool(clock, limiter, provider, {
     items: o.items,
     concurrency: o.concurrency ?? 20,
@@ -185,7 +203,7 @@ describe('whole runs against a rate-limited provider (fake time)', () => {
     });
     const file = dbFile();
     const pools = ['a', 'b'].map((name) => {
-      const limiter = createLimiter(openDatabase(file), 'p|m|k', { ...base, rpm: 600 }, { clock });
+      const limiter = createLimiter(limiterStore(file, clock), 'p|m|k', { ...base, rpm: 600 }, { clock });
       return runPool(clock, limiter, provider, { items: 150, concurrency: 10, random, name });
     });
     const work = Promise.all(pools);
@@ -224,7 +242,7 @@ describe('whole runs against a rate-limited provider (fake time)', () => {
       uplink: jitter(random, 0, 5),
     });
     const file = dbFile();
-    const limiters = ['a', 'b'].map(() => createLimiter(openDatabase(file), 'p|m|k', base, { clock }));
+    const limiters = ['a', 'b'].map(() => createLimiter(limiterStore(file, clock), 'p|m|k', base, { clock }));
     const work = Promise.all(
       limiters.map((limiter, i) =>
         runPool(clock, limiter, provider, { items: 600, concurrency: 20, random, name: `p${i}` }),

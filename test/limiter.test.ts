@@ -11,10 +11,13 @@ import {
   createLimiter,
   type Limiter,
   type LimiterSettings,
+  parseRateLimitHeaders,
   planBuckets,
   type Reservation,
+  sqliteLimiterAdmin,
+  sqliteLimiterStore,
 } from '../src/limiter/index.ts';
-import { readLimiterStatus } from '../src/limiter/status.ts';
+import { keyStatuses } from '../src/limiter/status.ts';
 
 const key = 'https://api.test/v1|model|0123456789ab';
 
@@ -23,7 +26,11 @@ function settings(over: Partial<LimiterSettings>): LimiterSettings {
 }
 
 function setup(over: Partial<LimiterSettings>, db: Db = openDatabase(':memory:'), clock = new FakeClock()) {
-  return { db, clock, limiter: createLimiter(db, key, settings(over), { clock }) };
+  return {
+    db,
+    clock,
+    limiter: createLimiter(sqliteLimiterStore(db, { clock }), key, settings(over), { clock }),
+  };
 }
 
 function ok(r: Reservation): Extract<Reservation, { ok: true }> {
@@ -36,11 +43,19 @@ function reserve(
   tokens = 0,
   maxWaitMs = Number.POSITIVE_INFINITY,
   jobId = 'job',
-): Reservation {
+): Promise<Reservation> {
   return limiter.reserve({ jobId, tokens }, { maxWaitMs });
 }
 
-const headers = (h: Record<string, string> = {}): Headers => new Headers(h);
+/** `n` results of `fn`, one after the other. */
+async function inOrder<T>(n: number, fn: (i: number) => Promise<T>): Promise<T[]> {
+  const out: T[] = [];
+  for (let i = 0; i < n; i++) out.push(await fn(i));
+  return out;
+}
+
+/** Response headers as the limiter receives them: parsed (every value here is relative to now). */
+const info = (h: Record<string, string> = {}) => parseRateLimitHeaders(new Headers(h), 0);
 
 function tempDbFile(): string {
   return path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'fc-')), 'state.db');
@@ -62,20 +77,20 @@ function worstWindowExcess(sends: { at: number; cost: number }[], perMinute: num
 }
 
 describe('token buckets', () => {
-  test('a fresh bucket allows one second of burst less 50 ms of jitter slack, then one request per interval', () => {
+  test('a fresh bucket allows one second of burst less 50 ms of jitter slack, then one request per interval', async () => {
     const { limiter } = setup({ rpm: 600 });
-    const delays = Array.from({ length: 13 }, (_, i) => ok(reserve(limiter, 0, Infinity, `j${i}`)).delayMs);
+    const delays = await inOrder(13, async (i) => ok(await reserve(limiter, 0, Infinity, `j${i}`)).delayMs);
     assert.deepEqual(delays, [0, 0, 0, 0, 0, 0, 0, 0, 0, 50, 150, 250, 350]);
   });
 
-  test('a burst of one request takes its 50 ms jitter slack from the spacing instead', () => {
+  test('a burst of one request takes its 50 ms jitter slack from the spacing instead', async () => {
     const { limiter } = setup({ rpm: 30 });
-    assert.deepEqual([ok(reserve(limiter)).delayMs, ok(reserve(limiter)).delayMs], [0, 2050]);
+    assert.deepEqual([ok(await reserve(limiter)).delayMs, ok(await reserve(limiter)).delayMs], [0, 2050]);
   });
 
   test('for any window W, admitted cost <= rate x W + burst (requests and tokens, 8 shards)', async () => {
     const { limiter, clock } = setup({ rpm: 6000, tpm: 600_000, maxRequestTokens: 1000 });
-    assert.equal(limiter.snapshot().rpm, 6000);
+    assert.equal((await limiter.snapshot()).rpm, 6000);
     const random = seededRandom(7);
     const sends: { at: number; cost: number; tokens: number }[] = [];
     for (let step = 0; step < 400; step++) {
@@ -83,7 +98,7 @@ describe('token buckets', () => {
       const n = Math.floor(random() * 8);
       for (let i = 0; i < n; i++) {
         const tokens = 100 + Math.floor(random() * 900);
-        const r = ok(reserve(limiter, tokens, Infinity, `s${step}-${i}`));
+        const r = ok(await reserve(limiter, tokens, Infinity, `s${step}-${i}`));
         sends.push({ at: clock.now() + r.delayMs, cost: 1, tokens });
       }
     }
@@ -104,7 +119,7 @@ describe('token buckets', () => {
       if (next >= start + 60_000) break;
       await clock.advance(next - clock.now());
       const w = workers.indexOf(next);
-      const r = ok(reserve(limiter, 0, Infinity, `job-${job++}`));
+      const r = ok(await reserve(limiter, 0, Infinity, `job-${job++}`));
       const sendAt = clock.now() + r.delayMs;
       if (sendAt < start + 60_000) admitted++;
       // The request itself takes 50 ms; the worker then asks again.
@@ -116,72 +131,72 @@ describe('token buckets', () => {
 });
 
 describe('shared state', () => {
-  test('two limiters on one database file spend one budget', () => {
+  test('two limiters on one database file spend one budget', async () => {
     const file = tempDbFile();
     const clock = new FakeClock();
     const a = setup({ rpm: 600 }, openDatabase(file), clock).limiter;
     const b = setup({ rpm: 600 }, openDatabase(file), clock).limiter;
-    const fromA = Array.from({ length: 9 }, (_, i) => ok(reserve(a, 0, Infinity, `a${i}`)).delayMs);
+    const fromA = await inOrder(9, async (i) => ok(await reserve(a, 0, Infinity, `a${i}`)).delayMs);
     assert.deepEqual(fromA, [0, 0, 0, 0, 0, 0, 0, 0, 0]);
     assert.deepEqual(
-      [ok(reserve(b, 0, Infinity, 'b0')).delayMs, ok(reserve(a, 0, Infinity, 'a9')).delayMs],
+      [ok(await reserve(b, 0, Infinity, 'b0')).delayMs, ok(await reserve(a, 0, Infinity, 'a9')).delayMs],
       [50, 150],
     );
   });
 
-  test("the provider's remaining count lowers what the bucket thinks is left, never raises it", () => {
+  test("the provider's remaining count lowers what the bucket thinks is left, never raises it", async () => {
     const { limiter } = setup({ rpm: 600 });
-    limiter.observe({ status: 200, headers: headers({ 'x-ratelimit-remaining-requests': '2' }) });
-    limiter.observe({ status: 200, headers: headers({ 'x-ratelimit-remaining-requests': '500' }) });
-    const delays = Array.from({ length: 3 }, (_, i) => ok(reserve(limiter, 0, Infinity, `j${i}`)).delayMs);
+    await limiter.observe({ status: 200, info: info({ 'x-ratelimit-remaining-requests': '2' }) });
+    await limiter.observe({ status: 200, info: info({ 'x-ratelimit-remaining-requests': '500' }) });
+    const delays = await inOrder(3, async (i) => ok(await reserve(limiter, 0, Infinity, `j${i}`)).delayMs);
     assert.deepEqual(delays, [0, 0, 100]);
   });
 });
 
 describe('reservations', () => {
-  test('cancel gives the booked request back, so the next one waits less', () => {
+  test('cancel gives the booked request back, so the next one waits less', async () => {
     const { limiter } = setup({ rpm: 60 });
-    assert.equal(ok(reserve(limiter)).delayMs, 0);
-    const second = ok(reserve(limiter));
+    assert.equal(ok(await reserve(limiter)).delayMs, 0);
+    const second = ok(await reserve(limiter));
     assert.equal(second.delayMs, 1050);
-    second.cancel();
-    second.cancel();
-    assert.equal(ok(reserve(limiter)).delayMs, 1050);
+    await second.cancel();
+    await second.cancel();
+    assert.equal(ok(await reserve(limiter)).delayMs, 1050);
   });
 
-  test('cancel gives back nothing already promised to later reservations', () => {
+  test('cancel gives back nothing already promised to later reservations', async () => {
     const { limiter } = setup({ rpm: 60 });
-    const first = ok(reserve(limiter));
-    assert.equal(ok(reserve(limiter)).delayMs, 1050);
-    first.cancel();
-    assert.equal(ok(reserve(limiter)).delayMs, 2100);
+    const first = ok(await reserve(limiter));
+    assert.equal(ok(await reserve(limiter)).delayMs, 1050);
+    await first.cancel();
+    assert.equal(ok(await reserve(limiter)).delayMs, 2100);
   });
 
   test('cancel never refunds below a full bucket', async () => {
     const { limiter, clock } = setup({ rpm: 60 });
-    const first = ok(reserve(limiter));
+    const first = ok(await reserve(limiter));
     await clock.advance(5000);
-    first.cancel();
-    assert.deepEqual([ok(reserve(limiter)).delayMs, ok(reserve(limiter)).delayMs], [0, 1050]);
+    await first.cancel();
+    assert.deepEqual([ok(await reserve(limiter)).delayMs, ok(await reserve(limiter)).delayMs], [0, 1050]);
   });
 
-  test('settle refunds unused estimated tokens', () => {
+  test('settle refunds unused estimated tokens', async () => {
     const { limiter } = setup({ tpm: 60_000, maxRequestTokens: 1000 });
-    ok(reserve(limiter, 1000)).settle(400);
+    await ok(await reserve(limiter, 1000)).settle(400);
     // 600 tokens came back: 1000 more need 400 ms at 1000 tokens/s.
-    assert.equal(ok(reserve(limiter, 1000)).delayMs, 400);
+    assert.equal(ok(await reserve(limiter, 1000)).delayMs, 400);
   });
 
-  test('settle charges tokens beyond the estimate', () => {
+  test('settle charges tokens beyond the estimate', async () => {
     const { limiter } = setup({ tpm: 60_000, maxRequestTokens: 1000 });
-    ok(reserve(limiter, 500)).settle(1500);
-    assert.equal(ok(reserve(limiter, 1000)).delayMs, 1500);
+    await ok(await reserve(limiter, 500)).settle(1500);
+    assert.equal(ok(await reserve(limiter, 1000)).delayMs, 1500);
   });
 
-  test('a reservation past maxWait fails at once and books nothing', () => {
+  test('a reservation past maxWait fails at once and books nothing', async () => {
     const { limiter } = setup({ rpm: 60 });
-    ok(reserve(limiter));
-    const refused = reserve(limiter, 0, 500);
+    ok(await reserve(limiter));
+    const refused = await reserve(limiter, 0, 500);
     assert.equal(refused.ok, false);
     assert.equal(refused.delayMs, 1050);
     assert.equal(refused.ok === false && refused.reason, 'max_wait');
@@ -189,30 +204,31 @@ describe('reservations', () => {
       refused.ok === false && refused.message,
       `the rate limit for ${key} (60 requests/min) has no room for this request yet; 1.1s is more than the 500ms allowed`,
     );
-    assert.equal(ok(reserve(limiter)).delayMs, 1050);
+    assert.equal(ok(await reserve(limiter)).delayMs, 1050);
   });
 
-  test('when TPM cannot be granted within maxWait, the RPM bucket is left untouched', () => {
+  test('when TPM cannot be granted within maxWait, the RPM bucket is left untouched', async () => {
     const { limiter } = setup({ rpm: 600, tpm: 60_000, maxRequestTokens: 1000 });
-    ok(reserve(limiter, 1000));
-    assert.equal(reserve(limiter, 1000, 500).ok, false);
-    const delays = Array.from({ length: 10 }, () => ok(reserve(limiter, 0)).delayMs);
+    ok(await reserve(limiter, 1000));
+    assert.equal((await reserve(limiter, 1000, 500)).ok, false);
+    const delays = await inOrder(10, async () => ok(await reserve(limiter, 0)).delayMs);
     assert.deepEqual(delays, [0, 0, 0, 0, 0, 0, 0, 0, 50, 150]);
   });
 
-  test('a request held back by TPM is charged to RPM at its real send time', () => {
+  test('a request held back by TPM is charged to RPM at its real send time', async () => {
     const { limiter, db, clock } = setup({ rpm: 600, tpm: 60_000, maxRequestTokens: 1000 });
-    ok(reserve(limiter, 1000));
-    assert.equal(ok(reserve(limiter, 1000)).delayMs, 1000);
+    ok(await reserve(limiter, 1000));
+    assert.equal(ok(await reserve(limiter, 1000)).delayMs, 1000);
     // RPM counts it at 1000 ms: the burst it could have spent before then is gone, so the
     // two buckets never let a delayed request bunch up with later ones.
-    const rpm = readLimiterStatus(db, clock.now())[0]?.buckets.find((b) => b.kind === 'rpm');
+    const { now, keys } = await sqliteLimiterAdmin(db, { clock }).read();
+    const rpm = keyStatuses(keys, now)[0]?.buckets.find((b) => b.kind === 'rpm');
     assert.equal(rpm?.available, 0);
   });
 
-  test('a cost larger than one shard burst is refused with a config error instead of waiting forever', () => {
+  test('a cost larger than one shard burst is refused with a config error instead of waiting forever', async () => {
     const { limiter } = setup({ tpm: 60_000, maxRequestTokens: 500 });
-    assert.throws(
+    await assert.rejects(
       () => reserve(limiter, 700),
       (e: unknown) =>
         isFlashcardsError(e) &&
@@ -220,7 +236,7 @@ describe('reservations', () => {
         e.message ===
           'request needs ~700 tokens but the TPM shard burst is 500; raise limiter.tpm or burst, or lower max_tokens',
     );
-    assert.equal(ok(reserve(limiter, 500)).delayMs, 0);
+    assert.equal(ok(await reserve(limiter, 500)).delayMs, 0);
   });
 });
 
@@ -228,7 +244,7 @@ describe('shards', () => {
   const plan = (rpm: number | null, tpm: number | null, over: Partial<LimiterSettings> = {}) =>
     planBuckets({ rpm, tpm }, settings(over)).shards;
 
-  test("'auto' keeps every RPM shard at least 10 requests of burst, so low rates get one shard", () => {
+  test("'auto' keeps every RPM shard at least 10 requests of burst, so low rates get one shard", async () => {
     assert.deepEqual(
       [
         plan(60, null),
@@ -242,20 +258,20 @@ describe('shards', () => {
     );
   });
 
-  test("'auto' keeps every TPM shard at least one largest request", () => {
+  test("'auto' keeps every TPM shard at least one largest request", async () => {
     // 2M TPM: a 33,333-token second of burst holds 8 requests of 4000 tokens.
     assert.equal(plan(null, 2_000_000, { maxRequestTokens: 4000 }), 8);
     assert.equal(plan(6000, 2_000_000, { maxRequestTokens: 10_000 }), 2);
     assert.equal(plan(null, 60_000, { maxRequestTokens: 4000 }), 1);
   });
 
-  test('an explicit shard count is honoured while every shard still holds one request', () => {
+  test('an explicit shard count is honoured while every shard still holds one request', async () => {
     assert.equal(plan(6000, null, { shards: 4 }), 4);
     assert.equal(plan(300, null, { shards: 16 }), 5);
     assert.equal(plan(null, null, { shards: 16 }), 16);
   });
 
-  test('the TPM burst is at least one largest request and at most a minute of budget', () => {
+  test('the TPM burst is at least one largest request and at most a minute of budget', async () => {
     const p = planBuckets({ rpm: null, tpm: 60_000 }, settings({ maxRequestTokens: 4000 }));
     assert.equal(p.tpm?.burst, 4000);
     const q = planBuckets({ rpm: 600, tpm: 3000 }, settings({ maxRequestTokens: 4000 }));
@@ -264,63 +280,68 @@ describe('shards', () => {
 });
 
 describe('learning from the provider', () => {
-  test('observed limits lower the configured rate but never raise it', () => {
+  test('observed limits lower the configured rate but never raise it', async () => {
     const { limiter } = setup({ rpm: 600, tpm: 100_000 });
-    limiter.observe({ status: 200, headers: headers({ 'x-ratelimit-limit-requests': '300' }) });
-    assert.deepEqual(limiter.snapshot(), { rpm: 300, tpm: 100_000, pausedUntil: null, learned: true });
-    limiter.observe({
+    await limiter.observe({ status: 200, info: info({ 'x-ratelimit-limit-requests': '300' }) });
+    assert.deepEqual(await limiter.snapshot(), { rpm: 300, tpm: 100_000, pausedUntil: null, learned: true });
+    await limiter.observe({
       status: 200,
-      headers: headers({ 'x-ratelimit-limit-requests': '1000', 'x-ratelimit-limit-tokens': '90000' }),
+      info: info({ 'x-ratelimit-limit-requests': '1000', 'x-ratelimit-limit-tokens': '90000' }),
     });
-    assert.deepEqual(limiter.snapshot(), { rpm: 600, tpm: 90_000, pausedUntil: null, learned: true });
-    limiter.observe({ status: 200, headers: headers({ 'x-ratelimit-limit-tokens': '500000' }) });
-    assert.deepEqual(limiter.snapshot(), { rpm: 600, tpm: 100_000, pausedUntil: null, learned: false });
+    assert.deepEqual(await limiter.snapshot(), { rpm: 600, tpm: 90_000, pausedUntil: null, learned: true });
+    await limiter.observe({ status: 200, info: info({ 'x-ratelimit-limit-tokens': '500000' }) });
+    assert.deepEqual(await limiter.snapshot(), { rpm: 600, tpm: 100_000, pausedUntil: null, learned: false });
   });
 
-  test('a learned rate is stored, so the next process starts from it', () => {
+  test('a learned rate is stored, so the next process starts from it', async () => {
     const file = tempDbFile();
     const first = setup({}, openDatabase(file));
-    first.limiter.observe({ status: 200, headers: headers({ 'x-ratelimit-limit-requests': '300' }) });
+    await first.limiter.observe({ status: 200, info: info({ 'x-ratelimit-limit-requests': '300' }) });
     const second = setup({}, openDatabase(file));
-    assert.deepEqual(second.limiter.snapshot(), { rpm: 300, tpm: null, pausedUntil: null, learned: true });
+    assert.deepEqual(await second.limiter.snapshot(), {
+      rpm: 300,
+      tpm: null,
+      pausedUntil: null,
+      learned: true,
+    });
     // Adopted at once: a burst of 5 (one second of 300/min, less the slack), then 200 ms apart.
-    const delays = Array.from(
-      { length: 7 },
-      (_, i) => ok(reserve(second.limiter, 0, Infinity, `j${i}`)).delayMs,
+    const delays = await inOrder(
+      7,
+      async (i) => ok(await reserve(second.limiter, 0, Infinity, `j${i}`)).delayMs,
     );
     assert.deepEqual(delays, [0, 0, 0, 0, 50, 250, 450]);
   });
 
-  test('with no limits known and none in the headers, nothing is throttled', () => {
+  test('with no limits known and none in the headers, nothing is throttled', async () => {
     const { limiter } = setup({});
-    ok(reserve(limiter)).settle(10);
-    limiter.observe({ status: 200, headers: headers({ 'content-type': 'application/json' }) });
-    const delays = Array.from({ length: 1000 }, (_, i) => ok(reserve(limiter, 500, 0, `j${i}`)).delayMs);
+    await ok(await reserve(limiter)).settle(10);
+    await limiter.observe({ status: 200, info: info({ 'content-type': 'application/json' }) });
+    const delays = await inOrder(1000, async (i) => ok(await reserve(limiter, 500, 0, `j${i}`)).delayMs);
     assert.equal(Math.max(...delays), 0);
-    assert.deepEqual(limiter.snapshot(), { rpm: null, tpm: null, pausedUntil: null, learned: false });
+    assert.deepEqual(await limiter.snapshot(), { rpm: null, tpm: null, pausedUntil: null, learned: false });
   });
 
-  test('with nothing known yet, one probe goes first and its headers set the pace at once', () => {
+  test('with nothing known yet, one probe goes first and its headers set the pace at once', async () => {
     const { limiter } = setup({});
-    const probe = ok(reserve(limiter, 0, Infinity, 'a'));
-    const held = reserve(limiter, 0, Infinity, 'b');
+    const probe = ok(await reserve(limiter, 0, Infinity, 'a'));
+    const held = await reserve(limiter, 0, Infinity, 'b');
     assert.equal(held.ok, false);
     assert.equal(held.delayMs, 250);
     assert.equal(held.ok === false && held.reason, 'paused');
-    limiter.observe({
+    await limiter.observe({
       status: 200,
-      headers: headers({ 'x-ratelimit-limit-requests': '300', 'x-ratelimit-remaining-requests': '299' }),
+      info: info({ 'x-ratelimit-limit-requests': '300', 'x-ratelimit-remaining-requests': '299' }),
     });
-    probe.settle(0);
-    assert.equal(limiter.snapshot().rpm, 300);
-    const delays = Array.from({ length: 6 }, (_, i) => ok(reserve(limiter, 0, Infinity, `j${i}`)).delayMs);
+    await probe.settle(0);
+    assert.equal((await limiter.snapshot()).rpm, 300);
+    const delays = await inOrder(6, async (i) => ok(await reserve(limiter, 0, Infinity, `j${i}`)).delayMs);
     assert.deepEqual(delays, [0, 0, 0, 0, 50, 250]);
   });
 
   test('requests held back by the probe are woken as soon as it is answered or given back', async () => {
     const { limiter } = setup({});
-    const probe = ok(reserve(limiter, 0, Infinity, 'a'));
-    const held = reserve(limiter, 0, Infinity, 'b');
+    const probe = ok(await reserve(limiter, 0, Infinity, 'a'));
+    const held = await reserve(limiter, 0, Infinity, 'b');
     const wake = held.ok ? undefined : held.wake;
     assert.ok(wake, 'a held request gets a wake-up');
     let woken = false;
@@ -329,59 +350,59 @@ describe('learning from the provider', () => {
     });
     await Promise.resolve();
     assert.equal(woken, false, 'not before the answer');
-    limiter.observe({ status: 200, headers: headers() });
+    await limiter.observe({ status: 200, info: info() });
     await Promise.resolve();
     assert.equal(woken, true);
-    probe.settle(0);
+    await probe.settle(0);
 
     const other = setup({}).limiter;
-    ok(reserve(other, 0, Infinity, 'a')).cancel();
-    const second = ok(reserve(other, 0, Infinity, 'b'));
-    const waiting = reserve(other, 0, Infinity, 'c');
-    second.cancel();
+    await ok(await reserve(other, 0, Infinity, 'a')).cancel();
+    const second = ok(await reserve(other, 0, Infinity, 'b'));
+    const waiting = await reserve(other, 0, Infinity, 'c');
+    await second.cancel();
     await (waiting.ok ? Promise.reject(new Error('should wait')) : waiting.wake);
-    assert.equal(reserve(other, 0, Infinity, 'c').ok, true, 'the next request probes');
+    assert.equal((await reserve(other, 0, Infinity, 'c')).ok, true, 'the next request probes');
   });
 
-  test('a cancelled probe lets the next request probe', () => {
+  test('a cancelled probe lets the next request probe', async () => {
     const { limiter } = setup({});
-    ok(reserve(limiter, 0, Infinity, 'a')).cancel();
-    assert.equal(reserve(limiter, 0, Infinity, 'b').ok, true);
-    assert.equal(reserve(limiter, 0, Infinity, 'c').ok, false);
+    await ok(await reserve(limiter, 0, Infinity, 'a')).cancel();
+    assert.equal((await reserve(limiter, 0, Infinity, 'b')).ok, true);
+    assert.equal((await reserve(limiter, 0, Infinity, 'c')).ok, false);
   });
 
-  test('remaining 0 with a reset pauses the key until the budget is back', () => {
+  test('remaining 0 with a reset pauses the key until the budget is back', async () => {
     const { limiter, clock } = setup({});
-    limiter.observe({
+    await limiter.observe({
       status: 200,
-      headers: headers({ 'x-ratelimit-remaining-tokens': '0', 'x-ratelimit-reset-tokens': '1.5s' }),
+      info: info({ 'x-ratelimit-remaining-tokens': '0', 'x-ratelimit-reset-tokens': '1.5s' }),
     });
-    assert.equal(limiter.snapshot().pausedUntil, clock.now() + 1500);
-    assert.equal(ok(reserve(limiter)).delayMs, 1500);
+    assert.equal((await limiter.snapshot()).pausedUntil, clock.now() + 1500);
+    assert.equal(ok(await reserve(limiter)).delayMs, 1500);
   });
 
   test('429s without headers and no known limit converge by multiplicative decrease and additive increase', async () => {
     const { limiter, clock } = setup({});
-    limiter.observe({ status: 200, headers: headers() });
-    for (let i = 0; i < 100; i++) ok(reserve(limiter, 0, Infinity, `j${i}`));
+    await limiter.observe({ status: 200, info: info() });
+    for (let i = 0; i < 100; i++) ok(await reserve(limiter, 0, Infinity, `j${i}`));
     await clock.advance(1000);
-    for (let i = 0; i < 60; i++) limiter.observe({ status: 200, headers: headers() });
-    limiter.observe({ status: 429, headers: headers() });
+    for (let i = 0; i < 60; i++) await limiter.observe({ status: 200, info: info() });
+    await limiter.observe({ status: 429, info: info() });
     // The provider accepted 61 requests in the last second: 70% of 3660/min, growing 5% a second
     // once the requests booked at the old rate are out and answered (after the 1 s pause + 1 s).
-    assert.deepEqual(limiter.snapshot(), {
+    assert.deepEqual(await limiter.snapshot(), {
       rpm: 2562,
       tpm: null,
       pausedUntil: clock.now() + 1000,
       learned: true,
     });
     await clock.advance(500);
-    limiter.observe({ status: 429, headers: headers() });
-    assert.equal(limiter.snapshot().rpm, 2562);
+    await limiter.observe({ status: 429, info: info() });
+    assert.equal((await limiter.snapshot()).rpm, 2562);
     await clock.advance(10_500);
-    assert.equal(Math.round(limiter.snapshot().rpm ?? 0), 3715);
-    limiter.observe({ status: 429, headers: headers() });
-    assert.equal(Math.round(limiter.snapshot().rpm ?? 0), 2600);
+    assert.equal(Math.round((await limiter.snapshot()).rpm ?? 0), 3715);
+    await limiter.observe({ status: 429, info: info() });
+    assert.equal(Math.round((await limiter.snapshot()).rpm ?? 0), 2600);
   });
 
   test('a 429 decreases from the rate accepted by every instance on the database file, not one share', async () => {
@@ -390,27 +411,27 @@ describe('learning from the provider', () => {
     const a = setup({}, openDatabase(file), clock).limiter;
     const b = setup({}, openDatabase(file), clock).limiter;
     for (let i = 0; i < 30; i++) {
-      a.observe({ status: 200, headers: headers() });
-      b.observe({ status: 200, headers: headers() });
+      await a.observe({ status: 200, info: info() });
+      await b.observe({ status: 200, info: info() });
     }
     await clock.advance(1000);
-    b.observe({ status: 200, headers: headers() });
-    a.observe({ status: 429, headers: headers() });
+    await b.observe({ status: 200, info: info() });
+    await a.observe({ status: 429, info: info() });
     // a saw 30 accepted in the last second and b 31: 70% of (1800 + 1860)/min, for both.
-    assert.equal(a.snapshot().rpm, 2562);
+    assert.equal((await a.snapshot()).rpm, 2562);
     // b re-reads the shared row within 150 ms; growth waits for the pause and the gap after it.
     await clock.advance(150);
-    assert.equal(b.snapshot().rpm, 2562);
+    assert.equal((await b.snapshot()).rpm, 2562);
   });
 
   test('a 429 before a second of history paces at the opening burst instead of cutting below it', async () => {
     const { limiter, clock } = setup({});
-    limiter.observe({ status: 200, headers: headers() });
-    for (let i = 0; i < 20; i++) ok(reserve(limiter, 0, Infinity, `j${i}`));
+    await limiter.observe({ status: 200, info: info() });
+    for (let i = 0; i < 20; i++) ok(await reserve(limiter, 0, Infinity, `j${i}`));
     await clock.advance(180);
-    limiter.observe({ status: 429, headers: headers() });
+    await limiter.observe({ status: 429, info: info() });
     // 20 admitted in 180 ms, read as 20 a second; the next 429 decreases from a measured rate.
-    assert.deepEqual(limiter.snapshot(), {
+    assert.deepEqual(await limiter.snapshot(), {
       rpm: 1200,
       tpm: null,
       pausedUntil: clock.now() + 1000,
@@ -418,13 +439,13 @@ describe('learning from the provider', () => {
     });
   });
 
-  test('a provider that sends limit headers is never put on AIMD', () => {
+  test('a provider that sends limit headers is never put on AIMD', async () => {
     const { limiter } = setup({});
-    limiter.observe({
+    await limiter.observe({
       status: 429,
-      headers: headers({ 'x-ratelimit-limit-requests': '300', 'retry-after': '2' }),
+      info: info({ 'x-ratelimit-limit-requests': '300', 'retry-after': '2' }),
     });
-    assert.equal(limiter.snapshot().rpm, 300);
+    assert.equal((await limiter.snapshot()).rpm, 300);
   });
 });
 
@@ -435,9 +456,9 @@ describe('429 pauses', () => {
     const a = setup({ rpm: 600 }, openDatabase(file), clock).limiter;
     const b = setup({ rpm: 600 }, openDatabase(file), clock).limiter;
     const unknown = setup({}, openDatabase(file), clock).limiter;
-    a.observe({ status: 429, headers: headers({ 'retry-after': '3' }) });
+    await a.observe({ status: 429, info: info({ 'retry-after': '3' }) });
 
-    const refused = reserve(b, 0, 1000);
+    const refused = await reserve(b, 0, 1000);
     assert.equal(refused.ok, false);
     assert.equal(refused.ok === false && refused.reason, 'paused');
     assert.equal(refused.delayMs, 3000);
@@ -445,36 +466,36 @@ describe('429 pauses', () => {
       refused.ok === false ? refused.message : '',
       /paused until .* \(429 from the provider \(Retry-After\)\)/,
     );
-    assert.equal(ok(reserve(b, 0, 10_000)).delayMs, 3000);
+    assert.equal(ok(await reserve(b, 0, 10_000)).delayMs, 3000);
     // Limiters without buckets re-read the pause within 150 ms.
     await clock.advance(150);
-    assert.equal(unknown.snapshot().pausedUntil, clock.now() + 2850);
-    assert.equal(ok(reserve(unknown)).delayMs, 2850);
+    assert.equal((await unknown.snapshot()).pausedUntil, clock.now() + 2850);
+    assert.equal(ok(await reserve(unknown)).delayMs, 2850);
   });
 
-  test('after a pause one request per shard goes at once, not a full burst', () => {
+  test('after a pause one request per shard goes at once, not a full burst', async () => {
     const { limiter } = setup({ rpm: 600 });
-    limiter.observe({ status: 429, headers: headers({ 'retry-after': '1' }) });
-    const delays = Array.from({ length: 4 }, (_, i) => ok(reserve(limiter, 0, Infinity, `j${i}`)).delayMs);
+    await limiter.observe({ status: 429, info: info({ 'retry-after': '1' }) });
+    const delays = await inOrder(4, async (i) => ok(await reserve(limiter, 0, Infinity, `j${i}`)).delayMs);
     assert.deepEqual(delays, [1000, 1100, 1200, 1300]);
   });
 
   test('429s without Retry-After pause 1 s, then 2 s while they keep coming, and reset after a success', async () => {
     const { limiter, clock } = setup({ rpm: 600 });
-    const pause = () => (limiter.snapshot().pausedUntil ?? clock.now()) - clock.now();
-    limiter.observe({ status: 429, headers: headers() });
-    assert.equal(pause(), 1000);
+    const pause = async () => ((await limiter.snapshot()).pausedUntil ?? clock.now()) - clock.now();
+    await limiter.observe({ status: 429, info: info() });
+    assert.equal(await pause(), 1000);
     // Answers to requests already in flight belong to the same episode.
     await clock.advance(100);
-    limiter.observe({ status: 429, headers: headers() });
-    assert.equal(pause(), 900);
+    await limiter.observe({ status: 429, info: info() });
+    assert.equal(await pause(), 900);
     await clock.advance(900);
-    limiter.observe({ status: 429, headers: headers() });
-    assert.equal(pause(), 2000);
+    await limiter.observe({ status: 429, info: info() });
+    assert.equal(await pause(), 2000);
     await clock.advance(2000);
-    limiter.observe({ status: 200, headers: headers() });
-    limiter.observe({ status: 429, headers: headers() });
-    assert.equal(pause(), 1000);
+    await limiter.observe({ status: 200, info: info() });
+    await limiter.observe({ status: 429, info: info() });
+    assert.equal(await pause(), 1000);
   });
 });
 

@@ -9,7 +9,7 @@ import { providerKey } from '../core/provider-key.ts';
 import type { Random } from '../core/random.ts';
 import type { Db } from '../db/open.ts';
 import { cacheKeys, type JobContext } from '../job/execute.ts';
-import { createLimiter } from '../limiter/index.ts';
+import { createLimiter, sqliteLimiterStore } from '../limiter/index.ts';
 import { CircuitBreaker, RetryPolicy, SqliteBreakerStore } from '../resilience/index.ts';
 import type { RunSignals } from './run-signals.ts';
 
@@ -37,7 +37,7 @@ export function composeJobContext(o: ComposeOptions): JobContext {
   const { settings, clock } = o;
   const key = providerKey({ baseUrl: settings.baseUrl, model: settings.model, apiKey: settings.apiKey });
   const limiter = createLimiter(
-    o.db,
+    sqliteLimiterStore(o.db, { clock }),
     key,
     {
       rpm: settings.limiter.rpm,

@@ -1,15 +1,13 @@
+import { existsSync } from 'node:fs';
 import { Chalk, type ChalkInstance } from 'chalk';
 import Table from 'cli-table3';
 import { formatDuration } from '../core/duration.ts';
 import { ExitCode } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
-import { type Db, withExistingDatabase } from '../db/open.ts';
-import {
-  type BucketStatus,
-  type KeyStatus,
-  readLimiterStatus,
-  resetLimiterState,
-} from '../limiter/status.ts';
+import { openDatabase } from '../db/open.ts';
+import { sqliteLimiterAdmin } from '../limiter/sqlite-admin.ts';
+import { type BucketStatus, type KeyStatus, keyStatuses } from '../limiter/status.ts';
+import type { LimiterAdmin } from '../limiter/store.ts';
 import type { CommandContext } from './context.ts';
 
 export interface LimiterStatusOptions {
@@ -23,8 +21,9 @@ export interface LimiterResetOptions {
 
 /** `flashcards limiter status [--json]`: every key's buckets and shards as they stand now. */
 export async function limiterStatus(ctx: CommandContext, opts: LimiterStatusOptions): Promise<number> {
-  const now = ctx.clock.now();
-  const keys = withStateDb(ctx, (db) => readLimiterStatus(db, now)) ?? [];
+  const stored = await withAdmin(ctx, (admin) => admin.read());
+  const now = stored?.now ?? ctx.clock.now();
+  const keys = stored === undefined ? [] : keyStatuses(stored.keys, now);
   if (opts.json) {
     ctx.io.out(`${JSON.stringify({ version: 1, now: iso(now), keys: keys.map(toJson) })}\n`);
     return ExitCode.ok;
@@ -40,7 +39,7 @@ export async function limiterStatus(ctx: CommandContext, opts: LimiterStatusOpti
 
 /** `flashcards limiter reset [key]`: forgets buckets, learned limits and pauses. */
 export async function limiterReset(ctx: CommandContext, opts: LimiterResetOptions): Promise<number> {
-  const removed = withStateDb(ctx, (db) => resetLimiterState(db, opts.key));
+  const removed = await withAdmin(ctx, (admin) => admin.reset(opts.key));
   if (removed === undefined) {
     ctx.io.err('no limiter state yet\n');
     return ExitCode.ok;
@@ -58,9 +57,19 @@ export async function limiterReset(ctx: CommandContext, opts: LimiterResetOption
   return ExitCode.ok;
 }
 
-/** Read-only commands never create the data directory or the database. */
-function withStateDb<T>(ctx: CommandContext, fn: (db: Db) => T): T | undefined {
-  return withExistingDatabase(dataPaths(ctx.home).stateDb, fn);
+/** Neither command creates the data directory or the database: undefined when there is none. */
+async function withAdmin<T>(
+  ctx: CommandContext,
+  fn: (admin: LimiterAdmin) => Promise<T>,
+): Promise<T | undefined> {
+  const file = dataPaths(ctx.home).stateDb;
+  if (!existsSync(file)) return undefined;
+  const db = openDatabase(file);
+  try {
+    return await fn(sqliteLimiterAdmin(db, { clock: ctx.clock }));
+  } finally {
+    db.close();
+  }
 }
 
 function toJson(k: KeyStatus): Record<string, unknown> {

@@ -1,3 +1,4 @@
+export type { Reservation } from './booking.ts';
 export {
   hasLimitHeaders,
   parseRateLimitHeaders,
@@ -6,12 +7,8 @@ export {
   type RateLimitInfo,
 } from './headers.ts';
 export { type BucketPlan, type Plan, planBuckets, shardCount } from './layout.ts';
-export {
-  createLimiter,
-  type Limiter,
-  type LimiterDeps,
-  type LimiterSettings,
-  type LimiterSnapshot,
-  type Reservation,
-} from './limiter.ts';
-export { migrateLimiter } from './schema.ts';
+export { createLimiter, type Limiter, type LimiterDeps, type LimiterSnapshot } from './limiter.ts';
+export type { LimiterSettings } from './settings.ts';
+export { sqliteLimiterAdmin } from './sqlite-admin.ts';
+export { sqliteLimiterStore } from './sqlite-store.ts';
+export type { LimiterAdmin, LimiterStore } from './store.ts';

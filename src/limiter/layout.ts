@@ -76,14 +76,20 @@ export function shardCount(
   return Number.isFinite(n) ? Math.max(1, n) : 1;
 }
 
-function bucket(
+/**
+ * One bucket's GCRA parameters. The booking and `limiter status` both build them here, so status
+ * shows what the booking admits (tau less the jitter slack). `maxRequestTokens` bounds a TPM
+ * shard's tau from below: one largest request must always fit.
+ */
+export function bucketPlan(
   kind: BucketKind,
   rate: number,
   burst: number,
   shards: number,
-  oneRequest: number,
+  maxRequestTokens: number,
 ): BucketPlan {
   const shardBurst = burst / shards;
+  const oneRequest = kind === 'rpm' ? 1 : Math.min(maxRequestTokens, shardBurst);
   const nominal = (60_000 * shards) / rate;
   // Requests: a burst of one request cannot give up slack, so its spacing grows instead.
   const intervalMs =
@@ -99,20 +105,9 @@ export function planBuckets(rates: { rpm: number | null; tpm: number | null }, s
     tpm: rates.tpm === null ? null : burstFor('tpm', rates.tpm, settings),
   };
   const shards = shardCount(bursts, settings);
-  return {
-    rpm: rates.rpm === null || bursts.rpm === null ? null : bucket('rpm', rates.rpm, bursts.rpm, shards, 1),
-    tpm:
-      rates.tpm === null || bursts.tpm === null
-        ? null
-        : bucket(
-            'tpm',
-            rates.tpm,
-            bursts.tpm,
-            shards,
-            Math.min(settings.maxRequestTokens, bursts.tpm / shards),
-          ),
-    shards,
-  };
+  const plan = (kind: BucketKind, rate: number | null, burst: number | null): BucketPlan | null =>
+    rate === null || burst === null ? null : bucketPlan(kind, rate, burst, shards, settings.maxRequestTokens);
+  return { rpm: plan('rpm', rates.rpm, bursts.rpm), tpm: plan('tpm', rates.tpm, bursts.tpm), shards };
 }
 
 export function samePlan(a: Plan, b: Plan): boolean {

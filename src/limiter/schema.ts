@@ -51,7 +51,11 @@ export function migrateLimiter(db: Db): void {
   migrate(db, 'limiter', steps);
 }
 
-/** The stored row of limiter_keys, as better-sqlite3 returns it. */
+/**
+ * The stored state of one provider key (a limiter_keys row as better-sqlite3 returns it): the
+ * layout last used, what the provider told us, the shared pause and the AIMD rate. Every backend
+ * stores and returns these fields.
+ */
 export interface KeyRow {
   key: string;
   shards: number;
@@ -71,6 +75,30 @@ export interface KeyRow {
   strikes: number;
   observed_at: number | null;
   updated_at: number;
+}
+
+/** A key nothing was stored for yet: one shard, nothing learned, no pause. */
+export function defaultRow(key: string): KeyRow {
+  return {
+    key,
+    shards: 1,
+    rpm: null,
+    rpm_burst: null,
+    tpm: null,
+    tpm_burst: null,
+    configured_rpm: null,
+    configured_tpm: null,
+    header_rpm: null,
+    header_tpm: null,
+    header_at: null,
+    aimd_rpm: null,
+    aimd_at: null,
+    paused_until: 0,
+    pause_reason: null,
+    strikes: 0,
+    observed_at: null,
+    updated_at: 0,
+  };
 }
 
 export interface ShardRow {

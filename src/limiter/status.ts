@@ -1,7 +1,7 @@
-import type { Db } from '../db/open.ts';
 import type { BucketKind } from './layout.ts';
 import { aimdRate } from './learn.ts';
-import { hasLimiterTables, hasRatesTable, type KeyRow, type ShardRow } from './schema.ts';
+import type { KeyRow, ShardRow } from './schema.ts';
+import type { StoredKey } from './store.ts';
 
 export interface ShardStatus {
   shard: number;
@@ -36,13 +36,9 @@ export interface KeyStatus {
   updatedAt: number;
 }
 
-/** Reads every key's buckets and shards as they stand at `nowMs`; never creates tables. */
-export function readLimiterStatus(db: Db, nowMs: number): KeyStatus[] {
-  if (!hasLimiterTables(db)) return [];
-  const keys = db.prepare('SELECT * FROM limiter_keys ORDER BY key').all() as KeyRow[];
-  const shardRows = db.prepare('SELECT * FROM limiter_shards ORDER BY key, kind, shard').all() as ShardRow[];
-  return keys.map((row) => {
-    const rows = shardRows.filter((s) => s.key === row.key);
+/** Every key's buckets and shards as they stand at `nowMs` (the backend's time, from LimiterAdmin.read). */
+export function keyStatuses(keys: readonly StoredKey[], nowMs: number): KeyStatus[] {
+  return keys.map(({ row, shards: rows }) => {
     const buckets: BucketStatus[] = [];
     for (const kind of ['rpm', 'tpm'] as const) {
       const rate = kind === 'rpm' ? row.rpm : row.tpm;
@@ -74,7 +70,7 @@ function bucketStatus(
   rate: number,
   burst: number,
   row: KeyRow,
-  rows: ShardRow[],
+  rows: readonly ShardRow[],
   nowMs: number,
 ): BucketStatus {
   const n = Math.max(1, row.shards);
@@ -100,25 +96,4 @@ function bucketStatus(
 
 function clamp(n: number, lo: number, hi: number): number {
   return Math.min(hi, Math.max(lo, n));
-}
-
-/** Deletes all state, or the keys starting with `prefix`; returns the keys removed. */
-export function resetLimiterState(db: Db, prefix: string | undefined): string[] {
-  if (!hasLimiterTables(db)) return [];
-  return db
-    .transaction(() => {
-      const match = 'substr(key, 1, length(@prefix)) = @prefix';
-      const p = { prefix: prefix ?? '' };
-      const keys = db
-        .prepare(
-          `SELECT key FROM limiter_keys WHERE ${match} UNION SELECT key FROM limiter_shards WHERE ${match}`,
-        )
-        .pluck()
-        .all(p) as string[];
-      db.prepare(`DELETE FROM limiter_shards WHERE ${match}`).run(p);
-      db.prepare(`DELETE FROM limiter_keys WHERE ${match}`).run(p);
-      if (hasRatesTable(db)) db.prepare(`DELETE FROM limiter_rates WHERE ${match}`).run(p);
-      return keys.sort();
-    })
-    .immediate();
 }
