@@ -11,6 +11,7 @@ import {
   createLimiter,
   type Limiter,
   type LimiterSettings,
+  type LimiterStore,
   parseRateLimitHeaders,
   planBuckets,
   type Reservation,
@@ -496,6 +497,51 @@ describe('429 pauses', () => {
     await limiter.observe({ status: 200, info: info() });
     await limiter.observe({ status: 429, info: info() });
     assert.equal(await pause(), 1000);
+  });
+});
+
+describe('the layout stored for limiter status', () => {
+  /** A store that counts its layout writes and remembers the rate of the last one. */
+  function countingLayouts(store: LimiterStore) {
+    const seen = { writes: 0, rpm: null as number | null };
+    const counting = new Proxy(store, {
+      get(target, prop) {
+        if (prop === 'writeLayout') {
+          return (k: string, layout: Parameters<LimiterStore['writeLayout']>[1]) => {
+            seen.writes++;
+            seen.rpm = layout.rpm;
+            return target.writeLayout(k, layout);
+          };
+        }
+        const value: unknown = Reflect.get(target, prop);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    return { counting, seen };
+  }
+
+  test('while AIMD grows the rate it is rewritten every 5 s, not every refresh; a decrease at once', async () => {
+    const clock = new FakeClock();
+    const { counting, seen } = countingLayouts(sqliteLimiterStore(openDatabase(':memory:'), { clock }));
+    const limiter = createLimiter(counting, key, settings({}), { clock });
+    await limiter.observe({ status: 200, info: info() });
+    for (let i = 0; i < 100; i++) ok(await reserve(limiter, 0, Infinity, `j${i}`));
+    await clock.advance(1000);
+    for (let i = 0; i < 60; i++) await limiter.observe({ status: 200, info: info() });
+    await limiter.observe({ status: 429, info: info() });
+    assert.equal(seen.rpm, 2562);
+    const before = seen.writes;
+    // 30 s of requests every 100 ms: growth starts 2 s after the 429 and runs 5% of 2562 a second.
+    for (let i = 0; i < 300; i++) {
+      await clock.advance(100);
+      ok(await reserve(limiter, 0, Infinity, `g${i}`));
+    }
+    // Written at 5, 10, ... 30 s (not every 200 ms as it drifts past 1%); the last 28 s into growth.
+    assert.equal(seen.writes - before, 6);
+    assert.equal(Math.round(seen.rpm ?? 0), Math.round(2562 * (1 + 0.05 * 28)));
+    await limiter.observe({ status: 429, info: info() });
+    assert.equal(seen.writes - before, 7);
+    assert.equal(seen.rpm, (await limiter.snapshot()).rpm);
   });
 });
 

@@ -8,6 +8,13 @@ import type { LimiterStore } from './store.ts';
 
 /** Learned limits and the pause are re-read at most this often; bookings always go to the store. */
 export const refreshMs = 150;
+/**
+ * The stored layout is only for `limiter status`. While AIMD grows the rate (5% a second) it
+ * drifts past 1% every 200 ms; rewriting it that often was a state.db write a refresh, so a
+ * drift is written at most this often. A lower rate or a new bucket is written at once: status
+ * must never show more than the limiter admits.
+ */
+export const layoutEveryMs = 5000;
 
 /**
  * One limiter instance's cached view of its key: the stored row, the effective rates and the
@@ -22,6 +29,7 @@ export class KeyState {
   rates: EffectiveRates = { rpm: null, tpm: null, learned: false };
   plan: Plan = { rpm: null, tpm: null, shards: 1 };
   #readAt = Number.NEGATIVE_INFINITY;
+  #layoutAt = Number.NEGATIVE_INFINITY;
 
   constructor(store: LimiterStore, key: string, settings: LimiterSettings, clock: Clock) {
     this.#store = store;
@@ -44,12 +52,14 @@ export class KeyState {
     await this.adopt((await this.#store.readKey(this.#key)) ?? defaultRow(this.#key));
   }
 
-  /** Takes a row the store just returned (as fresh as a re-read), and rewrites the layout when stale. */
+  /** Takes a row the store just returned (as fresh as a re-read), and rewrites the layout when due. */
   async adopt(row: KeyRow): Promise<void> {
     const now = this.#clock.now();
     this.#readAt = now;
     this.#use(row, now);
-    if (this.#layoutStale()) {
+    const change = this.#layoutChange();
+    if (change === 'urgent' || (change === 'drift' && now - this.#layoutAt >= layoutEveryMs)) {
+      this.#layoutAt = now;
       const { rpm, tpm, shards } = this.plan;
       this.#use(
         await this.#store.writeLayout(this.#key, {
@@ -74,20 +84,32 @@ export class KeyState {
     if (!samePlan(plan, this.plan)) this.plan = plan;
   }
 
-  /** The stored layout is only for `limiter status`; rewrite it when it drifts by more than 1%. */
-  #layoutStale(): boolean {
+  /**
+   * How the stored layout differs from ours. 'urgent' when status would show more than is
+   * admitted: nothing stored yet, a bucket we pace by missing, or a stored rate above ours by more
+   * than 1%. 'drift' for any other difference (a rate up by more than 1%, the shard count, the
+   * configured values): written at most every `layoutEveryMs`, which also bounds the rewrites
+   * when processes with different settings share a key.
+   */
+  #layoutChange(): 'none' | 'drift' | 'urgent' {
     const { row, plan } = this;
     const settings = this.#settings;
+    const buckets = [
+      [row.rpm, plan.rpm?.rate ?? null],
+      [row.tpm, plan.tpm?.rate ?? null],
+    ] as const;
+    if (row.updated_at === 0) return 'urgent';
+    for (const [stored, ours] of buckets) {
+      if (ours !== null && (stored === null || stored > ours * 1.01)) return 'urgent';
+    }
     const off = (stored: number | null, current: number | null): boolean =>
       (stored === null) !== (current === null) ||
       (stored !== null && current !== null && Math.abs(stored - current) > current * 0.01);
-    return (
-      row.updated_at === 0 ||
+    const differs =
+      buckets.some(([stored, ours]) => off(stored, ours)) ||
       row.shards !== plan.shards ||
-      off(row.rpm, plan.rpm?.rate ?? null) ||
-      off(row.tpm, plan.tpm?.rate ?? null) ||
       off(row.configured_rpm, settings.rpm ?? null) ||
-      off(row.configured_tpm, settings.tpm ?? null)
-    );
+      off(row.configured_tpm, settings.tpm ?? null);
+    return differs ? 'drift' : 'none';
   }
 }
