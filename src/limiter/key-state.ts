@@ -70,6 +70,7 @@ export class KeyState {
           tpmBurst: tpm?.burst ?? null,
           configuredRpm: this.#settings.rpm ?? null,
           configuredTpm: this.#settings.tpm ?? null,
+          maxRequestTokens: this.#settings.maxRequestTokens,
         }),
         now,
       );
@@ -88,7 +89,7 @@ export class KeyState {
    * How the stored layout differs from ours. 'urgent' when status would show more than is
    * admitted: nothing stored yet, a bucket we pace by missing, or a stored rate above ours by more
    * than 1%. 'drift' for any other difference (a rate up by more than 1%, the shard count, the
-   * configured values): written at most every `layoutEveryMs`, which also bounds the rewrites
+   * configured values, the largest request): written at most every `layoutEveryMs`, which also bounds the rewrites
    * when processes with different settings share a key.
    */
   #layoutChange(): 'none' | 'drift' | 'urgent' {
@@ -109,7 +110,8 @@ export class KeyState {
       buckets.some(([stored, ours]) => off(stored, ours)) ||
       row.shards !== plan.shards ||
       off(row.configured_rpm, settings.rpm ?? null) ||
-      off(row.configured_tpm, settings.tpm ?? null);
+      off(row.configured_tpm, settings.tpm ?? null) ||
+      row.max_request_tokens !== settings.maxRequestTokens;
     return differs ? 'drift' : 'none';
   }
 }

@@ -45,6 +45,9 @@ const steps = [
      at REAL NOT NULL,
      PRIMARY KEY (key, process)
    ) WITHOUT ROWID;`,
+  // The largest request the layout was planned for: `limiter status` needs it to compute the same
+  // tau as the booking (a TPM shard's tau is at least one such request).
+  'ALTER TABLE limiter_keys ADD COLUMN max_request_tokens REAL;',
 ];
 
 export function migrateLimiter(db: Db): void {
@@ -75,6 +78,8 @@ export interface KeyRow {
   strikes: number;
   observed_at: number | null;
   updated_at: number;
+  /** Null in rows written before migration 3, until the next layout write. */
+  max_request_tokens: number | null;
 }
 
 /** A key nothing was stored for yet: one shard, nothing learned, no pause. */
@@ -98,6 +103,7 @@ export function defaultRow(key: string): KeyRow {
     strikes: 0,
     observed_at: null,
     updated_at: 0,
+    max_request_tokens: null,
   };
 }
 

@@ -14,7 +14,13 @@ export function sqliteLimiterAdmin(db: Db, deps: { clock: Clock }): LimiterAdmin
       if (!hasLimiterTables(db)) return { now, keys: [] };
       const rows = db.prepare('SELECT * FROM limiter_keys ORDER BY key').all() as KeyRow[];
       const shards = db.prepare('SELECT * FROM limiter_shards ORDER BY key, kind, shard').all() as ShardRow[];
-      const keys = rows.map((row): StoredKey => ({ row, shards: shards.filter((s) => s.key === row.key) }));
+      const keys = rows.map(
+        (row): StoredKey => ({
+          // Rows of a database not yet migrated to 3 have no max_request_tokens column.
+          row: { ...row, max_request_tokens: row.max_request_tokens ?? null },
+          shards: shards.filter((s) => s.key === row.key),
+        }),
+      );
       return { now, keys };
     },
 

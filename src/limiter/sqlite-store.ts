@@ -66,11 +66,14 @@ function statements(db: Db) {
        WHERE tat < excluded.tat`,
     ),
     layout: db.prepare<[Params], KeyRow>(
-      `INSERT INTO limiter_keys (key, shards, rpm, rpm_burst, tpm, tpm_burst, configured_rpm, configured_tpm, updated_at)
-       VALUES (@key, @shards, @rpm, @rpm_burst, @tpm, @tpm_burst, @configured_rpm, @configured_tpm, @now)
+      `INSERT INTO limiter_keys (key, shards, rpm, rpm_burst, tpm, tpm_burst, configured_rpm, configured_tpm,
+         max_request_tokens, updated_at)
+       VALUES (@key, @shards, @rpm, @rpm_burst, @tpm, @tpm_burst, @configured_rpm, @configured_tpm,
+         @max_request_tokens, @now)
        ON CONFLICT (key) DO UPDATE SET shards = excluded.shards, rpm = excluded.rpm, rpm_burst = excluded.rpm_burst,
          tpm = excluded.tpm, tpm_burst = excluded.tpm_burst, configured_rpm = excluded.configured_rpm,
-         configured_tpm = excluded.configured_tpm, updated_at = excluded.updated_at
+         configured_tpm = excluded.configured_tpm, max_request_tokens = excluded.max_request_tokens,
+         updated_at = excluded.updated_at
        RETURNING *`,
     ),
     learn: db.prepare<[{ key: string; rpm: number | null; tpm: number | null; now: number }], KeyRow>(
@@ -172,6 +175,7 @@ class SqliteLimiterStore implements LimiterStore {
         tpm_burst: l.tpmBurst,
         configured_rpm: l.configuredRpm,
         configured_tpm: l.configuredTpm,
+        max_request_tokens: l.maxRequestTokens,
         now: this.#clock.now(),
       }),
       key,

@@ -1,4 +1,4 @@
-import type { BucketKind } from './layout.ts';
+import { type BucketKind, bucketPlan } from './layout.ts';
 import { aimdRate } from './learn.ts';
 import type { KeyRow, ShardRow } from './schema.ts';
 import type { StoredKey } from './store.ts';
@@ -36,7 +36,10 @@ export interface KeyStatus {
   updatedAt: number;
 }
 
-/** Every key's buckets and shards as they stand at `nowMs` (the backend's time, from LimiterAdmin.read). */
+/**
+ * Every key's buckets and shards as they stand at `nowMs` (the backend's time, from
+ * LimiterAdmin.read), computed with the same GCRA parameters the booking uses.
+ */
 export function keyStatuses(keys: readonly StoredKey[], nowMs: number): KeyStatus[] {
   return keys.map(({ row, shards: rows }) => {
     const buckets: BucketStatus[] = [];
@@ -65,6 +68,11 @@ export function keyStatuses(keys: readonly StoredKey[], nowMs: number): KeyStatu
   });
 }
 
+/**
+ * A shard's available units: what conforms now, (now + tau - TAT) / interval, at most tau /
+ * interval (a full shard: its burst less the jitter slack). A row stored before the largest
+ * request was recorded is read as small requests (tau with the slack).
+ */
 function bucketStatus(
   kind: BucketKind,
   rate: number,
@@ -74,14 +82,13 @@ function bucketStatus(
   nowMs: number,
 ): BucketStatus {
   const n = Math.max(1, row.shards);
-  const shardBurst = burst / n;
-  const intervalMs = (60_000 * n) / rate;
-  const tauMs = shardBurst * intervalMs;
+  const plan = bucketPlan(kind, rate, burst, n, row.max_request_tokens ?? 0);
+  const full = plan.tauMs / plan.intervalMs;
   const shards: ShardStatus[] = [];
   for (let shard = 0; shard < n; shard++) {
     const stored = rows.find((s) => s.kind === kind && s.shard === shard);
     const tat = stored?.tat ?? null;
-    const available = tat === null ? shardBurst : clamp((nowMs + tauMs - tat) / intervalMs, 0, shardBurst);
+    const available = tat === null ? full : clamp((nowMs + plan.tauMs - tat) / plan.intervalMs, 0, full);
     shards.push({ shard, available, tat, updatedAt: stored?.updated_at ?? null });
   }
   return {

@@ -68,6 +68,7 @@ export interface Layout {
   tpmBurst: number | null;
   configuredRpm: number | null;
   configuredTpm: number | null;
+  maxRequestTokens: number;
 }
 
 /** One limiter instance's recent meters, as it publishes them (rates per minute). */
