@@ -1,18 +1,22 @@
 /**
  * A child process for the multi-process limiter test and benchmark: opens the shared state
  * database and acquires from one key. Prints JSON lines on stdout.
+ *   book:  prints {"ready":true} once the store is open, waits for a line on stdin (the parent's
+ *          go, once every child is ready), then reserves with maxWait 0 until `count` requests
+ *          are admitted; reports the booked send time of each (the store's time under its lock).
  *   admit: from `startAt` for `durationMs`, reserve with maxWait 0 as fast as allowed; report
- *          the wall-clock time of every admission.
+ *          the wall-clock time of every admission (benchmark only).
  *   cost:  from `startAt`, `ops` times reserve + observe + settle on a key with no room
  *          problems; report the elapsed time.
  */
+import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { systemClock } from '../../src/core/clock.ts';
 import { openDatabase } from '../../src/db/open.ts';
 import { createLimiter, parseRateLimitHeaders, sqliteLimiterStore } from '../../src/limiter/index.ts';
 
 interface Args {
-  mode: 'admit' | 'cost';
+  mode: 'book' | 'admit' | 'cost';
   file: string;
   key: string;
   rpm?: number;
@@ -21,6 +25,7 @@ interface Args {
   shards: number | 'auto';
   startAt?: number;
   durationMs?: number;
+  count?: number;
   ops?: number;
   id: string;
 }
@@ -40,7 +45,20 @@ const limiter = createLimiter(
   { clock: systemClock },
 );
 
-if (args.mode === 'admit') {
+if (args.mode === 'book') {
+  process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
+  const lines = createInterface({ input: process.stdin });
+  await new Promise<void>((resolve) => lines.once('line', () => resolve()));
+  lines.close();
+  const sendAt: number[] = [];
+  for (let n = 0; sendAt.length < (args.count ?? 20); n++) {
+    const r = await limiter.reserve({ jobId: `${args.id}:${n}`, tokens: 0 }, { maxWaitMs: 0 });
+    if (r.ok) sendAt.push(r.sendAt);
+    // A ref'd timer: systemClock's sleeps are unref'd and would let this process exit early.
+    else await sleep(Math.min(r.delayMs, 100));
+  }
+  process.stdout.write(`${JSON.stringify({ sendAt })}\n`);
+} else if (args.mode === 'admit') {
   const startAt = args.startAt ?? Date.now();
   await sleep(Math.max(0, startAt - Date.now()));
   const admitted: number[] = [];
