@@ -4,9 +4,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
 import { FakeClock } from '../src/core/clock.ts';
-import { openDatabase } from '../src/db/open.ts';
+import { type Db, openDatabase } from '../src/db/open.ts';
 import { sqliteLimiterAdmin, sqliteLimiterStore } from '../src/limiter/index.ts';
 import { keyStatuses } from '../src/limiter/status.ts';
+import { limiterStoreConformance } from './conformance/limiter-store.ts';
 
 const dirs: string[] = [];
 after(() => {
@@ -91,4 +92,21 @@ describe('SQLite limiter state written by the previous release', () => {
     });
     db.close();
   });
+});
+
+limiterStoreConformance('SQLite', async (clock) => {
+  const file = tempDb();
+  const dbs: Db[] = [];
+  const connect = (): Db => {
+    const db = openDatabase(file);
+    dbs.push(db);
+    return db;
+  };
+  return {
+    store: async () => sqliteLimiterStore(connect(), { clock }),
+    admin: async () => sqliteLimiterAdmin(connect(), { clock }),
+    close: async () => {
+      for (const db of dbs) db.close();
+    },
+  };
 });

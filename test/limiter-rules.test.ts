@@ -1,0 +1,168 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { after429, restartsAfter429, wantsSharedRates } from '../src/limiter/after-429.ts';
+import {
+  cancelled,
+  charged,
+  conformsAt,
+  decideBooking,
+  raised,
+  refunded,
+  remainingAheadMs,
+} from '../src/limiter/gcra.ts';
+import { parseRateLimitHeaders } from '../src/limiter/headers.ts';
+import { bucketPlan } from '../src/limiter/layout.ts';
+import { defaultRow, type KeyRow } from '../src/limiter/schema.ts';
+
+/** The rules alone, on plain values: what every backend applies inside its atomic operations. */
+
+const now = 1_000_000;
+const info = (h: Record<string, string> = {}) => parseRateLimitHeaders(new Headers(h), 0);
+const unknown = { burstSeconds: 1, shards: 'auto' as const, maxRequestTokens: 1000 };
+const row = (over: Partial<KeyRow> = {}): KeyRow => ({ ...defaultRow('k'), ...over });
+
+describe('GCRA arithmetic', () => {
+  test('a shard conforms once TAT + cost - tau is reached; a never used shard at once', () => {
+    assert.equal(conformsAt(now + 900, 100, 950), now + 50);
+    assert.equal(conformsAt(null, 100, 950), Number.NEGATIVE_INFINITY);
+  });
+
+  test('charge, cancel, refund and restart move a TAT as documented', () => {
+    assert.deepEqual(
+      [charged(now + 500, now, 100), charged(now - 500, now, 100), charged(null, now, 100)],
+      [now + 600, now + 100, now + 100],
+    );
+    // Two bookings of 100 after this one: cancel gives back nothing; the last one: all of it.
+    assert.equal(cancelled(now + 300, 100, now + 100, now), now + 300);
+    assert.equal(cancelled(now + 300, 100, now + 300, now), now + 200);
+    assert.equal(cancelled(now + 300, 1000, now + 300, now), now);
+    assert.deepEqual([refunded(now + 300, 200, now), refunded(now + 300, 900, now)], [now + 100, now]);
+    assert.deepEqual([raised(null, now), raised(now - 1, now), raised(now + 1, now)], [now, now, now + 1]);
+  });
+
+  test("the provider's remaining count restarts the shards only when it is below a burst", () => {
+    const bucket = bucketPlan('rpm', 600, 10, 1, 1000);
+    assert.deepEqual([bucket.intervalMs, bucket.tauMs], [100, 950]);
+    assert.equal(remainingAheadMs(bucket, 10), null);
+    assert.equal(remainingAheadMs(bucket, 2), 750);
+  });
+
+  test('a booking writes each changed shard once: refunds first, then the charge', () => {
+    const { booking, writes } = decideBooking(
+      { now, pausedUntil: 0, pauseReason: null, tats: [{ kind: 'tpm', shard: 1, tat: now + 1000 }] },
+      {
+        shards: [1, 1],
+        buckets: [{ kind: 'tpm', costMs: 500, tauMs: 1000 }],
+        maxWaitMs: 0,
+        refunds: [
+          { kind: 'tpm', shard: 1, ms: 600 },
+          { kind: 'tpm', shard: 2, ms: 600 },
+        ],
+      },
+    );
+    assert.deepEqual(booking, {
+      ok: true,
+      now,
+      delayMs: 0,
+      charges: [{ kind: 'tpm', shard: 1, costMs: 500, after: now + 900 }],
+    });
+    assert.deepEqual(writes, [{ kind: 'tpm', shard: 1, tat: now + 900 }]);
+  });
+
+  test('a refused booking still writes its refunds, and blames the pause only when the pause holds it', () => {
+    const request = {
+      shards: [0, 0] as const,
+      buckets: [{ kind: 'rpm' as const, costMs: 100, tauMs: 100 }],
+      maxWaitMs: 0,
+      refunds: [{ kind: 'rpm' as const, shard: 0, ms: 100 }],
+    };
+    const tats = [{ kind: 'rpm' as const, shard: 0, tat: now + 500 }];
+    assert.deepEqual(decideBooking({ now, pausedUntil: now + 1000, pauseReason: 'p', tats }, request), {
+      booking: { ok: false, now, delayMs: 1000, pausedBy: 'p' },
+      writes: [{ kind: 'rpm', shard: 0, tat: now + 400 }],
+    });
+    assert.deepEqual(
+      decideBooking({ now, pausedUntil: now + 100, pauseReason: 'p', tats }, request).booking,
+      {
+        ok: false,
+        now,
+        delayMs: 400,
+        pausedBy: null,
+      },
+    );
+  });
+});
+
+describe('a 429', () => {
+  test('a new episode adds a strike and doubles the pause; one within the pause keeps both', () => {
+    const fresh = after429({
+      row: row(),
+      info: info(),
+      nowMs: now,
+      settings: unknown,
+      shared: null,
+      maxRpmTat: null,
+    });
+    assert.deepEqual(fresh, {
+      until: now + 1000,
+      reason: '429 from the provider (no Retry-After)',
+      strikes: 1,
+      aimdRpm: null,
+      aimdAt: null,
+    });
+    const third = after429({
+      row: row({ strikes: 2, paused_until: now }),
+      info: info(),
+      nowMs: now,
+      settings: unknown,
+      shared: null,
+      maxRpmTat: null,
+    });
+    assert.deepEqual(
+      [third.until, third.strikes, third.reason],
+      [now + 4000, 3, '429 from the provider (no Retry-After, 3 in a row)'],
+    );
+    const inFlight = after429({
+      row: row({ strikes: 3, paused_until: now + 10 }),
+      info: info(),
+      nowMs: now,
+      settings: unknown,
+      shared: null,
+      maxRpmTat: null,
+    });
+    assert.deepEqual([inFlight.until, inFlight.strikes], [now + 10, 3]);
+  });
+
+  test('the shared meters are wanted only while the rate is unknown, unreported and growing', () => {
+    assert.equal(wantsSharedRates(row(), info(), undefined, now), true);
+    assert.equal(wantsSharedRates(row(), info(), 600, now), false);
+    assert.equal(wantsSharedRates(row({ header_rpm: 300 }), info(), undefined, now), false);
+    assert.equal(
+      wantsSharedRates(row(), info({ 'x-ratelimit-remaining-requests': '0' }), undefined, now),
+      false,
+    );
+    assert.equal(wantsSharedRates(row({ aimd_rpm: 100, aimd_at: now + 1 }), info(), undefined, now), false);
+  });
+
+  test('the decrease is 70% of what the whole key got accepted, and growth waits for the booked sends', () => {
+    const decision = after429({
+      row: row({ aimd_rpm: 6000, aimd_at: now - 60_000 }),
+      info: info(),
+      nowMs: now,
+      settings: unknown,
+      shared: { accepted: 3000, admitted: 3200, historyMs: 5000 },
+      maxRpmTat: now + 5000,
+    });
+    // 6000 RPM grown for 60 s (x4) is far above what was accepted: 70% of 3000. The 24,000 RPM
+    // bucket's tau is 1 s of burst less 50 ms: the last booked send is at now + 4050.
+    assert.deepEqual([decision.aimdRpm, decision.aimdAt], [2100, now + 4050 + 1000]);
+  });
+
+  test('after the pause each shard restarts one request before its tau', () => {
+    const restarts = restartsAfter429(row(), { ...unknown, rpm: 600, tpm: 120_000 }, now, now + 2000);
+    assert.deepEqual(restarts, [
+      { kind: 'rpm', shards: 1, aheadMs: 2000 + 950 - 100 },
+      { kind: 'tpm', shards: 1, aheadMs: 2000 + 950 - 500 },
+    ]);
+  });
+});
