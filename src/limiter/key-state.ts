@@ -44,10 +44,10 @@ export class KeyState {
     return nowMs - this.#readAt >= refreshMs;
   }
 
-  /** Re-reads the row when stale (or when `force`d); concurrent callers do not read it twice. */
-  async refresh(force = false): Promise<void> {
+  /** Re-reads the row when stale; concurrent callers do not read it twice. */
+  async refresh(): Promise<void> {
     const now = this.#clock.now();
-    if (!force && !this.stale(now)) return;
+    if (!this.stale(now)) return;
     this.#readAt = now;
     await this.adopt((await this.#store.readKey(this.#key)) ?? defaultRow(this.#key));
   }

@@ -8,13 +8,15 @@ import type { LimiterSettings } from './settings.ts';
  * Where a limiter's shared state lives (SQLite today, Redis next). Every method is one atomic
  * operation on the backend, with the backend's own time (SQLite: its injected clock, read after the
  * write lock is held; Redis: TIME inside the script), so processes on several hosts agree. The
- * rules are pure functions (gcra.ts, after-429.ts) that each backend applies inside the operation;
- * test/conformance/limiter-store.ts is the contract every backend passes.
+ * rules are pure functions (gcra.ts, after-429.ts) that each backend applies inside the operation
+ * (storage.md's way (a): no operation needs a compare-and-set, each reads and writes in one go);
+ * test/conformance/limiter-store.ts is the contract every backend passes. Each method names the
+ * rule it applies.
  */
 export interface LimiterStore {
   /** The key's stored row; undefined when nothing was stored for it yet. */
   readKey(key: string): Promise<KeyRow | undefined>;
-  /** Records the layout in use, for `limiter status`; returns the row after. */
+  /** Records the layout in use, for `limiter status` (a plain overwrite); returns the row after. */
   writeLayout(key: string, layout: Layout): Promise<KeyRow>;
   /**
    * One booking (decideBooking): pending refunds applied, the fuller of the job's two shards
@@ -24,15 +26,18 @@ export interface LimiterStore {
   book(key: string, req: BookRequest): Promise<Booking>;
   /** Gives the charges of a booking back (`cancelled`: only what later bookings were not promised). */
   cancel(key: string, charges: readonly Charge[]): Promise<void>;
-  /** Charges `costMs` more to one shard at once (tokens beyond the estimate), as of now. */
+  /** Charges `costMs` more to one used shard at once (tokens beyond the estimate): `charged` as of now. */
   charge(key: string, kind: BucketKind, shard: number, costMs: number): Promise<void>;
-  /** Raises every shard of each bucket to a TAT of at least now + `aheadMs` (missing rows are written). */
+  /** Every shard of each bucket `raised` to a TAT of at least now + `aheadMs` (missing rows are written). */
   restart(key: string, restarts: readonly Restart[]): Promise<void>;
-  /** Limits the provider reported (null = not reported, the stored value stays); marks the key observed. */
+  /**
+   * Limits the provider reported (null = not reported: the stored value stays), with the time;
+   * marks the key observed.
+   */
   learnLimits(key: string, limits: { rpm: number | null; tpm: number | null }): Promise<KeyRow>;
   /** Notes that the provider answered at least once (its limits are no longer a mystery). */
   markObserved(key: string): Promise<KeyRow>;
-  /** Pauses the key for `forMs` from now unless it is paused longer already. */
+  /** Pauses the key for `forMs` from now unless it is paused longer already (the later end and its reason win). */
   pause(key: string, forMs: number, reason: string): Promise<KeyRow>;
   /** A success ends a run of 429s: the next one starts again from the shortest pause. */
   clearStrikes(key: string): Promise<KeyRow>;
@@ -42,7 +47,7 @@ export interface LimiterStore {
    * than a minute are dropped), then the shards restarted after the pause (restartsAfter429).
    */
   record429(key: string, observed: Observed429): Promise<KeyRow>;
-  /** Publishes this instance's meters, so a 429's decrease sees what the whole key got through. */
+  /** Publishes this instance's meters (an overwrite of its share), so a 429's decrease sees the whole key. */
   publishRates(key: string, share: RateShare): Promise<void>;
 }
 
