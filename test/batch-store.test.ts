@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { BatchMeta, BatchStore, JobOutcome } from '../src/batch/store.ts';
+import { FakeClock } from '../src/core/clock.ts';
+import { GROUP_COMMIT_MS } from '../src/db/write-behind.ts';
 import { stateDbs } from './support/state-db.ts';
 
 const T0 = Date.UTC(2026, 0, 1);
@@ -9,9 +11,14 @@ const STAGES = ['analyze', 'cards'] as const;
 const dbs = stateDbs();
 const tempDb = (): string => dbs.tempDb();
 
-/** A process's view of the state database: its own connection and its own clock reading. */
-function openStore(file: string, clock: { now: number }): BatchStore {
-  return dbs.openStore(file, () => clock.now);
+/** A process's view of the state database: its own connection, on the clock shared by the test. */
+function openStore(file: string, clock: FakeClock): BatchStore {
+  return dbs.openStore(file, clock);
+}
+
+/** Moves the fake clock to `at` (firing the group commits that fall due on the way). */
+async function setNow(clock: FakeClock, at: number): Promise<void> {
+  await clock.advance(at - clock.now());
 }
 
 function meta(id: string): BatchMeta {
@@ -33,7 +40,7 @@ function meta(id: string): BatchMeta {
 /** A batch of `n` loaded items (terms w0, w1, ...) and the shared clock driving every store on it. */
 function setup(n: number, id = 'b1') {
   const file = tempDb();
-  const clock = { now: T0 };
+  const clock = new FakeClock(T0);
   const store = openStore(file, clock);
   assert.equal(store.create(meta(id), 'loader'), true);
   store.insertItems(
@@ -75,12 +82,12 @@ describe('BatchStore batches', () => {
     assert.deepEqual(store.counts(id), { total: 3, done: 0, failed: 0, pending: 3, leased: 0 });
   });
 
-  test('overview lists every batch newest first with its counts and totals', () => {
+  test('overview lists every batch newest first with its counts and totals', async () => {
     const { store, id, clock } = setup(3);
     store.completeJob(outcome(id, 0, 'analyze'), { a: 1 }, false);
     store.completeJob(outcome(id, 0, 'cards'), { c: 1 }, true);
     store.failJob(outcome(id, 1, 'analyze', { requests: 2 }), 'invalid_response', 'bad');
-    clock.now += 1000;
+    await clock.advance(1000);
     assert.equal(store.create(meta('b2'), 'loader'), true);
     store.finishLoading('b2', 0);
     const all = store.overview();
@@ -95,7 +102,7 @@ describe('BatchStore batches', () => {
 
   test('items come back exactly as loaded, whatever their text, in chunks given one statement each', () => {
     const file = tempDb();
-    const store = openStore(file, { now: T0 });
+    const store = openStore(file, new FakeClock(T0));
     store.create(meta('b9'), 'loader');
     const odd = [
       '"quoted", comma',
@@ -178,14 +185,14 @@ describe('BatchStore leases', () => {
     assert.deepEqual(a.leaseOwners(id).sort(), ['A', 'B']);
   });
 
-  test('a lease is held up to and including its expiry millisecond, then another owner claims the item', () => {
+  test('a lease is held up to and including its expiry millisecond, then another owner claims the item', async () => {
     const { file, clock, store: a, id } = setup(2);
     const b = openStore(file, clock);
     assert.deepEqual(idxs(a.claim(id, 'A', 1000, 2)), [0, 1]);
-    clock.now = T0 + 1000;
+    await setNow(clock, T0 + 1000);
     assert.deepEqual(b.claim(id, 'B', 1000, 2), []);
     assert.deepEqual(b.leaseOwners(id), ['A']);
-    clock.now = T0 + 1001;
+    await setNow(clock, T0 + 1001);
     assert.deepEqual(b.leaseOwners(id), []);
     assert.equal(b.counts(id).leased, 0);
     const taken = b.claim(id, 'B', 1000, 2);
@@ -197,23 +204,23 @@ describe('BatchStore leases', () => {
     assert.deepEqual(b.leaseOwners(id), ['B']);
   });
 
-  test('expired leases behind the claim cursor are found again from the top', () => {
+  test('expired leases behind the claim cursor are found again from the top', async () => {
     const { file, clock, store: a, id } = setup(4);
     const b = openStore(file, clock);
     assert.deepEqual(idxs(b.claim(id, 'B', 500, 2)), [0, 1]);
     assert.deepEqual(idxs(a.claim(id, 'A', 5000, 2)), [2, 3]);
-    clock.now = T0 + 501;
+    await setNow(clock, T0 + 501);
     assert.deepEqual(idxs(a.claim(id, 'A', 5000, 4)), [0, 1]);
   });
 
-  test('heartbeat extends only the caller’s live leases', () => {
+  test('heartbeat extends only the caller’s live leases', async () => {
     const { file, clock, store: a, id } = setup(2);
     const b = openStore(file, clock);
     a.claim(id, 'A', 1000, 1);
     b.claim(id, 'B', 1000, 1);
-    clock.now = T0 + 900;
+    await setNow(clock, T0 + 900);
     a.heartbeat('A', 1000);
-    clock.now = T0 + 1500;
+    await setNow(clock, T0 + 1500);
     assert.deepEqual(b.leaseOwners(id), ['A']);
     assert.deepEqual(idxs(b.claim(id, 'B', 1000, 2)), [1]);
   });
@@ -322,12 +329,12 @@ describe('BatchStore job outcomes', () => {
     );
   });
 
-  test('a late failure from an owner whose lease expired does not undo the item another owner finished', () => {
+  test('a late failure from an owner whose lease expired does not undo the item another owner finished', async () => {
     const { file, clock, store: a, id } = setup(1);
     const b = openStore(file, clock);
     a.claim(id, 'A', 1000, 1);
     // A stalls past its lease (suspended laptop, SIGSTOP); B takes the item over and finishes it.
-    clock.now = T0 + 1001;
+    await setNow(clock, T0 + 1001);
     assert.deepEqual(idxs(b.claim(id, 'B', 1000, 1)), [0]);
     b.completeJob(outcome(id, 0, 'analyze'), { a: 'B' }, false);
     b.completeJob(outcome(id, 0, 'cards'), { c: 'B' }, true);
@@ -341,14 +348,16 @@ describe('BatchStore job outcomes', () => {
     );
   });
 
-  test('job outcomes are committed within the write-behind window without an explicit flush', async () => {
+  test('job outcomes are committed GROUP_COMMIT_MS after the first of them, without an explicit flush', async () => {
     const { file, clock, store: a, id } = setup(1);
     const b = openStore(file, clock);
     a.claim(id, 'A', 60_000, 1);
     a.completeJob(outcome(id, 0, 'analyze'), {}, false);
+    await clock.advance(GROUP_COMMIT_MS - 1);
     a.completeJob(outcome(id, 0, 'cards'), {}, true);
-    for (let i = 0; i < 50 && b.counts(id).done === 0; i++) await new Promise((r) => setTimeout(r, 10));
-    assert.equal(b.counts(id).done, 1);
+    assert.equal(b.counts(id).done, 0, 'not committed yet: another connection does not see it');
+    await clock.advance(1);
+    assert.equal(b.counts(id).done, 1, 'both outcomes committed together, one window after the first');
   });
 });
 
@@ -374,14 +383,14 @@ describe('BatchStore runs', () => {
     assert.equal(other.joinRun(id, 'L', true, 1000, alive), undefined);
   });
 
-  test('a run whose registration expired or whose process is gone does not block an exclusive run', () => {
+  test('a run whose registration expired or whose process is gone does not block an exclusive run', async () => {
     const { store, id } = setup(1);
-    const clock = { now: T0 };
+    const clock = new FakeClock(T0);
     const s = openStore(store.db.name, clock);
     assert.equal(s.joinRun(id, 'A', false, 1000, alive), undefined);
-    clock.now = T0 + 1000;
+    await setNow(clock, T0 + 1000);
     assert.equal(s.joinRun(id, 'L', true, 1000, alive), 'A');
-    clock.now = T0 + 1001;
+    await setNow(clock, T0 + 1001);
     assert.equal(s.joinRun(id, 'L', true, 1000, alive), undefined);
     s.leaveRun('L');
     assert.equal(s.joinRun(id, 'B', false, 60_000, alive), undefined);
@@ -391,14 +400,14 @@ describe('BatchStore runs', () => {
     );
   });
 
-  test('heartbeat keeps a run registered past its first expiry', () => {
+  test('heartbeat keeps a run registered past its first expiry', async () => {
     const { store, id } = setup(1);
-    const clock = { now: T0 };
+    const clock = new FakeClock(T0);
     const s = openStore(store.db.name, clock);
     assert.equal(s.joinRun(id, 'A', false, 1000, alive), undefined);
-    clock.now = T0 + 800;
+    await setNow(clock, T0 + 800);
     s.heartbeat('A', 1000);
-    clock.now = T0 + 1500;
+    await setNow(clock, T0 + 1500);
     assert.equal(s.joinRun(id, 'L', true, 1000, alive), 'A');
   });
 

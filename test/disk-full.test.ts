@@ -87,7 +87,7 @@ describe('runBatch when state.db cannot grow', () => {
     const paths = dataPaths(join(cwd, 'home'));
     const { settings } = await loadSettings({ cwd, env: { HOME: cwd }, flags: { provider: 'mock' } });
     const pipeline = loadPipeline('vocabulary', cwd, settings);
-    const store = dbs.openStore(dbs.tempDb(), () => Date.now());
+    const store = dbs.openStore(dbs.tempDb(), systemClock);
     const meta: BatchMeta = {
       id: 'full1',
       inputName: 'words.txt',

@@ -1,3 +1,4 @@
+import type { Clock } from '../core/clock.ts';
 import type { Db } from '../db/open.ts';
 import { migrate } from '../db/open.ts';
 import { GROUP_COMMIT_MS, WriteBehind } from '../db/write-behind.ts';
@@ -195,9 +196,9 @@ export class BatchStore {
   /** Where the next claim starts looking, per batch: claims walk the input once, not from the top each time. */
   readonly #cursor = new Map<string, number>();
 
-  constructor(db: Db, now: () => number) {
+  constructor(db: Db, clock: Clock) {
     this.db = db;
-    this.#now = now;
+    this.#now = () => clock.now();
     migrate(db, 'batch', migrations);
     this.#stmts = {
       batch: db.prepare('SELECT * FROM batches WHERE id = ?'),
@@ -319,7 +320,7 @@ export class BatchStore {
       renewRun: db.prepare('UPDATE runs SET alive_until = ? WHERE owner = ?'),
       endRun: db.prepare('DELETE FROM runs WHERE owner = ?'),
     };
-    this.#writes = new WriteBehind<() => void>(db, (write) => write(), { delayMs: GROUP_COMMIT_MS });
+    this.#writes = new WriteBehind<() => void>(db, (write) => write(), { delayMs: GROUP_COMMIT_MS, clock });
   }
 
   /** Commits queued job outcomes now. Every read and status change calls this first. */

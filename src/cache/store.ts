@@ -121,6 +121,7 @@ export class ResponseCache {
     // next request, a commit runs on a timer.
     this.#writes = new WriteBehind<PendingRow>(db, (row) => this.#put.run(this.#packed(row)), {
       delayMs: GROUP_COMMIT_MS,
+      clock: deps.clock,
       afterFlush: () => this.#pending.clear(),
     });
   }

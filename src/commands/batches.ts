@@ -19,7 +19,7 @@ async function withStore<T>(
   fn: (store: BatchStore | undefined) => Promise<T> | T,
 ): Promise<T> {
   const file = dataPaths(ctx.home).stateDb;
-  const store = existsSync(file) ? new BatchStore(openDatabase(file), () => ctx.clock.now()) : undefined;
+  const store = existsSync(file) ? new BatchStore(openDatabase(file), ctx.clock) : undefined;
   try {
     return await fn(store);
   } finally {

@@ -1,3 +1,4 @@
+import { type Clock, systemClock } from '../core/clock.ts';
 import type { Db } from './open.ts';
 
 const MAX_QUEUE = 256;
@@ -9,6 +10,14 @@ const MAX_QUEUE = 256;
  */
 export const GROUP_COMMIT_MS = 20;
 
+export interface WriteBehindOptions {
+  /** 0 (the default): commit on the next `setImmediate`, a turn of the event loop rather than a time. */
+  delayMs?: number;
+  /** Times the group commit (the default is the system clock); a FakeClock commits on `advance`. */
+  clock?: Clock;
+  afterFlush?: () => void;
+}
+
 /**
  * Groups writes into one transaction committed at most `delayMs` after the first of them (or on
  * the next `setImmediate` when 0). Under load this turns a thousand commits a second into a few
@@ -18,14 +27,17 @@ export class WriteBehind<T> {
   readonly #db: Db;
   readonly #write: (item: T) => void;
   readonly #afterFlush: (() => void) | undefined;
+  readonly #clock: Clock;
   #queue: T[] = [];
   readonly #delayMs: number;
-  #scheduled: NodeJS.Immediate | NodeJS.Timeout | undefined;
+  /** Cancels the scheduled commit; set while one is scheduled. */
+  #cancel: (() => void) | undefined;
   #error: unknown;
 
-  constructor(db: Db, write: (item: T) => void, options: { delayMs?: number; afterFlush?: () => void } = {}) {
+  constructor(db: Db, write: (item: T) => void, options: WriteBehindOptions = {}) {
     this.#db = db;
     this.#delayMs = options.delayMs ?? 0;
+    this.#clock = options.clock ?? systemClock;
     this.#write = write;
     this.#afterFlush = options.afterFlush;
   }
@@ -38,7 +50,7 @@ export class WriteBehind<T> {
       this.flush();
       return;
     }
-    if (this.#scheduled) return;
+    if (this.#cancel) return;
     const run = (): void => {
       try {
         this.flush();
@@ -47,17 +59,20 @@ export class WriteBehind<T> {
         this.#error = e;
       }
     };
-    this.#scheduled = this.#delayMs > 0 ? setTimeout(run, this.#delayMs) : setImmediate(run);
+    if (this.#delayMs > 0) {
+      // On the injected clock: a FakeClock commits on advance(), so tests can tell exactly when.
+      this.#cancel = this.#clock.timer(this.#delayMs, run);
+    } else {
+      const immediate = setImmediate(run);
+      this.#cancel = () => clearImmediate(immediate);
+    }
   }
 
   /** Writes everything queued now, in one transaction. */
   flush(): void {
     this.#throwPending();
-    if (this.#scheduled) {
-      clearTimeout(this.#scheduled as NodeJS.Timeout);
-      clearImmediate(this.#scheduled as NodeJS.Immediate);
-    }
-    this.#scheduled = undefined;
+    this.#cancel?.();
+    this.#cancel = undefined;
     if (this.#queue.length === 0) return;
     const queue = this.#queue;
     this.#queue = [];

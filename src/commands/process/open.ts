@@ -64,7 +64,7 @@ export async function openRun(
   const paths = dataPaths(ctx.home);
   const owner = newOwnerId();
   const db = stack.use(openDatabase(paths.stateDb));
-  const store = new BatchStore(db, () => ctx.clock.now());
+  const store = new BatchStore(db, ctx.clock);
   const inputPath = await inputFile(ctx, o, stack);
   const identity = await identifyBatch(store, {
     settings,
