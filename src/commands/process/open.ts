@@ -150,6 +150,7 @@ export async function openRun(
     stopSignal: o.stopSignal,
     deadlineInMs: deadlineMs === undefined ? undefined : deadlineMs - ctx.clock.now(),
     graceMs: Math.min(DEADLINE_GRACE_MS, settings.timeoutMs),
+    clock: ctx.clock,
   });
   stack.defer(() => signals.dispose());
   // The offline mock (and its schema sampler) loads only when asked for.
