@@ -11,6 +11,7 @@ import {
   startLiveExport,
 } from '../src/batch/export.ts';
 import type { BatchMeta, BatchStore, ItemData, JobOutcome } from '../src/batch/store.ts';
+import { FakeClock } from '../src/core/clock.ts';
 import type { CardRecord, DeckMeta } from '../src/output/index.ts';
 import type { Pipeline } from '../src/pipeline/types.ts';
 import { stateDbs } from './support/state-db.ts';
@@ -32,7 +33,7 @@ const deck: DeckMeta = { deck: 'D', noteType: 'N', fields: ['Front', 'Back'], co
 function setup(terms: string[]) {
   const file = dbs.tempDb();
   const dir = path.dirname(file);
-  const store = dbs.openStore(file, () => 1000);
+  const store = dbs.openStore(file, new FakeClock(1000));
   const meta: BatchMeta = {
     id: 'b',
     inputName: 'words.txt',
@@ -87,9 +88,6 @@ function liveWriter(store: BatchStore, feed: FinishedFeed): { got: CardRecord[];
   return { got, done: collect(liveBatchCards(store, 'b', pipeline, feed), got) };
 }
 
-/** Lets the writer catch up: it makes cards after pending I/O (a setImmediate), then writes. */
-const turn = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 10));
-
 describe('the live export', () => {
   test('makes the same cards as an export after the run, and makes them while the run goes on', async () => {
     const { store, items, finish, fail } = setup(['a', 'b', 'a', 'c', 'd', 'a', 'e']);
@@ -98,7 +96,7 @@ describe('the live export', () => {
     const { got, done: consumer } = liveWriter(store, feed);
 
     feed.done(0, items[0]!, finish(0, 'zero'));
-    await turn();
+    await feed.caughtUp(1);
     assert.deepEqual(
       got.map((c) => c.item),
       [0],
@@ -132,7 +130,7 @@ describe('the live export', () => {
     feed.done(0, items[0]!, finish(0, 'zero'));
     fail(1);
     feed.done(2, items[2]!, finish(2, 'two'));
-    await turn();
+    await feed.caughtUp(1);
     assert.deepEqual(
       got.map((c) => c.item),
       [0],
@@ -186,7 +184,7 @@ describe('the live export', () => {
       meta: deck,
     });
     aborted.feed.done(0, items[0]!, finish(0, 'zero'));
-    await turn();
+    await aborted.feed.caughtUp(1);
     aborted.feed.abort();
     await assert.rejects(aborted.result, ExportAborted);
     assert.equal(fs.readFileSync(file, 'utf8'), 'old deck\n');
@@ -195,7 +193,8 @@ describe('the live export', () => {
     const live = startLiveExport({ store, batchId: 'b', pipeline, output: file, format: 'anki', meta: deck });
     live.feed.done(1, items[1]!, finish(1, 'one'));
     live.feed.done(2, items[2]!, finish(2, 'two'));
-    await turn();
+    // Item 0 was finished before this run: the writer waits for it (it comes from the database at the end).
+    await live.feed.caughtUp(0);
     assert.equal(fs.readFileSync(file, 'utf8'), 'old deck\n', 'not replaced before the run ends');
     live.feed.end();
     const written = await live.result;

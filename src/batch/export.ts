@@ -79,6 +79,9 @@ export class FinishedFeed {
   #wanted = 0;
   #wake: (() => void) | undefined;
   #state: 'running' | 'ended' | 'aborted' = 'running';
+  /** The item the writer waits for while it waits; undefined while it works. */
+  #waitingAt: number | undefined;
+  #caughtUp: { idx: number; resolve: () => void }[] = [];
 
   done(idx: number, item: ItemData, results: Record<string, unknown>): void {
     if (idx === this.#wanted || this.#items.size < FEED_LIMIT) this.#items.set(idx, { item, results });
@@ -111,13 +114,28 @@ export class FinishedFeed {
     return entry;
   }
 
+  /** Called by the writer when it has nothing to write: resolves at the next change. */
   changed(): Promise<void> {
+    this.#waitingAt = this.#wanted;
+    const reached = this.#caughtUp.filter((w) => w.idx <= this.#wanted);
+    this.#caughtUp = this.#caughtUp.filter((w) => w.idx > this.#wanted);
+    for (const w of reached) w.resolve();
     return new Promise((resolve) => {
       this.#wake = resolve;
     });
   }
 
+  /**
+   * Resolves once the writer has made the cards of every item before `idx` and waits for the run:
+   * how a caller knows what the deck holds so far without waiting on a timer (used by tests).
+   */
+  caughtUp(idx: number): Promise<void> {
+    if (this.#waitingAt !== undefined && this.#waitingAt >= idx) return Promise.resolve();
+    return new Promise((resolve) => this.#caughtUp.push({ idx, resolve }));
+  }
+
   #notify(): void {
+    this.#waitingAt = undefined;
     const wake = this.#wake;
     this.#wake = undefined;
     wake?.();
