@@ -214,8 +214,12 @@ describe('the client against the mock provider over node:http', () => {
     try {
       const client = createChatClient({ baseUrl: server.url, apiKey: 'k', timeoutMs: 10_000 });
       const stop = new AbortController();
-      setTimeout(() => stop.abort(), 50);
-      const e = await failure(client.complete(request, stop.signal));
+      server.clear();
+      const pending = failure(client.complete(request, stop.signal));
+      // Cancelled while the provider holds the request, not before it was sent.
+      await server.until(() => server.requests[0]?.fault === 'hang');
+      stop.abort();
+      const e = await pending;
       assert.equal(e.kind, 'cancelled');
     } finally {
       server.set({ hang: 0 });

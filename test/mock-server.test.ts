@@ -219,12 +219,14 @@ describe('mock server', () => {
     server.set({ hang: 1 });
     server.clear();
     try {
-      await assert.rejects(post(server, chatBody('nube'), { signal: AbortSignal.timeout(100) }), {
-        name: 'TimeoutError',
-      });
-      assert.equal(server.requests[0]?.fault, 'hang');
+      const client = new AbortController();
+      const pending = post(server, chatBody('nube'), { signal: client.signal });
+      await server.until(() => server.requests[0]?.fault === 'hang');
+      // What AbortSignal.timeout() does when it fires, fired once the request is known to hang.
+      client.abort(new DOMException('The operation was aborted due to timeout', 'TimeoutError'));
+      await assert.rejects(pending, { name: 'TimeoutError' });
       assert.equal(server.requests[0]?.status, 0);
-      for (let i = 0; i < 50 && server.stats.inFlight > 0; i++) await new Promise((r) => setTimeout(r, 10));
+      await server.until(() => server.stats.inFlight === 0);
       assert.equal(server.stats.inFlight, 0);
     } finally {
       server.set({ hang: 0 });
@@ -348,7 +350,7 @@ describe('mock server shutdown', () => {
       () => 'answered',
       (e: unknown) => e,
     );
-    for (let i = 0; i < 100 && server.stats.inFlight === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    await server.until(() => server.requests[0]?.fault === 'hang');
     assert.equal(server.stats.inFlight, 1);
     await server.close();
     assert.ok((await pending) instanceof TypeError);
@@ -366,7 +368,7 @@ describe('mock server latency', () => {
         done = true;
         return r;
       });
-      for (let i = 0; i < 100 && clock.pending === 0; i++) await new Promise((r) => setTimeout(r, 5));
+      await server.until(() => clock.pending > 0);
       assert.equal(clock.pending, 1);
       await clock.advance(49);
       assert.equal(done, false);
@@ -374,6 +376,49 @@ describe('mock server latency', () => {
       const res = await pending;
       assert.equal(res.status, 200);
       await res.arrayBuffer();
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe('mock server hold', () => {
+  test('held answers wait in flight until released, then arrive as usual', async () => {
+    const server = await startMockServer({ hold: true });
+    try {
+      const arrived: string[] = [];
+      const pending = ['uno', 'dos'].map((term) =>
+        post(server, chatBody(term)).then(async (r) => {
+          arrived.push(term);
+          return r.status;
+        }),
+      );
+      await server.until(() => server.stats.held === 2);
+      assert.deepEqual(arrived, []);
+      assert.deepEqual(
+        server.requests.map((r) => r.status),
+        [0, 0],
+        'nothing answered while held',
+      );
+      server.set({ hold: false });
+      assert.deepEqual(await Promise.all(pending), [200, 200]);
+      assert.equal(server.stats.held, 0);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a held request whose client goes away is let go', async () => {
+    const server = await startMockServer({ hold: true });
+    try {
+      const client = new AbortController();
+      const pending = post(server, chatBody('tres'), { signal: client.signal });
+      await server.until(() => server.stats.held === 1);
+      client.abort();
+      await assert.rejects(pending, { name: 'AbortError' });
+      await server.until(() => server.stats.inFlight === 0);
+      assert.equal(server.stats.held, 0);
+      assert.equal(server.requests[0]?.status, 0);
     } finally {
       await server.close();
     }
@@ -406,7 +451,7 @@ describe('standalone runner', () => {
     const [code] = (await once(child, 'exit')) as [number | null];
     assert.equal(code, 0);
     const { tokensServed, ...stats } = JSON.parse(stderr) as { tokensServed: number };
-    assert.deepEqual(stats, { total: 1, byStatus: { 200: 1 }, inFlight: 0, maxInFlight: 1 });
+    assert.deepEqual(stats, { total: 1, byStatus: { 200: 1 }, inFlight: 0, maxInFlight: 1, held: 0 });
     assert.ok(tokensServed > 0);
   });
 });

@@ -34,6 +34,11 @@ export interface MockOptions {
   invalidSchema?: number;
   /** Never answer; the request ends when the client gives up. */
   hang?: number;
+  /**
+   * Answers wait, in flight, until `set({ hold: false })`: a test decides when they arrive instead
+   * of racing a latency (e.g. a run cannot finish before the test has signalled it).
+   */
+  hold?: boolean;
   /** Every chat request gets a 503 while true. */
   outage?: boolean;
   /** Requests per minute (token bucket); 0 or unset: unlimited. */
@@ -79,6 +84,8 @@ export interface MockStats {
   tokensServed: number;
   inFlight: number;
   maxInFlight: number;
+  /** Requests waiting for `set({ hold: false })`. */
+  held: number;
 }
 
 export interface MockServer {
@@ -93,6 +100,12 @@ export interface MockServer {
   readonly settings: Readonly<MockSettings>;
   /** Forgets recorded requests and zeroes the counters (in-flight requests still count). */
   clear(): void;
+  /**
+   * Resolves once `check()` holds, checked whenever a request arrives, has its fault drawn, starts
+   * waiting (hold, latency) or ends. How tests wait for the provider's side of a run: no polling,
+   * no timing window (the test runner's timeout ends a wait that never comes true).
+   */
+  until(check: () => boolean): Promise<void>;
   /** Stops listening and destroys open sockets, hanging ones included. */
   close(): Promise<void>;
 }
@@ -174,6 +187,7 @@ const defaults: MockSettings = {
   truncated: 0,
   invalidSchema: 0,
   hang: 0,
+  hold: false,
   outage: false,
   rpm: 0,
   tpm: 0,
@@ -209,9 +223,42 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
   let rnd: Random = seededRandom(settings.seed ?? 1);
   let limits: Limits = makeLimits();
   const requests: RecordedRequest[] = [];
-  const stats: MockStats = { total: 0, byStatus: {}, tokensServed: 0, inFlight: 0, maxInFlight: 0 };
+  const stats: MockStats = { total: 0, byStatus: {}, tokensServed: 0, inFlight: 0, maxInFlight: 0, held: 0 };
   const samples = new Map<string, string>();
   let counter = 0;
+  /** Releases of the requests held by `hold`. */
+  const holds = new Set<() => void>();
+  const waiters: { check: () => boolean; resolve: () => void }[] = [];
+
+  /** Something a test may wait on happened: resolve the waits that came true. */
+  function changed(): void {
+    for (const w of [...waiters]) {
+      if (!w.check()) continue;
+      waiters.splice(waiters.indexOf(w), 1);
+      w.resolve();
+    }
+  }
+
+  /** Waits for `set({ hold: false })`; false when the client went away first. */
+  function held(res: ServerResponse): Promise<boolean> {
+    return new Promise((resolve) => {
+      const release = (): void => {
+        res.off('close', onClose);
+        stats.held--;
+        resolve(true);
+      };
+      const onClose = (): void => {
+        holds.delete(release);
+        stats.held--;
+        resolve(false);
+        changed();
+      };
+      res.once('close', onClose);
+      holds.add(release);
+      stats.held++;
+      changed();
+    });
+  }
 
   function makeLimits(): Limits {
     const burst = settings.burstSeconds && settings.burstSeconds > 0 ? settings.burstSeconds : 1;
@@ -231,6 +278,7 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
   function count(record: RecordedRequest, status: number): void {
     record.status = status;
     stats.byStatus[status] = (stats.byStatus[status] ?? 0) + 1;
+    changed();
   }
 
   function send(
@@ -412,13 +460,18 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
     const headers = rateHeaders();
     const fault = drawFault();
     record.fault = fault;
+    changed();
+    if (settings.hold && fault !== 'hang' && !(await held(res))) return; // the client went away
     const delay = latency();
     if (delay > 0 && fault !== 'hang') {
       const aborted = new AbortController();
       const onClose = (): void => aborted.abort();
       res.once('close', onClose);
       try {
-        await clock.sleep(delay, aborted.signal);
+        const sleeping = clock.sleep(delay, aborted.signal);
+        // Now waiting on the clock: a test driving a FakeClock can advance from here.
+        changed();
+        await sleeping;
       } catch {
         return; // the client went away while we were "thinking"
       } finally {
@@ -535,7 +588,9 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
     stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight);
     res.once('close', () => {
       stats.inFlight--;
+      changed();
     });
+    changed();
     const route = mockRoute(record.method, record.path);
     if (route === 'models') {
       send(res, record, 200, mockModelList);
@@ -580,6 +635,15 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
       Object.assign(settings, options);
       if ('seed' in options) rnd = seededRandom(settings.seed ?? 1);
       if ('rpm' in options || 'tpm' in options || 'burstSeconds' in options) limits = makeLimits();
+      if (!settings.hold && holds.size > 0) {
+        for (const release of holds) release();
+        holds.clear();
+        changed();
+      }
+    },
+    until(check) {
+      if (check()) return Promise.resolve();
+      return new Promise((resolve) => waiters.push({ check, resolve }));
     },
     clear() {
       requests.length = 0;
@@ -594,7 +658,10 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
         server.closeAllConnections();
       });
       // Destroyed sockets report their responses closed a few ticks later; let stats settle.
-      for (let i = 0; i < 100 && stats.inFlight > 0; i++) await new Promise((r) => setImmediate(r));
+      await new Promise<void>((resolve) => {
+        waiters.push({ check: () => stats.inFlight === 0, resolve });
+        changed();
+      });
     },
   };
 }
