@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type InputItem, type InputSource, openInput } from '../src/input/index.ts';
+import { eventually } from './support/wait.ts';
 
 const fixtures = fileURLToPath(new URL('../fixtures/', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'fc-input-'));
@@ -267,8 +268,9 @@ describe('reading lifecycle', () => {
         if (item.index === 3) break;
       }
       assert.equal(during, before + 1);
-      // The descriptor is closed asynchronously after the stream is destroyed.
-      for (let i = 0; i < 50 && openFds() !== before; i++) await new Promise((r) => setTimeout(r, 2));
+      // The descriptor is closed asynchronously after the stream is destroyed; a leak never gets
+      // there and the test times out.
+      await eventually(() => openFds() === before);
       assert.equal(openFds(), before);
     });
   }
