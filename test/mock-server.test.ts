@@ -408,6 +408,24 @@ describe('mock server hold', () => {
     }
   });
 
+  test('until() fails the wait, not the request being served, when its check throws', async () => {
+    const server = await startMockServer({ hold: true });
+    try {
+      const pending = post(server, chatBody('cinco'));
+      // Throws while the request is being served, like reading its body before it was read.
+      const buggy = (): boolean => {
+        if (server.requests.length > 0) throw new TypeError('a bug in the check');
+        return false;
+      };
+      await assert.rejects(server.until(buggy), { message: 'a bug in the check' });
+      await server.until(() => server.stats.held === 1);
+      server.set({ hold: false });
+      assert.equal((await pending).status, 200);
+    } finally {
+      await server.close();
+    }
+  });
+
   test('a held request whose client goes away is let go', async () => {
     const server = await startMockServer({ hold: true });
     try {

@@ -101,9 +101,10 @@ export interface MockServer {
   /** Forgets recorded requests and zeroes the counters (in-flight requests still count). */
   clear(): void;
   /**
-   * Resolves once `check()` holds, checked whenever a request arrives, has its fault drawn, starts
-   * waiting (hold, latency) or ends. How tests wait for the provider's side of a run: no polling,
-   * no timing window (the test runner's timeout ends a wait that never comes true).
+   * Resolves once `check()` holds, checked whenever a request arrives (its body not read yet), has
+   * its fault drawn, starts waiting (hold, latency) or ends; rejects if `check` throws. How tests
+   * wait for the provider's side of a run: no polling, no timing window (the test runner's
+   * timeout ends a wait that never comes true).
    */
   until(check: () => boolean): Promise<void>;
   /** Stops listening and destroys open sockets, hanging ones included. */
@@ -228,14 +229,19 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
   let counter = 0;
   /** Releases of the requests held by `hold`. */
   const holds = new Set<() => void>();
-  const waiters: { check: () => boolean; resolve: () => void }[] = [];
+  const waiters: { check: () => boolean; resolve: () => void; reject: (e: unknown) => void }[] = [];
 
-  /** Something a test may wait on happened: resolve the waits that came true. */
+  /** Something a test may wait on happened: settle the waits that came true (or whose check threw). */
   function changed(): void {
     for (const w of [...waiters]) {
-      if (!w.check()) continue;
+      try {
+        if (!w.check()) continue;
+        w.resolve();
+      } catch (e) {
+        // A check's bug fails the test that waits, not the request being served.
+        w.reject(e);
+      }
       waiters.splice(waiters.indexOf(w), 1);
-      w.resolve();
     }
   }
 
@@ -642,8 +648,10 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
       }
     },
     until(check) {
-      if (check()) return Promise.resolve();
-      return new Promise((resolve) => waiters.push({ check, resolve }));
+      return new Promise((resolve, reject) => {
+        waiters.push({ check, resolve, reject });
+        changed();
+      });
     },
     clear() {
       requests.length = 0;
@@ -658,8 +666,8 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
         server.closeAllConnections();
       });
       // Destroyed sockets report their responses closed a few ticks later; let stats settle.
-      await new Promise<void>((resolve) => {
-        waiters.push({ check: () => stats.inFlight === 0, resolve });
+      await new Promise<void>((resolve, reject) => {
+        waiters.push({ check: () => stats.inFlight === 0, resolve, reject });
         changed();
       });
     },
