@@ -6,7 +6,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { loadSettings } from '../src/config/load.ts';
 import { describeKeys, type Settings, settingValue } from '../src/config/schema.ts';
-import { flagName } from '../src/config/sources.ts';
+import { flagName } from '../src/config/settings-table.ts';
 import { isFlashcardsError } from '../src/core/errors.ts';
 import { didYouMean } from '../src/core/suggest.ts';
 

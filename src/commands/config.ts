@@ -17,7 +17,8 @@ import {
   suggestedKeyVar,
 } from '../config/presets.ts';
 import { describeKeys, formatMs, type Settings, schemaIndex, settingValue } from '../config/schema.ts';
-import { describeSource, displayPath, flagName } from '../config/sources.ts';
+import { flagName } from '../config/settings-table.ts';
+import { describeSource, displayPath } from '../config/sources.ts';
 import { errorMessage, FlashcardsError, usageError } from '../core/errors.ts';
 import { publicUrl } from '../core/provider-key.ts';
 import type { CommandContext } from './context.ts';
@@ -190,7 +191,7 @@ interface InitAnswers {
 }
 
 function fromFlag<T>(path: string, raw: unknown): T | undefined {
-  return raw === undefined ? undefined : (parseSetting(path, raw, flagName(path)) as T);
+  return raw === undefined ? undefined : (parseSetting(path, raw, flagName(path) ?? path) as T);
 }
 
 /** An input validator built from the schema, so the wizard rejects exactly what the loader would. */

@@ -31,4 +31,11 @@ export {
   settingDefault,
   settingValue,
 } from './schema.ts';
-export { describeSource, displayPath, ENV_VARS, flagName } from './sources.ts';
+export {
+  ENV_VARS,
+  flagName,
+  SETTINGS,
+  type SettingPath,
+  type SettingSpec,
+} from './settings-table.ts';
+export { describeSource, displayPath } from './sources.ts';

@@ -4,15 +4,17 @@ import { FlashcardsError } from '../core/errors.ts';
 import { didYouMean } from '../core/suggest.ts';
 import { expectation, formatGot } from './messages.ts';
 import { apiKeyVars, PRESETS, type ProviderPreset, suggestedKeyVar } from './presets.ts';
-import { configSchema, formatMs, type Leaf, type Settings, schemaIndex, toSettings } from './schema.ts';
 import {
-  describeSource,
-  displayPath,
-  ENV_VARS,
-  flagName,
-  OTHER_ENV_VARS,
-  type ValueSource,
-} from './sources.ts';
+  configSchema,
+  formatMs,
+  type Leaf,
+  type Settings,
+  schemaIndex,
+  setPath,
+  toSettings,
+} from './schema.ts';
+import { ENV_VARS, flagName, OTHER_ENV_VARS, settingSpec } from './settings-table.ts';
+import { describeSource, displayPath, type ValueSource } from './sources.ts';
 
 export type { SourceKind, ValueSource } from './sources.ts';
 
@@ -33,7 +35,10 @@ export interface LoadInput {
   env: NodeJS.ProcessEnv;
   /** Explicit --config file; a missing file is an error. Falls back to FLASHCARDS_CONFIG, then a search. */
   configFile?: string | undefined;
-  /** Raw flag values keyed by config path: { 'limiter.rpm': '600', 'cache.enabled': false }. */
+  /**
+   * Raw flag values keyed by config path: { 'limiter.rpm': '600', 'cache.enabled': false }. Only
+   * settings that have a flag in the settings table; never the API key.
+   */
   flags?: Record<string, unknown>;
 }
 
@@ -105,7 +110,7 @@ export async function loadSettings(input: LoadInput): Promise<LoadedSettings> {
     sources,
   );
 
-  const key = resolveApiKey(parsed.data.provider, input.env, flags, file, warnings);
+  const key = resolveApiKey(parsed.data.provider, input.env, file, warnings);
   sources['apiKey'] = key.source;
   const settings = toSettings(
     parsed.data,
@@ -160,15 +165,11 @@ function flagLayer(flags: Record<string, unknown>): Layer {
   const layer: Layer = new Map();
   for (const [path, raw] of Object.entries(flags)) {
     if (raw === undefined) continue;
-    if (!leafAt(path)) {
-      throw new FlashcardsError('internal', `flag value for unknown setting "${path}"`);
+    const flag = flagName(path);
+    if (!flag || !leafAt(path)) {
+      throw new FlashcardsError('internal', `flag value for "${path}", a setting without a flag`);
     }
-    const entry = {
-      raw,
-      source: { kind: 'flag' as const, detail: flagName(path) },
-      label: flagName(path),
-      hint: undefined,
-    };
+    const entry = { raw, source: { kind: 'flag' as const, detail: flag }, label: flag, hint: undefined };
     parseEntry(path, entry);
     layer.set(path, entry);
   }
@@ -211,14 +212,12 @@ function presetLayer(provider: ProviderPreset): Layer {
 function requireExplicit(paths: string[], pick: (path: string) => Entry | undefined): void {
   const missing = paths.filter((p) => !pick(p));
   if (missing.length === 0) return;
-  const how = missing.map((p) => `${p} in the config file, ${envNameOf(p)} or ${flagName(p)}`).join('; ');
+  const how = missing
+    .map((p) => `${p} in the config file, ${settingSpec(p)?.env} or ${flagName(p)}`)
+    .join('; ');
   throw new FlashcardsError('config', `provider "custom" needs an explicit ${missing.join(' and ')}`, {
     hint: `set ${how} (e.g. baseUrl http://localhost:8000/v1)`,
   });
-}
-
-function envNameOf(path: string): string | undefined {
-  return Object.entries(ENV_VARS).find(([, p]) => p === path)?.[0];
 }
 
 function checkOrder(
@@ -236,10 +235,10 @@ function checkOrder(
   );
 }
 
+/** The API key: the provider's environment variables, else the config file (with a warning). */
 function resolveApiKey(
   provider: ProviderPreset,
   env: NodeJS.ProcessEnv,
-  flags: Layer,
   file: Layer,
   warnings: string[],
 ): {
@@ -254,24 +253,12 @@ function resolveApiKey(
     : undefined;
   if (warning) warnings.push(warning);
   const found = { inFile: inFile?.source.detail, warning };
-  const flag = flags.get('apiKey');
-  if (flag) return { ...found, value: parseEntry('apiKey', flag) as string, source: flag.source };
   for (const name of apiKeyVars(provider)) {
     const value = env[name]?.trim();
     if (value) return { ...found, value, source: { kind: 'env', detail: name } };
   }
   if (inFile) return { ...found, value: parseEntry('apiKey', inFile) as string, source: inFile.source };
   return { ...found, value: undefined, source: { kind: 'default', detail: 'not set' } };
-}
-
-function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
-  const parts = path.split('.');
-  let node = target;
-  for (const part of parts.slice(0, -1)) {
-    node[part] ??= {};
-    node = node[part] as Record<string, unknown>;
-  }
-  node[parts.at(-1) ?? path] = value;
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {

@@ -4,6 +4,14 @@ import { trimBaseUrl } from '../core/endpoint-url.ts';
 import { splitList } from '../core/list.ts';
 import { OUTPUT_FORMATS, type OutputFormat } from '../output/types.ts';
 import { PROVIDERS, type ProviderPreset } from './presets.ts';
+import {
+  SETTING_ENTRIES,
+  SETTING_GROUPS,
+  SETTINGS,
+  type SettingPath,
+  type SettingSpec,
+  settingSpec,
+} from './settings-table.ts';
 
 /** What a valid value looks like, for one-line error messages. */
 export interface LeafShape {
@@ -29,8 +37,8 @@ interface Base<T extends z.ZodType> {
   shape: LeafShape;
 }
 
-const leafInfo = new WeakMap<z.ZodType, LeafInfo>();
-const groupInfo = new WeakMap<z.ZodType, { description: string; shape: Record<string, z.ZodType> }>();
+const leafInfo = new WeakMap<z.ZodType, LeafInfo & { path: string }>();
+const groupInfo = new WeakMap<z.ZodType, Record<string, z.ZodType>>();
 
 // Values from the environment and the command line are strings; files may hold either.
 const toNumber = (v: unknown): unknown =>
@@ -144,136 +152,88 @@ function priceTable() {
   };
 }
 
-function setting<T extends z.ZodType>(base: Base<T>, defaultValue: z.input<T>, description: string) {
-  const schema = base.schema.prefault(defaultValue as never).describe(description);
-  leafInfo.set(schema, { ...base.shape, description, default: defaultValue });
-  return schema;
+/**
+ * A leaf of the schema: the validator for `path`, with the default and description from the
+ * settings table. A setting without a default in the table is optional (unset unless given).
+ */
+type LeafSchema<P extends SettingPath, T extends z.ZodType> = (typeof SETTINGS)[P] extends {
+  default: unknown;
+}
+  ? z.ZodPrefault<T>
+  : z.ZodOptional<T>;
+
+function setting<P extends SettingPath, T extends z.ZodType>(path: P, base: Base<T>): LeafSchema<P, T> {
+  const spec: SettingSpec = SETTINGS[path];
+  const schema = (
+    spec.default === undefined ? base.schema.optional() : base.schema.prefault(spec.default as never)
+  ).describe(spec.description);
+  leafInfo.set(schema, { ...base.shape, path, description: spec.description, default: spec.default });
+  return schema as LeafSchema<P, T>;
 }
 
-function optional<T extends z.ZodType>(base: Base<T>, description: string) {
-  const schema = base.schema.optional().describe(description);
-  leafInfo.set(schema, { ...base.shape, description, default: undefined });
-  return schema;
-}
-
-function group<S extends Record<string, z.ZodType>>(description: string, shape: S) {
+function group<S extends Record<string, z.ZodType>>(name: keyof typeof SETTING_GROUPS, shape: S) {
   const schema = z
     .strictObject(shape)
     .prefault({} as never)
-    .describe(description);
-  groupInfo.set(schema, { description, shape });
+    .describe(SETTING_GROUPS[name]);
+  groupInfo.set(schema, shape);
   return schema;
 }
 
 const SECOND = 1000;
 
 /**
- * Every setting, in config-file form: key names as written in `.flashcardrc`, durations
- * parsed to milliseconds. Defaults and descriptions live here and nowhere else.
+ * Every setting, in config-file form: key names as written in `.flashcardrc`, durations parsed
+ * to milliseconds. What a valid value is lives here; defaults, descriptions, environment
+ * variables and flags live in the settings table (settings-table.ts), in the same order.
  */
 export const configSchema = z.strictObject({
-  provider: setting(
-    choice(PROVIDERS),
-    'openrouter',
-    'Provider preset; sets the default baseUrl, model and API key variable',
-  ),
-  baseUrl: setting(
-    url(),
-    'https://openrouter.ai/api/v1',
-    'OpenAI-compatible API base URL (default from the provider)',
-  ),
-  model: setting(text(), 'openai/gpt-4o-mini', 'Model name sent to the API (default from the provider)'),
-  apiKey: optional(
-    text(),
-    'API key; better kept out of files: set FLASHCARDS_API_KEY or the provider variable (e.g. OPENROUTER_API_KEY)',
-  ),
-  sourceLanguage: setting(text(), 'Korean', 'Language of the words in your list'),
-  targetLanguage: setting(text(), 'English', 'Language the cards explain them in'),
-  pipeline: setting(
-    text(),
-    'vocabulary',
-    'Built-in pipeline (vocabulary, cloze, topics) or the path of a pipeline file (.yaml/.json)',
-  ),
-  deck: setting(text(), 'Korean Vocabulary', "Anki deck the cards go into (default: the pipeline's)"),
-  noteType: setting(text(), 'Basic', "Anki note type (default: the pipeline's)"),
-  tags: setting(tagList(), ['flashcards'], 'Tags added to every card (comma-separated in env/flags)'),
-  fields: optional(
-    nameList(),
-    'Columns/fields to write, in order: card fields, term, tags (comma-separated); unset = all',
-  ),
-  format: setting(choice(OUTPUT_FORMATS), 'anki', 'Output format: anki, csv, jsonl, json or apkg'),
-  ankiConnectUrl: setting(
-    url('http://127.0.0.1:8765', ['http:', 'https:']),
-    'http://127.0.0.1:8765',
-    'AnkiConnect address used by --to anki-connect',
-  ),
-  concurrency: setting(integer(1, 256), 8, 'Requests in flight at once'),
-  timeout: setting(duration(SECOND), '60s', 'Timeout for one API request'),
-  maxTokens: setting(integer(1, 1_000_000), 1500, 'max_tokens for each completion'),
-  temperature: setting(decimal({ min: 0, max: 2 }), 0.3, 'Sampling temperature'),
-  maxDuration: optional(duration(SECOND), 'Deadline for a whole run (e.g. 25m); unset = no deadline'),
-  limiter: group('Client-side rate limits, shared by every process using the same provider and key', {
-    rpm: optional(
-      decimal({ min: 0, minExclusive: true }),
-      'Requests per minute allowed by your plan; unset = no limit',
-    ),
-    tpm: optional(
-      decimal({ min: 0, minExclusive: true }),
-      'Tokens per minute allowed by your plan; unset = no limit',
-    ),
-    burstSeconds: setting(
-      decimal({ min: 0, minExclusive: true, max: 3600 }),
-      1,
-      'How many seconds of rate may be spent at once',
-    ),
-    shards: setting(shardCount(), 'auto', 'Limiter shards that spread write contention between processes'),
+  provider: setting('provider', choice(PROVIDERS)),
+  baseUrl: setting('baseUrl', url()),
+  model: setting('model', text()),
+  apiKey: setting('apiKey', text()),
+  sourceLanguage: setting('sourceLanguage', text()),
+  targetLanguage: setting('targetLanguage', text()),
+  pipeline: setting('pipeline', text()),
+  deck: setting('deck', text()),
+  noteType: setting('noteType', text()),
+  tags: setting('tags', tagList()),
+  fields: setting('fields', nameList()),
+  format: setting('format', choice(OUTPUT_FORMATS)),
+  ankiConnectUrl: setting('ankiConnectUrl', url('http://127.0.0.1:8765', ['http:', 'https:'])),
+  concurrency: setting('concurrency', integer(1, 256)),
+  timeout: setting('timeout', duration(SECOND)),
+  maxTokens: setting('maxTokens', integer(1, 1_000_000)),
+  temperature: setting('temperature', decimal({ min: 0, max: 2 })),
+  maxDuration: setting('maxDuration', duration(SECOND)),
+  limiter: group('limiter', {
+    rpm: setting('limiter.rpm', decimal({ min: 0, minExclusive: true })),
+    tpm: setting('limiter.tpm', decimal({ min: 0, minExclusive: true })),
+    burstSeconds: setting('limiter.burstSeconds', decimal({ min: 0, minExclusive: true, max: 3600 })),
+    shards: setting('limiter.shards', shardCount()),
   }),
-  cache: group('Response cache (cache.db)', {
-    enabled: setting(flag(), true, 'Reuse earlier responses for identical requests'),
-    ttl: setting(duration(0), '30d', 'How long a cached response stays fresh; 0 = forever'),
-    jitter: setting(decimal({ min: 0, max: 1 }), 0.1, 'Random spread of expiry times, as a fraction of ttl'),
-    compressThreshold: setting(
-      integer(0, 1 << 30),
-      1024,
-      'Bodies of at least this many bytes are compressed',
-    ),
-    staleIfError: setting(flag(), false, 'Serve an expired response when the provider fails'),
+  cache: group('cache', {
+    enabled: setting('cache.enabled', flag()),
+    ttl: setting('cache.ttl', duration(0)),
+    jitter: setting('cache.jitter', decimal({ min: 0, max: 1 })),
+    compressThreshold: setting('cache.compressThreshold', integer(0, 1 << 30)),
+    staleIfError: setting('cache.staleIfError', flag()),
   }),
-  retry: group('Retries of failed requests (full jitter, Retry-After respected)', {
-    maxAttempts: setting(integer(1, 100), 6, 'Attempts per request, including the first'),
-    baseDelay: setting(duration(0), '1s', 'First backoff delay'),
-    maxDelay: setting(duration(0), '30s', 'Longest backoff delay'),
+  retry: group('retry', {
+    maxAttempts: setting('retry.maxAttempts', integer(1, 100)),
+    baseDelay: setting('retry.baseDelay', duration(0)),
+    maxDelay: setting('retry.maxDelay', duration(0)),
   }),
-  breaker: group('Circuit breaker, shared by every process using the same provider and key', {
-    samplingWindow: setting(duration(SECOND), '30s', 'Window over which the failure ratio is measured'),
-    failureRatio: setting(
-      decimal({ min: 0, minExclusive: true, max: 1 }),
-      0.5,
-      'Failure ratio that opens the breaker',
-    ),
-    minThroughput: setting(
-      integer(1, 1_000_000),
-      10,
-      'Calls needed in the window before the breaker may open',
-    ),
-    breakDuration: setting(duration(SECOND), '30s', 'First open period'),
-    maxBreakDuration: setting(
-      duration(SECOND),
-      '5m',
-      'Longest open period (it doubles while failures continue)',
-    ),
-    maxWait: setting(duration(0), '3m', 'How long a run waits for an open breaker before giving up'),
+  breaker: group('breaker', {
+    samplingWindow: setting('breaker.samplingWindow', duration(SECOND)),
+    failureRatio: setting('breaker.failureRatio', decimal({ min: 0, minExclusive: true, max: 1 })),
+    minThroughput: setting('breaker.minThroughput', integer(1, 1_000_000)),
+    breakDuration: setting('breaker.breakDuration', duration(SECOND)),
+    maxBreakDuration: setting('breaker.maxBreakDuration', duration(SECOND)),
+    maxWait: setting('breaker.maxWait', duration(0)),
   }),
-  progressInterval: setting(
-    duration(100),
-    '10s',
-    'Period of the progress line when stderr is not a terminal',
-  ),
-  prices: setting(
-    priceTable(),
-    {},
-    'Extra model prices (USD per 1M tokens), merged over the built-in ones, for cost estimates',
-  ),
+  progressInterval: setting('progressInterval', duration(100)),
+  prices: setting('prices', priceTable()),
 });
 
 /** Parsed config-file values (durations in ms, keys as in the file). */
@@ -348,81 +308,51 @@ export interface Settings {
   prices: Record<string, Price>;
 }
 
+/** Settings from parsed config values: each value under its Settings field (see the table's `field`). */
 export function toSettings(
   c: ConfigValues,
   apiKey: string | undefined,
   apiKeySource: string | undefined,
 ): Settings {
-  return {
-    provider: c.provider,
-    // Trailing slashes of the path only: a query (`?api-version=`) is kept as written.
-    baseUrl: trimBaseUrl(c.baseUrl),
-    model: c.model,
-    apiKey,
-    apiKeySource,
-    sourceLanguage: c.sourceLanguage,
-    targetLanguage: c.targetLanguage,
-    pipeline: c.pipeline,
-    deck: c.deck,
-    noteType: c.noteType,
-    tags: c.tags,
-    fields: c.fields,
-    format: c.format,
-    ankiConnectUrl: c.ankiConnectUrl.replace(/\/+$/, ''),
-    concurrency: c.concurrency,
-    timeoutMs: c.timeout,
-    maxTokens: c.maxTokens,
-    temperature: c.temperature,
-    maxDurationMs: c.maxDuration,
-    limiter: {
-      rpm: c.limiter.rpm,
-      tpm: c.limiter.tpm,
-      burstSeconds: c.limiter.burstSeconds,
-      shards: c.limiter.shards,
-    },
-    cache: {
-      enabled: c.cache.enabled,
-      ttlMs: c.cache.ttl,
-      jitter: c.cache.jitter,
-      compressThresholdBytes: c.cache.compressThreshold,
-      staleIfError: c.cache.staleIfError,
-    },
-    retry: { maxAttempts: c.retry.maxAttempts, baseDelayMs: c.retry.baseDelay, maxDelayMs: c.retry.maxDelay },
-    breaker: {
-      samplingWindowMs: c.breaker.samplingWindow,
-      failureRatio: c.breaker.failureRatio,
-      minThroughput: c.breaker.minThroughput,
-      breakDurationMs: c.breaker.breakDuration,
-      maxBreakDurationMs: c.breaker.maxBreakDuration,
-      maxWaitMs: c.breaker.maxWait,
-    },
-    progressIntervalMs: c.progressInterval,
-    prices: { ...DEFAULT_PRICES, ...c.prices },
-  };
+  const out: Record<string, unknown> = {};
+  for (const [path, spec] of SETTING_ENTRIES) {
+    if (path === 'apiKey') {
+      // Resolved apart from the other values (env variables of the provider, never a flag).
+      out['apiKey'] = apiKey;
+      out['apiKeySource'] = apiKeySource;
+      continue;
+    }
+    setPath(out, spec.field ?? path, getPath(c, path));
+  }
+  // Checked against the Settings type by the tests that compare whole resolved Settings.
+  const settings = out as unknown as Settings;
+  // Trailing slashes of the path only: a query (`?api-version=`) is kept as written.
+  settings.baseUrl = trimBaseUrl(c.baseUrl);
+  settings.ankiConnectUrl = c.ankiConnectUrl.replace(/\/+$/, '');
+  settings.prices = { ...DEFAULT_PRICES, ...c.prices };
+  return settings;
 }
-
-/** Config-file paths whose Settings field has another name. */
-const settingsNames: Record<string, string> = {
-  timeout: 'timeoutMs',
-  maxDuration: 'maxDurationMs',
-  progressInterval: 'progressIntervalMs',
-  'cache.ttl': 'cache.ttlMs',
-  'cache.compressThreshold': 'cache.compressThresholdBytes',
-  'retry.baseDelay': 'retry.baseDelayMs',
-  'retry.maxDelay': 'retry.maxDelayMs',
-  'breaker.samplingWindow': 'breaker.samplingWindowMs',
-  'breaker.breakDuration': 'breaker.breakDurationMs',
-  'breaker.maxBreakDuration': 'breaker.maxBreakDurationMs',
-  'breaker.maxWait': 'breaker.maxWaitMs',
-};
 
 /** Reads the value of a config-file path (e.g. 'cache.ttl') out of resolved Settings. */
 export function settingValue(settings: Settings, path: string): unknown {
-  let value: unknown = settings;
-  for (const part of (settingsNames[path] ?? path).split('.')) {
-    value = (value as Record<string, unknown> | undefined)?.[part];
-  }
+  return getPath(settings, settingSpec(path)?.field ?? path);
+}
+
+function getPath(target: unknown, path: string): unknown {
+  let value = target;
+  for (const part of path.split('.')) value = (value as Record<string, unknown> | undefined)?.[part];
   return value;
+}
+
+/** Sets a dotted path in a plain object, creating the nested objects on the way. */
+export function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
+  const parts = path.split('.');
+  let node = target;
+  for (const part of parts.slice(0, -1)) {
+    node[part] ??= {};
+    node = node[part] as Record<string, unknown>;
+  }
+  node[parts.at(-1) ?? path] = value;
 }
 
 export interface Leaf {
@@ -443,16 +373,26 @@ export function schemaIndex(): { leaves: Map<string, Leaf>; groups: Map<string, 
       const path = prefix + key;
       const nested = groupInfo.get(schema);
       if (nested) {
-        groups.set(path, Object.keys(nested.shape));
-        walk(nested.shape, `${path}.`);
+        groups.set(path, Object.keys(nested));
+        walk(nested, `${path}.`);
         continue;
       }
       const info = leafInfo.get(schema);
-      if (!info) throw new Error(`config schema: ${path} was declared without setting()/optional()`);
+      if (info?.path !== path) {
+        throw new Error(
+          `config schema: ${path} was declared as ${info ? `setting('${info.path}')` : 'no setting'}`,
+        );
+      }
       leaves.set(path, { path, schema, info });
     }
   };
   walk(configSchema.shape, '');
+  // The table and the schema list the same settings in the same order; anything else is a bug.
+  const declared = [...leaves.keys()].join(', ');
+  const tabled = SETTING_ENTRIES.map(([path]) => path).join(', ');
+  if (declared !== tabled) {
+    throw new Error(`config schema and settings table differ:\n  schema: ${declared}\n  table:  ${tabled}`);
+  }
   index = { leaves, groups };
   return index;
 }
