@@ -4,9 +4,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { loadSettings } from '../src/config/load.ts';
+import { loadSettings, parseSetting } from '../src/config/load.ts';
 import { describeKeys, type Settings, settingValue } from '../src/config/schema.ts';
-import { flagName } from '../src/config/settings-table.ts';
+import { ENV_VARS, flagName, SETTING_ENTRIES, settingSpec } from '../src/config/settings-table.ts';
 import { isFlashcardsError } from '../src/core/errors.ts';
 import { didYouMean } from '../src/core/suggest.ts';
 
@@ -525,6 +525,27 @@ describe('schema documentation', () => {
         flagName,
       ),
       ['--base-url', '--rpm', '--cache-ttl', '--no-cache', '--source-language', '--max-attempts'],
+    );
+  });
+
+  test('the settings table: every default is a valid value, env names and flags are unique', () => {
+    const envs = SETTING_ENTRIES.flatMap(([, spec]) => (spec.env ? [spec.env] : []));
+    const flags = SETTING_ENTRIES.flatMap(([path]) => flagName(path) ?? []);
+    assert.equal(new Set(envs).size, envs.length);
+    assert.equal(new Set(flags).size, flags.length);
+    assert.equal(Object.keys(ENV_VARS).length, 29);
+    assert.equal(ENV_VARS['FLASHCARDS_CACHE_TTL'], 'cache.ttl');
+    for (const [path, spec] of SETTING_ENTRIES) {
+      if (spec.default !== undefined) assert.doesNotThrow(() => parseSetting(path, spec.default, path), path);
+    }
+    assert.equal(settingSpec('limiter.rpm')?.flag?.flags, '--rpm <n>');
+    assert.equal(settingSpec('limiter'), undefined);
+  });
+
+  test('a flag value for a setting without a flag (the API key) is refused as a bug', async () => {
+    await assert.rejects(
+      loadSettings({ cwd: tempDir(), env: {}, flags: { apiKey: 'sk-from-a-flag' } }),
+      (e: unknown) => isFlashcardsError(e) && e.kind === 'internal' && /apiKey/.test(e.message),
     );
   });
 

@@ -15,6 +15,7 @@ import { type BreakerState, defaultBreakerSettings } from '../resilience/breaker
 import type { BreakerAdmin, BreakerStore } from '../resilience/breaker-store.ts';
 import { openSqliteBreakerStore } from '../resilience/breaker-store-sqlite.ts';
 import type { CommandContext } from './context.ts';
+import { parseCount } from './count.ts';
 
 export interface BreakerStatusOptions {
   json: boolean;
@@ -245,9 +246,7 @@ export async function breakerClose(ctx: CommandContext, opts: BreakerCloseOption
 }
 
 export async function breakerHistory(ctx: CommandContext, opts: BreakerHistoryOptions): Promise<number> {
-  const limit = opts.limit ?? 20;
-  if (!Number.isInteger(limit) || limit < 1)
-    throw usageError(`--limit must be an integer >= 1, got ${limit}`);
+  const limit = parseCount('--limit', opts.limit ?? 20);
   const entries = await readBreakers(ctx, (b) => readHistory(b, limit), []);
   if (opts.json) {
     const transitions = entries.map((e) => ({

@@ -23,13 +23,14 @@ import { ExitCode, FlashcardsError, usageError } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
 import { type Db, withExistingDatabase } from '../db/open.ts';
 import type { CommandContext } from './context.ts';
+import { parseCount } from './count.ts';
 
 export interface CacheStatsOptions {
   json?: boolean;
 }
 
 export interface CacheListOptions {
-  /** Commander passes option values as strings; both are accepted. */
+  /** A number, or the text as typed (checked the same way as on the command line). */
   limit?: number | string;
   json?: boolean;
 }
@@ -81,7 +82,7 @@ export async function cacheStats(ctx: CommandContext, opts: CacheStatsOptions): 
 }
 
 export async function cacheList(ctx: CommandContext, opts: CacheListOptions): Promise<number> {
-  const limit = parseLimit(opts.limit);
+  const limit = opts.limit === undefined ? DEFAULT_LIST_LIMIT : parseCount('--limit', opts.limit);
   const now = ctx.clock.now();
   const entries = withCacheDb(ctx, (db) => listEntries(db, limit)) ?? [];
   if (opts.json) {
@@ -275,13 +276,6 @@ function describeFilter(opts: CacheClearOptions): string {
   if (opts.model !== undefined) parts.push(`for model ${opts.model}`);
   if (opts.olderThan !== undefined) parts.push(`older than ${opts.olderThan.trim()}`);
   return parts.length ? ` ${parts.join(' ')}` : '';
-}
-
-function parseLimit(limit: number | string | undefined): number {
-  if (limit === undefined) return DEFAULT_LIST_LIMIT;
-  const n = typeof limit === 'number' ? limit : /^\s*\d+\s*$/.test(limit) ? Number(limit) : Number.NaN;
-  if (!Number.isSafeInteger(n) || n < 1) throw usageError(`--limit must be an integer >= 1, got "${limit}"`);
-  return n;
 }
 
 function printStats(ctx: CommandContext, s: CacheStats, file: string, size: number, now: number): void {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { PROVIDERS } from '../config/presets.ts';
+import { longFlag, SETTING_ENTRIES } from '../config/settings-table.ts';
 import { ExitCode, usageError } from '../core/errors.ts';
 import type { CommandContext } from './context.ts';
 
@@ -41,10 +41,15 @@ interface CommandSpec {
 }
 
 /**
- * Values of options that are checked later (by the config loader) rather than with commander's
- * `.choices()`, so the program object does not carry them.
+ * Values of setting flags that are checked later (by the config loader) rather than with
+ * commander's `.choices()`, so the program object does not carry them: `--provider`'s presets.
+ * Keyed by long flag without the dashes.
  */
-const knownValues: Record<string, readonly string[]> = { provider: PROVIDERS };
+const knownValues: Record<string, readonly string[]> = Object.fromEntries(
+  SETTING_ENTRIES.flatMap(([, { flag }]) =>
+    flag?.complete ? [[longFlag(flag).replace(/^--/, ''), flag.complete]] : [],
+  ),
+);
 
 /** Guesses from the placeholder name (`<file>`, `<dir>`, `<input>`) whether a value is a path. */
 function kindOf(placeholder: string, choices: readonly string[] | undefined): ValueKind {

@@ -175,12 +175,20 @@ export const SETTINGS = {
   'limiter.rpm': {
     description: 'Requests per minute allowed by your plan; unset = no limit',
     env: 'FLASHCARDS_RPM',
-    flag: { flags: '--rpm <n>', help: 'requests per minute allowed by your provider' },
+    flag: {
+      flags: '--rpm <n>',
+      help: 'requests per minute allowed by your provider',
+      defaultHelp: "learned from the provider's headers and 429s",
+    },
   },
   'limiter.tpm': {
     description: 'Tokens per minute allowed by your plan; unset = no limit',
     env: 'FLASHCARDS_TPM',
-    flag: { flags: '--tpm <n>', help: 'tokens per minute allowed by your provider' },
+    flag: {
+      flags: '--tpm <n>',
+      help: 'tokens per minute allowed by your provider',
+      defaultHelp: "learned from the provider's headers and 429s",
+    },
   },
   'limiter.burstSeconds': {
     description: 'How many seconds of rate may be spent at once',

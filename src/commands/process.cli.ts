@@ -1,0 +1,108 @@
+import { type Command, Option } from 'commander';
+import { usageError } from '../core/errors.ts';
+import type { CommandContext } from './context.ts';
+import { addSettingOptions, type Run, settingFlags } from './register.ts';
+
+/** What the first and second Ctrl-C do to a run; installed by cli.ts, which owns the process. */
+export interface StopSignals {
+  /** Aborted by the first Ctrl-C: take no new work. */
+  stop: AbortSignal;
+  /** Aborted by the second (or after a grace period): cancel requests in flight. */
+  hard: AbortSignal;
+  onHardExit: (fn: () => void) => void;
+  dispose: () => void;
+}
+
+interface ProcessFlags {
+  output?: string;
+  stdout?: boolean;
+  to?: 'file' | 'anki-connect';
+  ankiUrl?: string;
+  refresh?: boolean;
+  new?: boolean;
+  batch?: string;
+  retryFailed?: boolean;
+  lock?: boolean;
+  dryRun?: boolean;
+  json?: boolean;
+  progress: boolean;
+  quiet?: boolean;
+}
+
+const SETTINGS_HEADING = 'Settings (also read from FLASHCARDS_* variables and .flashcardrc; flags win):';
+
+/** `flashcards process <input>`: the run's own options, then every setting that has a flag. */
+export function registerProcess(
+  program: Command,
+  run: Run,
+  installSignals: (ctx: CommandContext) => StopSignals,
+): void {
+  const cmd = program
+    .command('process')
+    .description('Make flashcards for every term in a word list (CSV, TSV or text; - for stdin)')
+    .argument('<input>', 'word list file, or - for stdin')
+    .option('-o, --output <file>', 'output file (- for stdout; default <input>.deck.tsv)')
+    .option('--stdout', 'write the deck to stdout (same as -o -)')
+    .addOption(
+      new Option('--to <destination>', 'where the cards go: a file, or a running Anki (--anki-url)').choices([
+        'file',
+        'anki-connect',
+      ]),
+    )
+    .option('--refresh', 'ignore cached responses and store fresh ones')
+    .option('--new', 'start a fresh batch instead of resuming the matching one')
+    .option('--batch <id>', 'resume a named batch')
+    .option('--retry-failed', 'queue the failed items of the batch again')
+    .option('--lock', 'exit 4 at once if another run works on the same batch, instead of cooperating')
+    .option('--dry-run', 'read and check the input, estimate calls, tokens, cost and time; call nothing')
+    .option('--json', 'print one JSON summary object on stdout and nothing else')
+    .option('--no-progress', 'no progress display')
+    .option('-q, --quiet', 'print nothing but errors (for cron)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ flashcards process words.csv -o deck.tsv
+  $ flashcards process words.txt --provider mock             # offline, placeholder cards
+  $ cat words.txt | flashcards process - --format jsonl -o -
+  $ flashcards process words.csv --rpm 500 --max-duration 25m --quiet   # from cron`,
+    );
+  addSettingOptions(cmd, 'all', SETTINGS_HEADING).action(
+    run(async (ctx, input: string, opts: ProcessFlags) => {
+      // Contradictory flags are refused before anything heavy is loaded.
+      if (opts.stdout && opts.output !== undefined && opts.output !== '-') {
+        throw usageError('--stdout and -o name two outputs; use one of them');
+      }
+      if (opts.ankiUrl !== undefined && opts.to !== 'anki-connect') {
+        throw usageError('--anki-url only matters with --to anki-connect', 'add --to anki-connect');
+      }
+      const flags = settingFlags(cmd);
+      if (opts.dryRun) {
+        return (await import('./dry-run.ts')).dryRun(ctx, { input, flags, json: Boolean(opts.json) });
+      }
+      const { processCommand } = await import('./process.ts');
+      const signals = installSignals(ctx);
+      try {
+        return await processCommand(ctx, {
+          input,
+          output: opts.stdout ? '-' : opts.output,
+          to: opts.to,
+          flags,
+          json: Boolean(opts.json),
+          progress: opts.progress !== false,
+          quiet: Boolean(opts.quiet),
+          newBatch: Boolean(opts.new),
+          batch: opts.batch,
+          retryFailed: Boolean(opts.retryFailed),
+          lock: Boolean(opts.lock),
+          refresh: Boolean(opts.refresh),
+          stopSignal: signals.stop,
+          signal: signals.hard,
+          onHardExit: signals.onHardExit,
+        });
+      } finally {
+        signals.dispose();
+      }
+    }),
+  );
+}
