@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { Command } from 'commander';
@@ -36,7 +38,9 @@ function helpOf(cmd: Command, flag: string): string {
 /** Parses argv with a fresh program; returns the error the parse rejects with. */
 async function parseError(argv: string[]): Promise<unknown> {
   try {
-    await buildProgram().parseAsync(argv, { from: 'user' });
+    // A data directory of its own, should the command get as far as opening one.
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-cli-'));
+    await buildProgram().parseAsync(['--home', home, ...argv], { from: 'user' });
   } catch (e) {
     return e;
   }

@@ -63,7 +63,7 @@ Examples:
     usage: 'history',
     description: 'Recent breaker transitions with time and cause',
     handler: handlers,
-    call: (m, ctx, { json, opts }: JsonInput<{ limit: number }>) =>
+    call: (m, ctx, { json, opts }: JsonInput<{ limit: number | string }>) =>
       m.breakerHistory(ctx, { json, limit: opts.limit }),
   }).addOption(countOption('--limit <n>', 'how many', 50));
 }

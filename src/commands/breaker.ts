@@ -38,7 +38,8 @@ export interface BreakerCloseOptions {
 
 export interface BreakerHistoryOptions {
   json: boolean;
-  limit?: number | undefined;
+  /** A number, or the text as typed (checked the same way as on the command line). */
+  limit?: number | string | undefined;
 }
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());

@@ -28,7 +28,7 @@ Examples:
     usage: 'list',
     description: 'Recent cached responses',
     handler: handlers,
-    call: (m, ctx, { json, opts }: JsonInput<{ limit: number }>) =>
+    call: (m, ctx, { json, opts }: JsonInput<{ limit: number | string }>) =>
       m.cacheList(ctx, { json, limit: opts.limit }),
   }).addOption(countOption('--limit <n>', 'how many', 20));
   jsonCommand(cache, run, {

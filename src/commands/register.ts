@@ -7,7 +7,6 @@ import {
   type SettingSpec,
 } from '../config/settings-table.ts';
 import type { CommandContext } from './context.ts';
-import { parseCount } from './count.ts';
 
 /**
  * What the command groups' registration modules (`*.cli.ts`) share. They load at start-up, so
@@ -20,8 +19,15 @@ export type Run = <A extends unknown[]>(
   handler: (ctx: CommandContext, ...args: A) => Promise<number>,
 ) => (...args: A) => Promise<void>;
 
-/** The config path of each option made from the settings table. */
-const pathOfOption = new WeakMap<Option, SettingPath>();
+/** An option made from the settings table: it knows the setting it sets. */
+class SettingOption extends Option {
+  readonly setting: SettingPath;
+
+  constructor(setting: SettingPath, flags: string, description: string) {
+    super(flags, description);
+    this.setting = setting;
+  }
+}
 
 /**
  * The commander option of a setting, with the table's help and default. A command where the flag
@@ -34,28 +40,22 @@ export function settingOption(
   const spec: SettingSpec = SETTINGS[path];
   if (!spec.flag) throw new Error(`setting ${path} has no flag`);
   const shown = override.defaultHelp ?? defaultHelp(spec);
-  const option = new Option(
+  const option = new SettingOption(
+    path,
     spec.flag.flags,
     `${override.help ?? spec.flag.help}${shown === undefined ? '' : ` (default: ${shown})`}`,
   );
   if (spec.flag.choices) option.choices(spec.flag.choices);
-  pathOfOption.set(option, path);
   return option;
 }
 
 /**
- * Adds setting flags to a command: all of them (`process`), the provider's (`--provider`,
- * `--base-url`, `--model`), or the ones named. A new setting with a flag joins `process` here.
+ * Adds setting flags to a command, in table order: all of them (`process`; a new setting with a
+ * flag joins it here), or the provider's (`--provider`, `--base-url`, `--model`).
  */
-export function addSettingOptions(
-  cmd: Command,
-  which: 'all' | 'provider' | readonly SettingPath[],
-  heading?: string,
-): Command {
-  const paths = SETTING_ENTRIES.filter(([path, spec]) =>
-    which === 'all' ? spec.flag : which === 'provider' ? spec.flag?.provider : which.includes(path),
-  ).map(([path]) => path);
-  for (const path of paths) {
+export function addSettingOptions(cmd: Command, which: 'all' | 'provider', heading?: string): Command {
+  for (const [path, { flag }] of SETTING_ENTRIES) {
+    if (!flag || (which === 'provider' && !flag.provider)) continue;
     const option = settingOption(path);
     if (heading) option.helpGroup(heading);
     cmd.addOption(option);
@@ -67,17 +67,20 @@ export function addSettingOptions(
 export function settingFlags(cmd: Command): Record<string, unknown> {
   const flags: Record<string, unknown> = {};
   for (const option of cmd.options) {
-    const path = pathOfOption.get(option);
+    if (!(option instanceof SettingOption)) continue;
     const name = option.attributeName();
-    if (path && cmd.getOptionValueSource(name) === 'cli') flags[path] = cmd.getOptionValue(name);
+    if (cmd.getOptionValueSource(name) === 'cli') flags[option.setting] = cmd.getOptionValue(name);
   }
   return flags;
 }
 
-/** `--limit <n>` and the like: a whole number >= 1, refused with the text the user typed. */
+/**
+ * `--limit <n>` and the like. The value reaches the handler as typed (or the number default), and
+ * the handler checks it with parseCount (count.ts), the one check for callers and command line
+ * alike, which quotes what was typed; checking there keeps it off the start-up path.
+ */
 export function countOption(flags: string, help: string, fallback: number): Option {
-  const name = flags.split(' ')[0] ?? flags;
-  return new Option(flags, help).default(fallback).argParser((text: string) => parseCount(name, text));
+  return new Option(flags, help).default(fallback);
 }
 
 /** What a `--json` subcommand's handler call gets from the command line. */
