@@ -1,5 +1,6 @@
-export const PROVIDERS = ['openrouter', 'openai', 'groq', 'ollama', 'llamacpp', 'custom', 'mock'] as const;
-export type ProviderPreset = (typeof PROVIDERS)[number];
+import type { ProviderPreset } from './providers.ts';
+
+export { PROVIDERS, type ProviderPreset } from './providers.ts';
 
 export interface PresetInfo {
   /** Shown in the `config init` wizard. */

@@ -1,5 +1,5 @@
 import { OUTPUT_FORMATS } from '../output/types.ts';
-import { PROVIDERS } from './presets.ts';
+import { PROVIDERS } from './providers.ts';
 
 /**
  * Every setting in one table: its config-file path, description, default, environment variable,
