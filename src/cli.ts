@@ -129,6 +129,14 @@ function printError(e: FlashcardsError, verbose: boolean): void {
 
 /** The only place that decides the process's exit code. */
 export async function main(argv: string[]): Promise<void> {
+  // A reader that goes away (`flashcards batches list | head -1`) is not an error of ours: stop
+  // writing and exit quietly, as cat and grep do, instead of dying on an unhandled EPIPE.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'EPIPE') throw e;
+      process.exit(process.exitCode ?? ExitCode.ok);
+    });
+  }
   const program = buildProgram();
   const verbose = argv.includes('--verbose') || process.env['FLASHCARDS_DEBUG'] === '1';
   // dist/ is minified: stack traces point into src/ through its source maps (commands load later).

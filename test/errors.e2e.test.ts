@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { type CliResult, cliEnv, repoRoot, runCli, tempDir } from './support/cli.ts';
+import { type CliResult, cliEnv, repoRoot, runCli, startCli, tempDir } from './support/cli.ts';
 
 /**
  * Every way a user can get it wrong ends the same way: one or two lines on stderr (the error and
@@ -432,5 +432,16 @@ describe('process refuses bad combinations before any request', () => {
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /cannot create the data directory/);
     assert.match(r.stderr, /hint: set --home/);
+  });
+});
+
+describe('a reader that goes away', () => {
+  test('`process --help | head -1`: exit 0, no stack trace (EPIPE on stdout)', async () => {
+    const run = startCli(['process', '--help'], { env: cliEnv({}) });
+    // Like `head -1` after its line: the pipe is closed before the help is written.
+    run.child.stdout?.destroy();
+    const r = await run.done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /EPIPE|\n\s+at /);
   });
 });
