@@ -17,15 +17,28 @@ if (major < 22 || (major === 22 && minor < 14)) {
 }
 
 // V8's defaults size the heap for servers that trade memory for throughput: the young generation
-// grows to 32 MiB a half and the old one runs 2-4x ahead of live data. This CLI waits on the
+// grows to 32 MiB a half and the old one runs 2-4x ahead of live data. A `process` run waits on the
 // network; at 1,000 requests/s those defaults took peak RSS to 165-180 MiB for ~20 MiB of live
 // objects. A young generation that stays at its starting size, an old one that grows 25% past
 // live data, and no TurboFan (its compiler and zones cost ~6 MiB; Maglev's code is fast enough
 // for a run that mostly waits) bring it to ~90 MiB at the same wall time (bench/pipeline.ts).
-// These three are read at each decision, so setting them here, before any of the CLI runs,
-// works; flags read once at start (heap limits, GC threads) cannot be set this way.
-for (const flag of ['--semi-space-growth-factor=1', '--heap-growing-percent=25', '--no-opt']) {
-  setFlagsFromString(flag);
+// Only for `process`: changing any V8 flag makes V8 refuse Node's compile cache (~70M more
+// instructions at start, +30% for a short command), which pays for a long run, not for
+// `--version`, `batches list` or `breaker status`.
+if (commandOf(process.argv.slice(2)) === 'process') {
+  for (const flag of ['--semi-space-growth-factor=1', '--heap-growing-percent=25', '--no-opt']) {
+    setFlagsFromString(flag);
+  }
+}
+
+/** The subcommand named on the command line, past the global options and their values. */
+function commandOf(args) {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    if (arg === '--home' || arg === '--config') i++;
+    else if (!arg.startsWith('-')) return arg;
+  }
+  return undefined;
 }
 
 // Node's on-disk compile cache (in the OS temp dir, or NODE_COMPILE_CACHE) saves compiling the

@@ -3,6 +3,7 @@
 // ~70); bundled, `flashcards process` reaches its first request ~50 ms sooner.
 // Plain JavaScript: `npm ci` runs it through `prepare` on any Node >= 22.12.
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -30,6 +31,58 @@ const englishOnlyZod = {
   },
 };
 
+// commander imports node:child_process at its top for executable subcommands, which this CLI has
+// none of: loading it costs every start ~15M instructions (~10% of `--version`). Commander gets a
+// stand-in that loads the real module on the first spawn.
+const lazyChildProcess = {
+  name: 'lazy-child-process',
+  setup(b) {
+    b.onResolve({ filter: /^node:child_process$/ }, (args) =>
+      args.importer.includes(join('node_modules', 'commander'))
+        ? { path: 'child-process', namespace: 'lazy-child-process' }
+        : undefined,
+    );
+    b.onLoad({ filter: /.*/, namespace: 'lazy-child-process' }, () => ({
+      contents:
+        "import { createRequire } from 'node:module';\n" +
+        'const load = () => createRequire(import.meta.url)("node:child_process");\n' +
+        'export default { spawn: (...args) => load().spawn(...args) };\n',
+      resolveDir: root,
+    }));
+  },
+};
+
+// `import { readFileSync } from 'node:fs'` kept as an ESM import makes Node build the module's ESM
+// namespace, which reads every export: node:process and node:util cost ~27M instructions each at
+// start (report, worker_threads, readline, diff...), node:fs ~9M (fs/promises, watchers). Built-in
+// modules are taken from process.getBuiltinModule instead, and each name from them only where the
+// bundle uses it (the unused ones are pure and dropped).
+const nodeRequire = createRequire(import.meta.url);
+const builtinModules = {
+  name: 'builtin-modules',
+  setup(b) {
+    b.onResolve({ filter: /^node:/ }, (args) =>
+      args.path === 'node:child_process' || args.path === 'node:module'
+        ? undefined
+        : { path: args.path, namespace: 'builtin-modules' },
+    );
+    b.onLoad({ filter: /.*/, namespace: 'builtin-modules' }, (args) => {
+      const names = Object.keys(nodeRequire(args.path)).filter(
+        (n) => /^[A-Za-z_$][\w$]*$/.test(n) && n !== 'default',
+      );
+      return {
+        contents: [
+          `const m = process.getBuiltinModule(${JSON.stringify(args.path)});`,
+          'const pick = (name) => m[name];',
+          'export default m;',
+          ...names.map((n) => `export const ${n} = /* @__PURE__ */ pick(${JSON.stringify(n)});`),
+        ].join('\n'),
+        loader: 'js',
+      };
+    });
+  },
+};
+
 rmSync(dist, { recursive: true, force: true });
 await build({
   absWorkingDir: root,
@@ -51,7 +104,7 @@ await build({
   // imported from node_modules as they are.
   external: ['better-sqlite3', 'cosmiconfig', 'ora', 'chalk', 'cli-table3', '@inquirer/prompts'],
   // Bundled CommonJS dependencies (commander) call require() for Node's own modules.
-  plugins: [englishOnlyZod],
+  plugins: [englishOnlyZod, lazyChildProcess, builtinModules],
   banner: {
     js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);",
   },
