@@ -87,7 +87,7 @@ describe('runBatch when state.db cannot grow', () => {
     const paths = dataPaths(join(cwd, 'home'));
     const { settings } = await loadSettings({ cwd, env: { HOME: cwd }, flags: { provider: 'mock' } });
     const pipeline = loadPipeline('vocabulary', cwd, settings);
-    const store = dbs.openStore(dbs.tempDb(), systemClock);
+    const { db, catalog, queue, results } = dbs.openStores(dbs.tempDb(), systemClock);
     const meta: BatchMeta = {
       id: 'full1',
       inputName: 'words.txt',
@@ -101,20 +101,20 @@ describe('runBatch when state.db cannot grow', () => {
       format: 'anki',
       settings: {},
     };
-    store.create(meta, 'me');
+    await catalog.create(meta, 'me');
     const items = Array.from({ length: 40 }, (_, idx) => ({
       idx,
       term: `단어${idx}`,
       line: idx + 1,
       context: {},
     }));
-    store.insertItems(meta.id, items, meta.stages);
-    store.finishLoading(meta.id, items.length);
-    const batch = store.get(meta.id);
+    await catalog.insertItems(meta.id, items, meta.stages);
+    await catalog.finishLoading(meta.id, items.length);
+    const batch = await catalog.get(meta.id);
     assert.ok(batch);
     const running = new AbortController();
     const job = composeJobContext({
-      db: store.db,
+      db,
       paths,
       settings: { ...settings, cache: { ...settings.cache, enabled: false } },
       batchId: meta.id,
@@ -128,12 +128,13 @@ describe('runBatch when state.db cannot grow', () => {
       random: seededRandom(1),
     });
     // No more pages for this connection: the first results that need one fail with SQLITE_FULL.
-    const pages = store.db.pragma('page_count', { simple: true }) as number;
-    store.db.pragma(`max_page_count = ${pages}`);
+    const pages = db.pragma('page_count', { simple: true }) as number;
+    db.pragma(`max_page_count = ${pages}`);
     await assert.rejects(
       runBatch({
         batch,
-        store,
+        queue,
+        results,
         pipeline,
         job,
         owner: 'me',
@@ -149,8 +150,8 @@ describe('runBatch when state.db cannot grow', () => {
       },
     );
     // Room again: what was committed before the disk filled up is there, and the rest is pending.
-    store.db.pragma('max_page_count = 1073741823');
-    const counts = store.counts(meta.id);
+    db.pragma('max_page_count = 1073741823');
+    const counts = await results.counts(meta.id);
     assert.equal(counts.total, items.length);
     assert.ok(counts.pending > 0);
   });

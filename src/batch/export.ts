@@ -1,7 +1,7 @@
 import type { CardRecord, DeckMeta, OutputFormat } from '../output/index.ts';
 import { writeOutput } from '../output/index.ts';
 import type { Pipeline } from '../pipeline/types.ts';
-import type { BatchStore, ItemData } from './store.ts';
+import type { BatchResults, ItemData } from './store.ts';
 
 /** What an export made of the finished items. */
 export interface ExportTally {
@@ -40,24 +40,24 @@ class CardMaker {
  * Keys are made unique over the whole batch (a repeated key gets "#2", "#3"), so no two notes
  * share a GUID and overwrite each other in Anki.
  */
-export function* batchCards(
-  store: BatchStore,
+export async function* batchCards(
+  results: BatchResults,
   batchId: string,
   pipeline: Pipeline,
   tally: ExportTally = { items: 0, withoutCards: 0 },
-): Generator<CardRecord> {
-  yield* storedCards(store, batchId, new CardMaker(pipeline, tally), 0);
+): AsyncGenerator<CardRecord> {
+  yield* storedCards(results, batchId, new CardMaker(pipeline, tally), 0);
 }
 
 /** Cards of the items stored as finished, from item `fromIdx` on, in input order. */
-function* storedCards(
-  store: BatchStore,
+async function* storedCards(
+  results: BatchResults,
   batchId: string,
   maker: CardMaker,
   fromIdx: number,
-): Generator<CardRecord> {
-  for (const { idx, item, results } of store.finishedItems(batchId, fromIdx))
-    yield* maker.cards(idx, item, results);
+): AsyncGenerator<CardRecord> {
+  for await (const finished of results.finishedItems(batchId, fromIdx))
+    yield* maker.cards(finished.idx, finished.item, finished.results);
 }
 
 /**
@@ -156,7 +156,7 @@ export class ExportAborted extends Error {
  * before this run, by another process, or beyond the feed's limit) are read back from the database.
  */
 export async function* liveBatchCards(
-  store: BatchStore,
+  results: BatchResults,
   batchId: string,
   pipeline: Pipeline,
   feed: FinishedFeed,
@@ -176,7 +176,7 @@ export async function* liveBatchCards(
     next++;
   }
   if (feed.state === 'aborted') throw new ExportAborted();
-  yield* storedCards(store, batchId, maker, next);
+  yield* storedCards(results, batchId, maker, next);
 }
 
 /** One line for people when finished items made no cards: a pipeline's cards section that finds nothing. */
@@ -206,7 +206,7 @@ async function writeDeck(
 
 /** A batch's deck to write: where its cards come from and where they go. */
 export interface DeckJob {
-  store: BatchStore;
+  results: BatchResults;
   batchId: string;
   pipeline: Pipeline;
   output: string;
@@ -216,7 +216,9 @@ export interface DeckJob {
 
 /** Writes a batch's deck from stored results without any provider call; the file is replaced atomically. */
 export function exportBatch(d: DeckJob): Promise<ExportResult> {
-  return writeDeck(d.output, d.format, d.meta, (tally) => batchCards(d.store, d.batchId, d.pipeline, tally));
+  return writeDeck(d.output, d.format, d.meta, (tally) =>
+    batchCards(d.results, d.batchId, d.pipeline, tally),
+  );
 }
 
 export interface LiveExport {
@@ -232,7 +234,7 @@ export interface LiveExport {
 export function startLiveExport(d: DeckJob): LiveExport {
   const feed = new FinishedFeed();
   const result = writeDeck(d.output, d.format, d.meta, (tally) =>
-    liveBatchCards(d.store, d.batchId, d.pipeline, feed, tally),
+    liveBatchCards(d.results, d.batchId, d.pipeline, feed, tally),
   );
   // Awaited once the run ends; until then a failure must not count as an unhandled rejection.
   result.catch(() => {});

@@ -4,7 +4,7 @@ import { FlashcardsError } from '../core/errors.ts';
 import { publicUrl } from '../core/provider-key.ts';
 import type { Pipeline } from '../pipeline/types.ts';
 import { batchIdFor, hashFile } from './prepare.ts';
-import type { BatchStore } from './store.ts';
+import type { BatchCatalog } from './store.ts';
 
 /** Settings that change what the provider returns: a change means a new batch, not a resume. */
 export function resultSettings(settings: Settings, pipeline: Pipeline): Record<string, unknown> {
@@ -32,7 +32,7 @@ export interface BatchIdentity {
  * one (`--new`), or the one identified by the input's content and the result-shaping settings.
  */
 export async function identifyBatch(
-  store: BatchStore,
+  catalog: BatchCatalog,
   o: {
     settings: Settings;
     pipeline: Pipeline;
@@ -44,7 +44,7 @@ export async function identifyBatch(
   const shaping = resultSettings(o.settings, o.pipeline);
   const settingsHash = createHash('sha256').update(JSON.stringify(shaping)).digest('hex');
   if (o.batch) {
-    const named = store.get(o.batch);
+    const named = await catalog.get(o.batch);
     if (!named) {
       throw new FlashcardsError('usage', `no batch ${o.batch}`, {
         hint: 'list batches with `flashcards batches list`',

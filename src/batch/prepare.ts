@@ -5,7 +5,7 @@ import { pipeline as pump } from 'node:stream/promises';
 import type { Clock } from '../core/clock.ts';
 import { FlashcardsError } from '../core/errors.ts';
 import { isOwnerAlive } from './owner.ts';
-import type { BatchMeta, BatchRecord, BatchStore, ItemData } from './store.ts';
+import type { BatchCatalog, BatchMeta, BatchRecord, LoadedItem } from './store.ts';
 
 const CHUNK = 500;
 
@@ -39,7 +39,7 @@ export function batchIdFor(inputDigest: string, settingsHash: string): string {
 }
 
 export interface PrepareOptions {
-  store: BatchStore;
+  catalog: BatchCatalog;
   meta: BatchMeta;
   inputPath: string;
   displayName: string;
@@ -55,7 +55,7 @@ export interface PrepareOptions {
  */
 export async function prepareBatch(o: PrepareOptions): Promise<{ batch: BatchRecord; resumed: boolean }> {
   for (;;) {
-    const existing = o.store.get(o.meta.id);
+    const existing = await o.catalog.get(o.meta.id);
     if (existing && existing.status !== 'loading') return { batch: existing, resumed: true };
     if (existing) {
       if (existing.loader && isOwnerAlive(existing.loader) && existing.loader !== o.owner) {
@@ -63,17 +63,17 @@ export async function prepareBatch(o: PrepareOptions): Promise<{ batch: BatchRec
         continue;
       }
       // A loader that died half-way: start the load again (only if no one else already has).
-      o.store.deleteLoading(existing.id, existing.loader);
+      await o.catalog.deleteLoading(existing.id, existing.loader);
     }
-    if (!o.store.create(o.meta, o.owner)) continue;
+    if (!(await o.catalog.create(o.meta, o.owner))) continue;
     try {
       const total = await loadItems(o);
-      o.store.finishLoading(o.meta.id, total);
+      await o.catalog.finishLoading(o.meta.id, total);
     } catch (e) {
-      o.store.deleteLoading(o.meta.id, o.owner);
+      await o.catalog.deleteLoading(o.meta.id, o.owner);
       throw e;
     }
-    const batch = o.store.get(o.meta.id);
+    const batch = await o.catalog.get(o.meta.id);
     if (!batch) throw new FlashcardsError('internal', `batch ${o.meta.id} vanished while loading`);
     return { batch, resumed: false };
   }
@@ -83,7 +83,7 @@ async function loadItems(o: PrepareOptions): Promise<number> {
   // The parsers (csv-parse) load only when a batch is new: a resumed run never reads its input again.
   const { openInput } = await import('../input/index.ts');
   const source = await openInput(o.inputPath, { name: o.displayName });
-  let chunk: (ItemData & { idx: number })[] = [];
+  let chunk: LoadedItem[] = [];
   let total = 0;
   for await (const item of source.items) {
     chunk.push({
@@ -95,11 +95,11 @@ async function loadItems(o: PrepareOptions): Promise<number> {
       context: item.context,
     });
     if (chunk.length >= CHUNK) {
-      o.store.insertItems(o.meta.id, chunk, o.meta.stages);
+      await o.catalog.insertItems(o.meta.id, chunk, o.meta.stages);
       chunk = [];
     }
   }
-  if (chunk.length) o.store.insertItems(o.meta.id, chunk, o.meta.stages);
+  if (chunk.length) await o.catalog.insertItems(o.meta.id, chunk, o.meta.stages);
   if (total === 0) {
     throw new FlashcardsError('input', `${o.displayName} has no terms to process`, {
       hint: 'give a CSV/TSV with a header row and a term column, or a text file with one term per line',

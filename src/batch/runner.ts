@@ -7,7 +7,7 @@ import { isStopping } from '../job/stop.ts';
 import type { Pipeline } from '../pipeline/types.ts';
 import type { FinishedFeed } from './export.ts';
 import { isOwnerAlive } from './owner.ts';
-import type { BatchCounts, BatchRecord, BatchStore, ClaimedItem } from './store.ts';
+import type { BatchCounts, BatchRecord, BatchResults, ClaimedItem, WorkQueue } from './store.ts';
 
 /** A lease outlives a crash by this much at most when the owner's liveness cannot be checked (other host). */
 export const LEASE_MS = 30_000;
@@ -17,7 +17,10 @@ const IDLE_POLL_MS = 250;
 
 export interface RunnerOptions {
   batch: BatchRecord;
-  store: BatchStore;
+  /** The leases on the batch's items, shared with other processes. */
+  queue: WorkQueue;
+  /** Where job outcomes go, and the counts read from them. */
+  results: BatchResults;
   pipeline: Pipeline;
   job: JobContext;
   owner: string;
@@ -51,7 +54,8 @@ function unexpected(e: unknown): FlashcardsError {
  * and hands unfinished items back so any later run picks them up.
  */
 export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
-  const { batch, store, pipeline, job, owner, clock, events } = options;
+  const { batch, queue, pipeline, job, owner, clock, events } = options;
+  const store = options.results;
   const gate = pLimit(options.concurrency);
   const running = new Set<Promise<void>>();
   // One wake-up promise instead of Promise.race over every running task: race leaves a reaction
@@ -67,16 +71,14 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   const stopHeartbeat = clock.timer(
     HEARTBEAT_MS,
     () => {
-      try {
-        store.heartbeat(owner, LEASE_MS);
-      } catch (e) {
+      queue.heartbeat(batch.id, owner, LEASE_MS).catch((e: unknown) => {
         // A timer must not crash the process: stop the run cleanly instead.
         fatal ??=
           storageError(e, 'state.db') ??
           new FlashcardsError('database', `cannot renew leases in state.db: ${errorMessage(e)}`, {
             cause: e,
           });
-      }
+      });
     },
     { repeat: true },
   );
@@ -85,9 +87,9 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   // On the way out of a failed item: handing the lease back must not throw over the error being
   // handled (a full disk fails this write too). A lease left behind lapses after LEASE_MS, and
   // releaseLeases frees this run's at the end.
-  const releaseItem = async (idx: number): Promise<void> => {
+  const releaseItem = async (item: ClaimedItem): Promise<void> => {
     try {
-      await store.releaseItem(batch.id, idx);
+      await queue.releaseItem(batch.id, item.idx, item.token);
     } catch {
       // see above
     }
@@ -98,6 +100,7 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
       batchId: batch.id,
       idx: item.idx,
       stage,
+      token: item.token,
       attempts: result.attempts,
       requests: result.requests,
       promptTokens: result.ok ? result.usage.promptTokens : 0,
@@ -137,7 +140,7 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
 
   const processItem = async (item: ClaimedItem): Promise<void> => {
     // Claimed, then queued at the gate while the run was stopping: hand it back untouched.
-    if (stopping()) return releaseItem(item.idx);
+    if (stopping()) return releaseItem(item);
     const results = item.attempts > 1 ? await store.results(batch.id, item.idx) : {};
     for (const stage of stages) {
       if (stage.name in results) continue;
@@ -146,7 +149,7 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
       try {
         result = await executeJob(job, stage, { item, previous: results }, item.idx);
       } catch (e) {
-        await releaseItem(item.idx);
+        await releaseItem(item);
         if (isFlashcardsError(e) && isRunFatal(e)) {
           fatal ??= e;
           return;
@@ -163,7 +166,7 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   const launch = (item: ClaimedItem): void => {
     const task = gate(processItem, item).catch(async (e: unknown) => {
       // A bug or a database failure: stop the run rather than spin on the same item.
-      await releaseItem(item.idx);
+      await releaseItem(item);
       fatal ??= unexpected(e);
     });
     const tracked = task.finally(() => {
@@ -186,7 +189,7 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
       // Items answered from the cache finish in microtasks alone; yielding here now and then lets
       // timers (heartbeat, progress, write-behind) and I/O run during a fully cached run.
       if (++claims % 8 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
-      const claimed = await store.claim(batch.id, owner, LEASE_MS, claimAhead - gate.pendingCount);
+      const claimed = await queue.claim(batch.id, owner, LEASE_MS, claimAhead - gate.pendingCount);
       if (claimed.length > 0) {
         for (const item of claimed) launch(item);
         continue;
@@ -196,7 +199,7 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
         continue;
       }
       // Nothing claimable here: the rest is either finished or leased by other runs.
-      const others = (await store.leaseOwners(batch.id)).filter((o) => o !== owner);
+      const others = (await queue.leaseOwners(batch.id)).filter((o) => o !== owner);
       if (others.length === 0) {
         // A lease can expire or be released between the claim above and this check: claim again.
         if ((await store.counts(batch.id)).pending === 0) break;
@@ -205,7 +208,7 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
       let freed = false;
       for (const other of others) {
         if (!isOwnerAlive(other)) {
-          await store.releaseLeases(other);
+          await queue.releaseLeases(batch.id, other);
           freed = true;
         }
       }
@@ -221,7 +224,7 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
     stopHeartbeat();
     try {
       // Also commits the last results: a failure here is reported as the reason the run stopped.
-      await store.releaseLeases(owner);
+      await queue.releaseLeases(batch.id, owner);
     } catch (e) {
       fatal ??= unexpected(e);
     }

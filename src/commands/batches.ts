@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { emptyItemsWarning, exportBatch } from '../batch/export.ts';
 import { isOwnerAlive, newOwnerId, ownerPid } from '../batch/owner.ts';
-import { type BatchRecord, BatchStore } from '../batch/store.ts';
+import { openSqliteBatchStores } from '../batch/sqlite-stores.ts';
+import { type BatchRecord, type BatchStores, joinRun } from '../batch/store.ts';
 import { parseSetting, settingDefault } from '../config/index.ts';
 import { formatDuration } from '../core/duration.ts';
 import { ExitCode, FlashcardsError } from '../core/errors.ts';
@@ -13,17 +14,21 @@ import { outputFormatFromPath, parseOutputFormat } from '../output/index.ts';
 import { DEFAULT_PIPELINE, loadPipeline } from '../pipeline/registry.ts';
 import type { CommandContext } from './context.ts';
 
-/** Runs `fn` on the batch store, or on undefined when there is no state.db yet (nothing is created). */
-async function withStore<T>(
+/** Runs `fn` on the batch stores, or on undefined when there is no state.db yet (nothing is created). */
+async function withStores<T>(
   ctx: CommandContext,
-  fn: (store: BatchStore | undefined) => Promise<T> | T,
+  fn: (stores: BatchStores | undefined) => Promise<T>,
 ): Promise<T> {
   const file = dataPaths(ctx.home).stateDb;
-  const store = existsSync(file) ? new BatchStore(openDatabase(file), ctx.clock) : undefined;
+  if (!existsSync(file)) return fn(undefined);
+  const db = openDatabase(file);
   try {
-    return await fn(store);
+    const stores = openSqliteBatchStores(db, ctx.clock);
+    const result = await fn(stores);
+    await stores.results.flush();
+    return result;
   } finally {
-    store?.db.close();
+    db.close();
   }
 }
 
@@ -31,22 +36,17 @@ async function withStore<T>(
 function withBatch<T>(
   ctx: CommandContext,
   id: string,
-  fn: (store: BatchStore, batch: BatchRecord) => Promise<T> | T,
+  fn: (stores: BatchStores, batch: BatchRecord) => Promise<T>,
 ): Promise<T> {
-  return withStore(ctx, (store) => {
-    const batch = store?.get(id);
-    if (!store || !batch) {
+  return withStores(ctx, async (stores) => {
+    const batch = await stores?.catalog.get(id);
+    if (!stores || !batch) {
       throw new FlashcardsError('usage', `no batch ${id}`, {
         hint: 'list batches with `flashcards batches list`',
       });
     }
-    return fn(store, batch);
+    return fn(stores, batch);
   });
-}
-
-function percentile(sorted: number[], p: number): number | null {
-  if (sorted.length === 0) return null;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? null;
 }
 
 async function table(head: string[]): Promise<{ push(row: string[]): void; toString(): string }> {
@@ -55,8 +55,8 @@ async function table(head: string[]): Promise<{ push(row: string[]): void; toStr
 }
 
 export async function batchesList(ctx: CommandContext, opts: { json: boolean }): Promise<number> {
-  return withStore(ctx, async (store) => {
-    const rows = (store?.overview() ?? []).map(({ batch: b, ...c }) => ({
+  return withStores(ctx, async (stores) => {
+    const rows = ((await stores?.catalog.overview()) ?? []).map(({ batch: b, ...c }) => ({
       id: b.id,
       input: b.inputName,
       created: new Date(b.createdAt).toISOString(),
@@ -95,33 +95,11 @@ export async function batchesList(ctx: CommandContext, opts: { json: boolean }):
 }
 
 export async function batchesShow(ctx: CommandContext, opts: { id: string; json: boolean }): Promise<number> {
-  return withBatch(ctx, opts.id, async (store, batch) => {
-    const db = store.db;
-    const stages = (
-      db
-        .prepare(
-          `SELECT stage, count(*) AS total, sum(status = 'done') AS done, sum(status = 'failed') AS failed,
-             sum(status = 'pending') AS pending, sum(cached) AS cached, sum(requests) AS requests,
-             sum(prompt_tokens) AS promptTokens, sum(completion_tokens) AS completionTokens
-           FROM jobs WHERE batch_id = ? GROUP BY stage`,
-        )
-        .all(batch.id) as Record<string, number | string>[]
-    ).sort((a, b) => batch.stages.indexOf(String(a['stage'])) - batch.stages.indexOf(String(b['stage'])));
-    const durations = (
-      db
-        .prepare(
-          "SELECT duration_ms AS d FROM jobs WHERE batch_id = ? AND status = 'done' AND cached = 0 AND duration_ms IS NOT NULL ORDER BY d",
-        )
-        .all(batch.id) as { d: number }[]
-    ).map((r) => r.d);
-    const timing = {
-      p50: percentile(durations, 50),
-      p90: percentile(durations, 90),
-      p99: percentile(durations, 99),
-      max: durations.at(-1) ?? null,
-    };
-    const failures = store.failures(batch.id, 1000);
-    const counts = store.counts(batch.id);
+  return withBatch(ctx, opts.id, async ({ catalog, results }, batch) => {
+    const stages = await catalog.stageStats(batch.id);
+    const timing = await catalog.requestTimes(batch.id);
+    const failures = await results.failures(batch.id, 1000);
+    const counts = await results.counts(batch.id);
     const result = { ...batch, counts, stages, timingMs: timing, failures };
     if (opts.json) {
       ctx.io.out(`${JSON.stringify(result)}\n`);
@@ -134,13 +112,13 @@ export async function batchesShow(ctx: CommandContext, opts: { id: string; json:
     const t = await table(['stage', 'done', 'failed', 'pending', 'cached', 'requests', 'tokens in/out']);
     for (const s of stages) {
       t.push([
-        String(s['stage']),
-        String(s['done']),
-        String(s['failed']),
-        String(s['pending']),
-        String(s['cached']),
-        String(s['requests']),
-        `${s['promptTokens']}/${s['completionTokens']}`,
+        s.stage,
+        String(s.done),
+        String(s.failed),
+        String(s.pending),
+        String(s.cached),
+        String(s.requests),
+        `${s.promptTokens}/${s.completionTokens}`,
       ]);
     }
     ctx.io.err(`${t.toString()}\n`);
@@ -155,9 +133,9 @@ export async function batchesShow(ctx: CommandContext, opts: { id: string; json:
 }
 
 export async function batchesRetry(ctx: CommandContext, opts: { id: string }): Promise<number> {
-  return withBatch(ctx, opts.id, async (store, batch) => {
-    const n = store.requeueFailed(batch.id);
-    if (n > 0) store.setStatus(batch.id, 'running');
+  return withBatch(ctx, opts.id, async ({ catalog, results }, batch) => {
+    const n = await results.requeueFailed(batch.id);
+    if (n > 0) await catalog.setStatus(batch.id, 'running');
     ctx.io.err(
       `${n} failed item(s) of ${batch.id} queued again; run \`flashcards process --batch ${batch.id} <input>\` or the original command\n`,
     );
@@ -179,7 +157,7 @@ export async function batchesExport(
     tags?: string | undefined;
   },
 ): Promise<number> {
-  return withBatch(ctx, opts.id, async (store, batch) => {
+  return withBatch(ctx, opts.id, async ({ results }, batch) => {
     const s = batch.settings;
     const format = parseOutputFormat(
       opts.format ?? (opts.output === '-' ? undefined : outputFormatFromPath(opts.output)) ?? batch.format,
@@ -200,7 +178,7 @@ export async function batchesExport(
     }
     const output = opts.output === '-' ? '-' : resolve(ctx.cwd, opts.output);
     const written = await exportBatch({
-      store,
+      results,
       batchId: batch.id,
       pipeline,
       output,
@@ -218,7 +196,7 @@ export async function batchesExport(
             : (parseSetting('fields', opts.fields, '--fields') as string[])) ?? list('fields'),
       }),
     });
-    const counts = store.counts(batch.id);
+    const counts = await results.counts(batch.id);
     ctx.io.err(
       `wrote ${written.cards} cards for ${counts.done} of ${counts.total} items to ${written.path}\n`,
     );
@@ -229,10 +207,10 @@ export async function batchesExport(
 }
 
 export async function batchesRm(ctx: CommandContext, opts: { id: string }): Promise<number> {
-  return withBatch(ctx, opts.id, async (store, batch) => {
+  return withBatch(ctx, opts.id, async ({ catalog, queue }, batch) => {
     // Deleting under a running batch would leave it nothing to write: ask for the run to end first.
     const probe = newOwnerId();
-    const conflict = store.joinRun(batch.id, probe, true, 1000, isOwnerAlive);
+    const conflict = await joinRun(queue, batch.id, probe, { exclusive: true, aliveMs: 1000 }, isOwnerAlive);
     if (conflict) {
       throw new FlashcardsError(
         'locked',
@@ -242,7 +220,7 @@ export async function batchesRm(ctx: CommandContext, opts: { id: string }): Prom
         },
       );
     }
-    store.delete(batch.id);
+    await catalog.delete(batch.id);
     ctx.io.err(`deleted batch ${batch.id}\n`);
     return ExitCode.ok;
   });

@@ -28,7 +28,7 @@ export async function processCommand(ctx: CommandContext, o: ProcessOptions): Pr
 
 async function runItems(ctx: CommandContext, o: ProcessOptions, plan: RunPlan, run: OpenRun) {
   const { settings } = plan;
-  const before = run.store.counts(run.batch.id);
+  const before = await run.stores.results.counts(run.batch.id);
   run.events.emit({
     type: 'run_started',
     batchId: run.batch.id,
@@ -47,7 +47,8 @@ async function runItems(ctx: CommandContext, o: ProcessOptions, plan: RunPlan, r
   }
   const outcome = await runBatch({
     batch: run.batch,
-    store: run.store,
+    queue: run.stores.queue,
+    results: run.stores.results,
     pipeline: plan.pipeline,
     job: run.job,
     owner: run.owner,

@@ -26,7 +26,7 @@ async function pushBatch(
   const url = plan.settings.ankiConnectUrl;
   const talk = !o.quiet && !o.json;
   const result = await pushToAnkiConnect(
-    batchCards(run.store, run.batch.id, plan.pipeline, tally),
+    batchCards(run.stores.results, run.batch.id, plan.pipeline, tally),
     plan.meta,
     {
       url,
@@ -80,7 +80,7 @@ export async function deliver(
     written =
       live ??
       (await exportBatch({
-        store: run.store,
+        results: run.stores.results,
         batchId: run.batch.id,
         pipeline: plan.pipeline,
         output: plan.output,

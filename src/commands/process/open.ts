@@ -7,7 +7,8 @@ import { isOwnerAlive, newOwnerId, ownerPid } from '../../batch/owner.ts';
 import { prepareBatch, spoolStdin } from '../../batch/prepare.ts';
 import { DEADLINE_GRACE_MS, runSignals } from '../../batch/run-signals.ts';
 import { LEASE_MS } from '../../batch/runner.ts';
-import { type BatchRecord, BatchStore } from '../../batch/store.ts';
+import { openSqliteBatchStores } from '../../batch/sqlite-stores.ts';
+import { type BatchRecord, type BatchStores, joinRun } from '../../batch/store.ts';
 import { fetchTransport } from '../../client/transport.ts';
 import type { DisposerStack } from '../../core/disposer-stack.ts';
 import { errorMessage, FlashcardsError } from '../../core/errors.ts';
@@ -26,7 +27,8 @@ import type { RunPlan } from './plan.ts';
 /** Everything a run holds open; each part is registered on the command's disposer stack. */
 export interface OpenRun {
   owner: string;
-  store: BatchStore;
+  /** The batch catalog, work queue and results, on state.db. */
+  stores: BatchStores;
   batch: BatchRecord;
   resumed: boolean;
   job: JobContext;
@@ -64,9 +66,10 @@ export async function openRun(
   const paths = dataPaths(ctx.home);
   const owner = newOwnerId();
   const db = stack.use(openDatabase(paths.stateDb));
-  const store = new BatchStore(db, ctx.clock);
+  const stores = openSqliteBatchStores(db, ctx.clock);
+  const { catalog, queue, results } = stores;
   const inputPath = await inputFile(ctx, o, stack);
-  const identity = await identifyBatch(store, {
+  const identity = await identifyBatch(catalog, {
     settings,
     pipeline,
     inputPath,
@@ -74,7 +77,7 @@ export async function openRun(
     newBatch: o.newBatch,
   });
   const { batch, resumed } = await prepareBatch({
-    store,
+    catalog,
     meta: {
       id: identity.id,
       inputName: plan.displayName,
@@ -95,7 +98,13 @@ export async function openRun(
     signal: o.signal,
   });
 
-  const conflict = store.joinRun(batch.id, owner, o.lock, LEASE_MS, isOwnerAlive);
+  const conflict = await joinRun(
+    queue,
+    batch.id,
+    owner,
+    { exclusive: o.lock, aliveMs: LEASE_MS },
+    isOwnerAlive,
+  );
   if (conflict) {
     throw new FlashcardsError(
       'locked',
@@ -107,17 +116,17 @@ export async function openRun(
       },
     );
   }
-  // Hand back this run's leases and registration, at the end or on a second Ctrl-C.
-  const leave = (): void => {
-    store.releaseLeases(owner);
-    store.leaveRun(owner);
-  };
+  // Hand back this run's leases and registration, at the end or on a second Ctrl-C. The second
+  // Ctrl-C exits right after calling this: SQLite does the work before the promise is returned.
+  const leave = (): Promise<void> => queue.leaveRun(batch.id, owner);
   stack.defer(leave);
-  o.onHardExit?.(leave);
-  if (o.retryFailed) store.requeueFailed(batch.id);
-  store.setOutput(batch.id, plan.output === '-' ? null : plan.output, plan.format);
+  o.onHardExit?.(() => {
+    leave().catch(() => {});
+  });
+  if (o.retryFailed) await results.requeueFailed(batch.id);
+  await catalog.setOutput(batch.id, plan.output === '-' ? null : plan.output, plan.format);
   // JSON merge patch: null removes a key, so a choice dropped since the last run is forgotten.
-  store.patchSettings(batch.id, {
+  await catalog.patchSettings(batch.id, {
     deck: plan.choice.deck ?? null,
     noteType: plan.choice.noteType ?? null,
     tags: plan.choice.tags,
@@ -182,7 +191,7 @@ export async function openRun(
   const live =
     plan.output !== null && plan.output !== '-' && plan.format !== 'apkg'
       ? startLiveExport({
-          store,
+          results,
           batchId: batch.id,
           pipeline,
           output: plan.output,
@@ -191,10 +200,10 @@ export async function openRun(
         })
       : undefined;
   if (live) stack.defer(() => live.feed.abort());
-  const before = store.counts(batch.id);
+  const before = await results.counts(batch.id);
   return {
     owner,
-    store,
+    stores,
     batch,
     resumed,
     job,

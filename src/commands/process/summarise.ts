@@ -33,7 +33,7 @@ export async function summarise(
   outcome: RunOutcome,
   delivery: Delivery,
 ): Promise<ExitCodeType> {
-  const { store, batch, events } = run;
+  const { stores, batch, events } = run;
   const emptyWarning = delivery.tally ? emptyItemsWarning(delivery.tally, plan.pipeline) : undefined;
   if (emptyWarning && !o.json) ctx.io.err(`warning: ${emptyWarning}\n`);
   const exitCode = exitCodeOf(outcome, delivery);
@@ -45,8 +45,8 @@ export async function summarise(
       : outcome.reason.exitCode === ExitCode.interrupted
         ? 'interrupted'
         : 'aborted';
-  store.setStatus(batch.id, status);
-  const totals = store.totals(batch.id);
+  await stores.catalog.setStatus(batch.id, status);
+  const totals = await stores.results.totals(batch.id);
   const durationMs = ctx.clock.now() - plan.started;
   events.emit({ type: 'run_finished', batchId: batch.id, status, exitCode, durationMs });
 
@@ -81,7 +81,7 @@ export async function summarise(
     durationMs,
     log: run.log,
     peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
-    failures: store.failures(batch.id, 50),
+    failures: await stores.results.failures(batch.id, 50),
   };
   if (o.json) ctx.io.out(`${JSON.stringify(summary)}\n`);
   else if (!o.quiet) await printSummary(ctx.io, summary);
