@@ -177,12 +177,13 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   };
 
   // Items are claimed a few at a time (one commit per claim) and queued at the gate: enough to
-  // keep commits off the hot path, too few to starve another process sharing the batch.
-  const claimAhead = Math.max(1, Math.min(16, Math.ceil(options.concurrency / 4)));
+  // keep commits off the hot path, too few to starve another process sharing the batch. The queue
+  // is topped up once it is half empty, so a claim takes several items, not one per finished item.
+  const claimAhead = Math.max(1, Math.min(32, Math.ceil(options.concurrency / 2)));
   let claims = 0;
   try {
     while (!stopping()) {
-      if (gate.pendingCount >= claimAhead) {
+      if (gate.pendingCount > claimAhead / 2) {
         await slotFreed();
         continue;
       }
