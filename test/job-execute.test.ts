@@ -11,7 +11,7 @@ import type { RunEvent } from '../src/core/events.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { type Db, openDatabase } from '../src/db/open.ts';
 import { cacheKeys, executeJob, type JobContext } from '../src/job/execute.ts';
-import { parseRateLimitHeaders } from '../src/limiter/headers.ts';
+import { noRateLimitInfo } from '../src/limiter/headers.ts';
 import { createLimiter, sqliteLimiterStore } from '../src/limiter/index.ts';
 import { loadPipeline } from '../src/pipeline/registry.ts';
 import {
@@ -31,7 +31,7 @@ const goodCards = JSON.stringify({
   cards: [{ front: '사과', back: 'apple', cardType: 'recognition', tags: ['food'] }],
 });
 const input = { item: { term: '사과', context: {} }, previous: { analyze: { lemma: '사과' } } };
-const noHeaders = parseRateLimitHeaders(new Headers(), 0);
+const noHeaders = noRateLimitInfo;
 
 type Script = string | ProviderError;
 

@@ -12,6 +12,7 @@ import type { Booking as Reservation } from '../src/job/ports.ts';
 import { retrying } from '../src/job/retrying.ts';
 import type { RunStop } from '../src/job/stop.ts';
 import { validatingWithRepair } from '../src/job/validation.ts';
+import { noRateLimitInfo } from '../src/limiter/headers.ts';
 import { loadPipeline } from '../src/pipeline/registry.ts';
 import type { BreakerDecision, CallOutcome } from '../src/resilience/index.ts';
 import { RetryPolicy } from '../src/resilience/index.ts';
@@ -31,16 +32,7 @@ const request: ChatRequest = {
   temperature: 0,
   maxTokens: 100,
 };
-const info = (over: Partial<RateLimitInfo> = {}): RateLimitInfo => ({
-  limitRequests: undefined,
-  limitTokens: undefined,
-  remainingRequests: undefined,
-  remainingTokens: undefined,
-  resetRequestsMs: undefined,
-  resetTokensMs: undefined,
-  retryAfterMs: undefined,
-  ...over,
-});
+const info = (over: Partial<RateLimitInfo> = {}): RateLimitInfo => ({ ...noRateLimitInfo, ...over });
 
 function attempt(): Attempt {
   return { request, number: 1, jobId: 'b:0:cards', promptTokens: 40, tally: { requests: 0 } };

@@ -1,6 +1,11 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { hasLimitHeaders, parseRateLimitHeaders, parseResetMs } from '../src/limiter/headers.ts';
+import {
+  hasLimitHeaders,
+  noRateLimitInfo,
+  parseRateLimitHeaders,
+  parseResetMs,
+} from '../src/limiter/headers.ts';
 import { exhaustedUntil, headerLimits, pauseAfter429 } from '../src/limiter/learn.ts';
 
 const now = Date.UTC(2026, 0, 1, 12, 0, 0);
@@ -115,15 +120,7 @@ describe('parseRateLimitHeaders', () => {
 });
 
 describe('what the headers mean for pacing', () => {
-  const none = {
-    limitRequests: undefined,
-    limitTokens: undefined,
-    remainingRequests: undefined,
-    remainingTokens: undefined,
-    resetRequestsMs: undefined,
-    resetTokensMs: undefined,
-    retryAfterMs: undefined,
-  };
+  const none = noRateLimitInfo;
 
   test('limits are per-minute budgets unless their reset is more than a minute away', () => {
     assert.deepEqual(

@@ -1,5 +1,6 @@
 import { FlashcardsError, isProviderError } from '../core/errors.ts';
 import type { EventSink } from '../core/events.ts';
+import { noRateLimitInfo } from '../limiter/headers.ts';
 import type { Answer, Policy } from './policy.ts';
 import type { LimiterPort } from './ports.ts';
 import { pastDeadline, type RunStop, sleepOrStop } from './stop.ts';
@@ -72,7 +73,7 @@ export function limiterGate(o: LimiterGateOptions): Policy {
           throw e;
         }
         if (e.status !== undefined || e.rateLimit !== undefined) {
-          await o.limiter.observe({ status: e.status ?? 200, info: e.rateLimit ?? noHeaders });
+          await o.limiter.observe({ status: e.status ?? 200, info: e.rateLimit ?? noRateLimitInfo });
         }
         // A 429 or a request that never left spent no provider tokens; anything else may have.
         if (e.kind === 'rate_limit' || e.kind === 'cancelled') await reservation.cancel();
@@ -85,13 +86,3 @@ export function limiterGate(o: LimiterGateOptions): Policy {
     }
   };
 }
-
-const noHeaders = {
-  limitRequests: undefined,
-  limitTokens: undefined,
-  remainingRequests: undefined,
-  remainingTokens: undefined,
-  resetRequestsMs: undefined,
-  resetTokensMs: undefined,
-  retryAfterMs: undefined,
-};

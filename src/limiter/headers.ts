@@ -2,6 +2,17 @@ import type { HeaderLookup, RateLimitInfo } from '../core/headers.ts';
 
 export type { RateLimitInfo };
 
+/** A response that said nothing about limits (also: an answer that was not a request). */
+export const noRateLimitInfo: Readonly<RateLimitInfo> = Object.freeze({
+  limitRequests: undefined,
+  limitTokens: undefined,
+  remainingRequests: undefined,
+  remainingTokens: undefined,
+  resetRequestsMs: undefined,
+  resetTokensMs: undefined,
+  retryAfterMs: undefined,
+});
+
 /** True when the response carried any limit or remaining count (Retry-After alone does not count). */
 export function hasLimitHeaders(info: RateLimitInfo): boolean {
   return (
