@@ -7,6 +7,7 @@ const suites: Record<string, () => Promise<{ bench: Bench }>> = {
   cache: () => import('./cache.ts'),
   breaker: () => import('./breaker.ts'),
   limits: () => import('./limits.ts'),
+  concurrency: () => import('./concurrency.ts'),
   output: () => import('./output.ts'),
 };
 

@@ -60,7 +60,14 @@ describe('options generated from the settings table', () => {
       assert.ok(text.startsWith(spec.flag.help), `${flag}: ${text}`);
       if (shown !== undefined) assert.ok(text.includes(`(default: ${shown})`), `${flag}: ${text}`);
     }
-    assert.equal(helpOf(processCmd, '--concurrency'), 'requests in flight at once (default: 8)');
+    assert.equal(
+      helpOf(processCmd, '--concurrency'),
+      'pin the requests in flight at once (default: steered to the rate limit)',
+    );
+    assert.equal(
+      helpOf(processCmd, '--max-concurrency'),
+      'most requests in flight when not pinned (default: 256)',
+    );
     assert.equal(helpOf(processCmd, '--deck'), "Anki deck name (default: the pipeline's)");
   });
 

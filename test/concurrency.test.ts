@@ -7,7 +7,11 @@ const waiting = { waiting: true, remaining: 1000 };
 
 function controller(o: { fixed?: number; initial?: number; max?: number } = {}) {
   const clock = new FakeClock(0);
-  const c = new ConcurrencyController({ fixed: o.fixed, initial: o.initial ?? 4, max: o.max ?? 256 }, clock);
+  // Headroom 1.2 (the default is 1.5) keeps the expected numbers easy to follow.
+  const c = new ConcurrencyController(
+    { fixed: o.fixed, initial: o.initial ?? 4, max: o.max ?? 256, headroom: 1.2 },
+    clock,
+  );
   return { clock, c };
 }
 
@@ -36,7 +40,7 @@ describe('ConcurrencyController', () => {
 
   test('no answer yet: the oldest request’s age bounds the latency, and the pool grows with it while held', async () => {
     const { clock, c } = controller({ initial: 4 });
-    for (let i = 0; i < 4; i++) c.callStarted();
+    for (let i = 0; i < 4; i++) c.sent();
     await clock.advance(2500);
     c.limiterHeld();
     assert.equal(c.decide({ ...waiting, ratePerSec: 10 })?.to, Math.ceil(10 * 2.5 * 1.2));
@@ -44,13 +48,13 @@ describe('ConcurrencyController', () => {
 
   test('answers so far and the requests still out both count: early fast answers do not shrink the estimate', async () => {
     const { clock, c } = controller({ initial: 4 });
-    const slow = [c.callStarted(), c.callStarted(), c.callStarted()];
-    const fast = c.callStarted();
+    const slow = [c.sent(), c.sent(), c.sent()];
+    const fast = c.sent();
     await clock.advance(1000);
-    fast(true);
+    fast('ok');
     await clock.advance(3000);
     assert.equal(c.latencyMs(0.75), 4000, 'three requests out for 4 s, one answered in 1 s');
-    for (const end of slow) end(true);
+    for (const end of slow) end('ok');
     assert.equal(c.latencyMs(0.5), 4000);
   });
 
@@ -162,14 +166,14 @@ async function simulate(o: {
   let lastRefill = 0;
   const serverQueue: (() => void)[] = [];
   let serverBusy = 0;
-  const serve = (i: number, ended: (ok: boolean) => void): void => {
+  const serve = (i: number, ended: (end: 'ok' | 'failed' | 'cancelled') => void): void => {
     const finish = (): void => {
       clock.timer(o.latencyMs(i), () => {
         serverBusy--;
         serverQueue.shift()?.();
         inFlight--;
         done++;
-        ended(true);
+        ended('ok');
       });
     };
     if (o.parallel === undefined || serverBusy < o.parallel) {
@@ -195,7 +199,7 @@ async function simulate(o: {
       if (o.ratePerSec !== null) tokens -= 1;
       inFlight++;
       peakInFlight = Math.max(peakInFlight, inFlight);
-      serve(started++, c.callStarted());
+      serve(started++, c.sent());
     }
   };
   clock.timer(10, pump, { repeat: true });

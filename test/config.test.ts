@@ -52,7 +52,8 @@ const defaults: Settings = {
   fields: undefined,
   format: 'anki',
   ankiConnectUrl: 'http://127.0.0.1:8765',
-  concurrency: 8,
+  concurrency: undefined,
+  maxConcurrency: 256,
   timeoutMs: 60_000,
   maxTokens: 1500,
   temperature: 0.3,
@@ -382,8 +383,8 @@ describe('loadSettings: errors name the source, the key and what is allowed', ()
 
   test('a value above the maximum', async () => {
     assert.equal(
-      await fileError('.flashcardrc', 'concurrency: 1000\n'),
-      '.flashcardrc: concurrency must be an integer <= 256, got 1000',
+      await fileError('.flashcardrc', 'concurrency: 2000\n'),
+      '.flashcardrc: concurrency must be an integer <= 1024, got 2000',
     );
   });
 
@@ -499,7 +500,7 @@ describe('schema documentation', () => {
 
   test('describeKeys lists each key with a description and its file-form default', () => {
     const keys = describeKeys();
-    assert.equal(keys.length, 38);
+    assert.equal(keys.length, 39);
     assert.deepEqual(
       keys.find((k) => k.path === 'timeout'),
       { path: 'timeout', description: 'Timeout for one API request', default: '60s' },
@@ -533,7 +534,7 @@ describe('schema documentation', () => {
     const flags = SETTING_ENTRIES.flatMap(([path]) => flagName(path) ?? []);
     assert.equal(new Set(envs).size, envs.length);
     assert.equal(new Set(flags).size, flags.length);
-    assert.equal(Object.keys(ENV_VARS).length, 29);
+    assert.equal(Object.keys(ENV_VARS).length, 30);
     assert.equal(ENV_VARS['FLASHCARDS_CACHE_TTL'], 'cache.ttl');
     for (const [path, spec] of SETTING_ENTRIES) {
       if (spec.default !== undefined) assert.doesNotThrow(() => parseSetting(path, spec.default, path), path);

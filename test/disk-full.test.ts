@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { composeJobContext } from '../src/batch/compose.ts';
+import { composeRun } from '../src/batch/compose.ts';
+import { ConcurrencyController } from '../src/batch/concurrency.ts';
 import { runBatch } from '../src/batch/runner.ts';
 import type { BatchMeta } from '../src/batch/store.ts';
 import { createMockFetch } from '../src/client/mock-fetch.ts';
@@ -113,7 +114,7 @@ describe('runBatch when state.db cannot grow', () => {
     const batch = await catalog.get(meta.id);
     assert.ok(batch);
     const running = new AbortController();
-    const job = composeJobContext({
+    const composed = composeRun({
       db,
       paths,
       settings: { ...settings, cache: { ...settings.cache, enabled: false } },
@@ -127,6 +128,7 @@ describe('runBatch when state.db cannot grow', () => {
       clock: systemClock,
       random: seededRandom(1),
     });
+    const { job } = composed;
     // No more pages for this connection: the first results that need one fail with SQLITE_FULL.
     const pages = db.pragma('page_count', { simple: true }) as number;
     db.pragma(`max_page_count = ${pages}`);
@@ -138,7 +140,8 @@ describe('runBatch when state.db cannot grow', () => {
         pipeline,
         job,
         owner: 'me',
-        concurrency: 4,
+        concurrency: new ConcurrencyController({ fixed: 4, initial: 4, max: 4 }, systemClock),
+        allowedRate: composed.allowedRate,
         clock: systemClock,
         events: { emit: () => {} },
       }),

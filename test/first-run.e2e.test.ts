@@ -119,7 +119,7 @@ describe('first run in a fresh directory', { concurrency: 2 }, () => {
     assert.equal(d.estimatedDurationMs, 40_000);
     assert.equal(d.model, 'gpt-4o-mini');
     assert.equal(d.baseUrl, server.url);
-    assert.deepEqual(d.limits, { rpm: 60, tpm: null, concurrency: 8 });
+    assert.deepEqual(d.limits, { rpm: 60, tpm: null, concurrency: 'steered', maxConcurrency: 256 });
     assert.equal(server.requests.length, 0);
   });
 

@@ -169,3 +169,42 @@ describe('flashcards limiter reset', () => {
     assert.equal(fs.existsSync(home), false);
   });
 });
+
+describe('flashcards limiter status: what runs saw', () => {
+  test('the latency a run saw on a key (one model) and how the provider counts tokens', async () => {
+    const home = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-'));
+    const { ctx, io, clock } = context(home);
+    const db = openDatabase(path.join(home, 'state.db'));
+    const store = sqliteLimiterStore(db, { clock });
+    const limiter = createLimiter(
+      store,
+      keyA,
+      { burstSeconds: 1, shards: 'auto', maxRequestTokens: 1000 },
+      { clock },
+    );
+    await limiter.noteLatency({ p50Ms: 3100, p75Ms: 3900 });
+    await limiter.observe({
+      status: 200,
+      info: parseRateLimitHeaders(
+        new Headers({ 'x-ratelimit-limit-tokens': '600000', 'x-ratelimit-reset-tokens': '300ms' }),
+        clock.now(),
+      ),
+      answer: { promptTokens: 500, totalTokens: 900, maxTokens: 1500 },
+    });
+    db.close();
+    await clock.advance(2000);
+    assert.equal(await limiterStatus(ctx, { json: false }), 0);
+    const text = io.stderr.join('');
+    assert.match(text, /latency: 3\.1s median, 3\.9s p75 \(seen 2\.0s ago\)/);
+    assert.match(text, /token budget: prompt \+ max_tokens booked when a request arrives/);
+    io.stderr.length = 0;
+    await limiterStatus(ctx, { json: true });
+    const json = JSON.parse(io.stdout.join('')) as { keys: { latency: unknown; tokenAccounting: string }[] };
+    assert.deepEqual(json.keys[0]?.latency, {
+      p50Ms: 3100,
+      p75Ms: 3900,
+      at: new Date(clock.now() - 2000).toISOString(),
+    });
+    assert.equal(json.keys[0]?.tokenAccounting, 'upfront');
+  });
+});

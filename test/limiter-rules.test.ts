@@ -10,8 +10,9 @@ import {
   refunded,
   remainingAheadMs,
 } from '../src/limiter/gcra.ts';
-import { parseRateLimitHeaders } from '../src/limiter/headers.ts';
+import { noRateLimitInfo, parseRateLimitHeaders } from '../src/limiter/headers.ts';
 import { bucketPlan } from '../src/limiter/layout.ts';
+import { tokenAccounting } from '../src/limiter/learn.ts';
 import { defaultRow, type KeyRow } from '../src/limiter/schema.ts';
 
 /** The rules alone, on plain values: what every backend applies inside its atomic operations. */
@@ -164,5 +165,29 @@ describe('a 429', () => {
       { kind: 'rpm', shards: 1, aheadMs: 2000 + 950 - 100 },
       { kind: 'tpm', shards: 1, aheadMs: 2000 + 950 - 500 },
     ]);
+  });
+});
+
+describe('tokenAccounting: how a provider counts a request against its token budget', () => {
+  const answer = { promptTokens: 500, totalTokens: 900, maxTokens: 1500 };
+  const headers = (limitTokens: number, resetTokensMs: number) => ({
+    ...noRateLimitInfo,
+    limitTokens,
+    resetTokensMs,
+  });
+
+  test('a bucket lacking at least prompt + max_tokens right after the request: booked up front', () => {
+    // 600,000/min is 10 tokens a ms: 2,000 lacking = 200 ms to full.
+    assert.equal(tokenAccounting(headers(600_000, 200), answer), 'upfront');
+    assert.equal(tokenAccounting(headers(600_000, 350), answer), 'upfront', 'others in flight lack more');
+  });
+
+  test('a bucket lacking about what the answer used: counted by use', () => {
+    assert.equal(tokenAccounting(headers(600_000, 90), answer), 'usage');
+  });
+
+  test('no answer without the limit and the reset, or with an answer that used nearly all of max_tokens', () => {
+    assert.equal(tokenAccounting({ ...noRateLimitInfo, limitTokens: 600_000 }, answer), undefined);
+    assert.equal(tokenAccounting(headers(600_000, 90), { ...answer, totalTokens: 1900 }), undefined);
   });
 });

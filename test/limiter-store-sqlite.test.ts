@@ -71,7 +71,7 @@ describe('SQLite limiter state written by the previous release', () => {
     const store = sqliteLimiterStore(db, { clock });
     assert.equal(
       db.prepare("SELECT version FROM schema_migrations WHERE module = 'limiter'").pluck().get(),
-      3,
+      4,
     );
     const row = await store.readKey('k');
     assert.deepEqual(

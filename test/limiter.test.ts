@@ -7,6 +7,7 @@ import { FakeClock } from '../src/core/clock.ts';
 import { isFlashcardsError } from '../src/core/errors.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { type Db, openDatabase } from '../src/db/open.ts';
+import { noRateLimitInfo } from '../src/limiter/headers.ts';
 import {
   createLimiter,
   type Limiter,
@@ -181,9 +182,24 @@ describe('reservations', () => {
     assert.deepEqual([ok(await reserve(limiter)).delayMs, ok(await reserve(limiter)).delayMs], [0, 1050]);
   });
 
-  test('settle refunds unused estimated tokens', async () => {
+  test('until the provider shows it counts by use, settle keeps what was booked (max_tokens up front)', async () => {
     const { limiter } = setup({ tpm: 60_000, maxRequestTokens: 1000 });
     await ok(await reserve(limiter, 1000)).settle(400);
+    // Nothing came back: 1000 more need the whole 1000 ms at 1000 tokens/s.
+    assert.equal(ok(await reserve(limiter, 1000)).delayMs, 1000);
+  });
+
+  test('a provider whose headers show it counts by use gets the unused tokens back', async () => {
+    const { limiter } = setup({ tpm: 60_000, maxRequestTokens: 1000 });
+    const booked = ok(await reserve(limiter, 1000));
+    // 60,000/min and full again in 400 ms: the bucket lacks 400 tokens, what the answer used, not
+    // the 100 + 900 of prompt and max_tokens.
+    await limiter.observe({
+      status: 200,
+      info: { ...noRateLimitInfo, limitTokens: 60_000, resetTokensMs: 400 },
+      answer: { promptTokens: 100, totalTokens: 400, maxTokens: 900 },
+    });
+    await booked.settle(400);
     // 600 tokens came back: 1000 more need 400 ms at 1000 tokens/s.
     assert.equal(ok(await reserve(limiter, 1000)).delayMs, 400);
   });

@@ -468,7 +468,11 @@ describe('standalone runner', () => {
     child.kill('SIGTERM');
     const [code] = (await once(child, 'exit')) as [number | null];
     assert.equal(code, 0);
-    const { tokensServed, ...stats } = JSON.parse(stderr) as { tokensServed: number };
+    const {
+      tokensServed,
+      tokensBooked: _booked,
+      ...stats
+    } = JSON.parse(stderr) as { tokensServed: number; tokensBooked: number };
     assert.deepEqual(stats, { total: 1, byStatus: { 200: 1 }, inFlight: 0, maxInFlight: 1, held: 0 });
     assert.ok(tokensServed > 0);
   });

@@ -9,8 +9,9 @@ import { providerKey } from '../core/provider-key.ts';
 import type { Random } from '../core/random.ts';
 import type { Db } from '../db/open.ts';
 import { cacheKeys, type JobContext } from '../job/execute.ts';
-import { createLimiter, sqliteLimiterStore } from '../limiter/index.ts';
+import { createLimiter, type Limiter, sqliteLimiterStore } from '../limiter/index.ts';
 import { CircuitBreaker, RetryPolicy, SqliteBreakerStore } from '../resilience/index.ts';
+import { allowedRequestRate, ConcurrencyController } from './concurrency.ts';
 import type { RunSignals } from './run-signals.ts';
 
 export interface ComposeOptions {
@@ -28,12 +29,26 @@ export interface ComposeOptions {
   random: Random;
 }
 
+export interface ComposedRun {
+  job: JobContext;
+  limiter: Limiter;
+  /** How many requests the run keeps in flight: pinned by --concurrency, or steered. */
+  concurrency: ConcurrencyController;
+  /** Requests per second the limiter allows the key now (for the controller); null: no limit known. */
+  allowedRate: () => Promise<number | null>;
+  /** Records the latency the run sees on the key (for `limiter status`). */
+  noteLatency: (latency: { p50Ms: number; p75Ms: number }) => Promise<void>;
+}
+
+/** Where an unpinned run starts: small, the controller grows it within the first second. */
+const INITIAL_CONCURRENCY = 4;
+
 /**
  * Builds the policies one run uses (limiter, breaker, retry, cache, client) from the settings.
  * Shared state (limiter, breaker) lives in state.db under the provider key, so other processes
  * on the same key see it. The caller closes `cache` at the end.
  */
-export function composeJobContext(o: ComposeOptions): JobContext {
+export function composeRun(o: ComposeOptions): ComposedRun {
   const { settings, clock } = o;
   const key = providerKey({ baseUrl: settings.baseUrl, model: settings.model, apiKey: settings.apiKey });
   const limiter = createLimiter(
@@ -79,7 +94,11 @@ export function composeJobContext(o: ComposeOptions): JobContext {
     transport: o.transport,
     now: () => clock.now(),
   });
-  return {
+  const concurrency = new ConcurrencyController(
+    { fixed: settings.concurrency, initial: INITIAL_CONCURRENCY, max: settings.maxConcurrency },
+    clock,
+  );
+  const job: JobContext = {
     batchId: o.batchId,
     providerKey: key,
     model: settings.model,
@@ -98,5 +117,13 @@ export function composeJobContext(o: ComposeOptions): JobContext {
     maxWaitMs: settings.breaker.maxWaitMs,
     stop: { clock, signal: o.signals.signal, stopSignal: o.signals.stopSignal, deadlineMs: o.deadlineMs },
     counters: { requests: 0, retries: 0, cacheHits: 0, cacheMisses: 0 },
+    observer: concurrency,
+  };
+  return {
+    job,
+    limiter,
+    concurrency,
+    allowedRate: async () => allowedRequestRate(await limiter.snapshot(), concurrency.tokensPerRequest),
+    noteLatency: (latency) => limiter.noteLatency(latency),
   };
 }

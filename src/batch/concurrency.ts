@@ -1,4 +1,5 @@
 import type { Clock } from '../core/clock.ts';
+import type { CallEnd, CallObserver } from '../job/ports.ts';
 
 /**
  * How many requests a run keeps in flight, steered while it runs. A rate-limited batch is fastest
@@ -18,7 +19,8 @@ import type { Clock } from '../core/clock.ts';
  *   the limit rests there (for `plateauMs`). This is the gradient idea of Netflix's
  *   concurrency-limits reduced to what a batch needs: it does not know the server's queue, only
  *   that more in flight stopped paying.
- * - **Errors** (5xx, timeouts, resets, 429s) in a fifth of recent calls: multiplicative decrease
+ * - **Errors** (5xx, timeouts, resets; not 429s, which the limiter answers) in a fifth of at
+ *   least ten recent calls: multiplicative decrease
  *   (x0.7), and no growth for a while. A failing provider is then not hit harder.
  *
  * `--concurrency N` pins the limit; `--max-concurrency` bounds it, as does the work left.
@@ -55,10 +57,12 @@ export interface DecideInput {
 }
 
 const latencyWindowMs = 60_000;
+/** A booking made to wait at least this long means the limiter, not the pool, is holding the run. */
+const heldFromMs = 20;
 const latencySamples = 64;
 const outcomeWindowMs = 30_000;
 const errorShare = 0.2;
-const minOutcomes = 5;
+const minOutcomes = 10;
 const decrease = 0.7;
 const climbGain = 1.15;
 const plateauMs = 30_000;
@@ -70,7 +74,7 @@ interface Sample {
   ms: number;
 }
 
-export class ConcurrencyController {
+export class ConcurrencyController implements CallObserver {
   readonly #clock: Clock;
   readonly #fixed: number | undefined;
   readonly #max: number;
@@ -82,7 +86,10 @@ export class ConcurrencyController {
   /** Completion times since the last change, for the throughput the current limit gives. */
   #completions = 0;
   #changedAt: number;
+  /** Until when the limiter holds a booking back (the latest send time it gave a waiting request). */
+  #heldUntil = Number.NEGATIVE_INFINITY;
   #held = false;
+  #tokens: number | undefined;
   /** Send times of the requests in flight: an unanswered request's age is a lower bound on latency. */
   readonly #inFlight = new Set<{ at: number }>();
   #frozenUntil = Number.NEGATIVE_INFINITY;
@@ -94,7 +101,7 @@ export class ConcurrencyController {
     this.#clock = clock;
     this.#fixed = settings.fixed;
     this.#max = Math.max(1, settings.max);
-    this.#headroom = settings.headroom ?? 1.2;
+    this.#headroom = settings.headroom ?? 1.5;
     this.#limit = Math.min(this.#max, Math.max(1, settings.fixed ?? settings.initial));
     this.#peak = this.#limit;
     this.#changedAt = clock.now();
@@ -112,19 +119,32 @@ export class ConcurrencyController {
     return this.#fixed !== undefined;
   }
 
-  /**
-   * A request went out; call what this returns when it comes back, with whether its outcome says
-   * nothing bad about the provider (false for 5xx, timeouts, resets, 429s).
-   */
-  callStarted(): (ok: boolean) => void {
+  /** A request went out; what it returns is told how the request ended. */
+  sent(): (end: CallEnd) => void {
     const sent = { at: this.#clock.now() };
     this.#inFlight.add(sent);
-    return (ok) => {
-      if (this.#inFlight.delete(sent)) this.callEnded({ latencyMs: this.#clock.now() - sent.at, ok });
+    return (end) => {
+      if (!this.#inFlight.delete(sent) || end === 'cancelled') return;
+      this.callEnded({ latencyMs: this.#clock.now() - sent.at, ok: end === 'ok' });
     };
   }
 
-  /** Records an answered call measured elsewhere (`callStarted` does this for its own). */
+  /**
+   * A booking: its tokens (for the request rate a token budget allows), and how long the limiter
+   * makes it wait (or, refused, asks it to wait before asking again). While any booking is still
+   * waiting for its send time, the limiter, not the pool, is what holds the run.
+   */
+  booked(b: { tokens: number; waitMs: number }): void {
+    this.#tokens = this.#tokens === undefined ? b.tokens : this.#tokens * 0.95 + b.tokens * 0.05;
+    if (b.waitMs >= heldFromMs) this.#heldUntil = Math.max(this.#heldUntil, this.#clock.now() + b.waitMs);
+  }
+
+  /** The tokens a request books, on average (undefined before the first booking). */
+  get tokensPerRequest(): number | undefined {
+    return this.#tokens;
+  }
+
+  /** Records an answered call measured elsewhere (`sent` does this for its own). */
   callEnded(sample: { latencyMs: number; ok: boolean }): void {
     const at = this.#clock.now();
     this.#completions++;
@@ -166,7 +186,7 @@ export class ConcurrencyController {
   decide(input: DecideInput): ConcurrencyChange | undefined {
     if (this.#fixed !== undefined) return undefined;
     const now = this.#clock.now();
-    const held = this.#held;
+    const held = this.#held || now < this.#heldUntil;
     this.#held = false;
     const p50 = this.latencyMs(0.5);
 
@@ -268,4 +288,19 @@ export class ConcurrencyController {
 
 function round(n: number): number {
   return Math.round(n * 10) / 10;
+}
+
+/**
+ * The requests per second a key's limits allow: its request rate, or its token rate divided by
+ * what a request books, whichever is lower; null when neither is known.
+ */
+export function allowedRequestRate(
+  limits: { rpm: number | null; tpm: number | null },
+  tokensPerRequest: number | undefined,
+): number | null {
+  const byRequests = limits.rpm === null ? Number.POSITIVE_INFINITY : limits.rpm / 60;
+  const byTokens =
+    limits.tpm === null || !tokensPerRequest ? Number.POSITIVE_INFINITY : limits.tpm / 60 / tokensPerRequest;
+  const rate = Math.min(byRequests, byTokens);
+  return Number.isFinite(rate) ? rate : null;
 }

@@ -5,6 +5,7 @@ import type { EventSink } from '../core/events.ts';
 import { executeJob, isRunFatal, type JobContext, type JobResult } from '../job/execute.ts';
 import { isStopping } from '../job/stop.ts';
 import type { Pipeline } from '../pipeline/types.ts';
+import type { ConcurrencyController } from './concurrency.ts';
 import type { FinishedFeed } from './export.ts';
 import { isOwnerAlive } from './owner.ts';
 import type { BatchCounts, BatchRecord, BatchResults, ClaimedItem, WorkQueue } from './store.ts';
@@ -14,6 +15,10 @@ export const LEASE_MS = 30_000;
 const HEARTBEAT_MS = 10_000;
 /** How often a run with nothing to claim looks again while other runs hold the rest of the batch. */
 const IDLE_POLL_MS = 250;
+/** How often the concurrency controller looks at what happened and moves the gate. */
+const STEER_MS = 250;
+/** How often the latency this run sees is recorded in the shared state. */
+const LATENCY_NOTE_MS = 5000;
 
 export interface RunnerOptions {
   batch: BatchRecord;
@@ -24,8 +29,12 @@ export interface RunnerOptions {
   pipeline: Pipeline;
   job: JobContext;
   owner: string;
-  /** Items in flight at once: the concurrency of the one gate (p-limit) every item goes through. */
-  concurrency: number;
+  /** Decides the concurrency of the one gate (p-limit) every item goes through: pinned or steered. */
+  concurrency: ConcurrencyController;
+  /** Requests per second the limiter allows the run's key now; null when no limit is known. */
+  allowedRate: () => Promise<number | null>;
+  /** Where the latency this run sees is recorded for others to read (`limiter status`). */
+  noteLatency?: ((latency: { p50Ms: number; p75Ms: number }) => Promise<void>) | undefined;
   clock: Clock;
   events: EventSink;
   /** Told of every item this run finishes, for an export that writes the deck during the run. */
@@ -56,7 +65,8 @@ function unexpected(e: unknown): FlashcardsError {
 export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   const { batch, queue, pipeline, job, owner, clock, events } = options;
   const store = options.results;
-  const gate = pLimit(options.concurrency);
+  const control = options.concurrency;
+  const gate = pLimit(control.limit);
   const running = new Set<Promise<void>>();
   // One wake-up promise instead of Promise.race over every running task: race leaves a reaction
   // on each task per call, which piles up while a few tasks wait minutes (breaker, backoff).
@@ -78,6 +88,47 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
           new FlashcardsError('database', `cannot renew leases in state.db: ${errorMessage(e)}`, {
             cause: e,
           });
+      });
+    },
+    { repeat: true },
+  );
+
+  // Items not finished yet: the controller never grows the gate past them.
+  let remaining = (await store.counts(batch.id)).pending;
+  const steer = async (): Promise<void> => {
+    const change = control.decide({
+      ratePerSec: await options.allowedRate(),
+      waiting: gate.pendingCount > 0,
+      remaining,
+    });
+    if (!change) return;
+    gate.concurrency = change.to;
+    events.emit({ type: 'concurrency_changed', batchId: batch.id, ...change });
+    // A wider gate starts the queued items at once: the loop claims more to keep it fed.
+    wake();
+  };
+  const stopSteering = control.pinned
+    ? () => {}
+    : clock.timer(
+        STEER_MS,
+        () => {
+          steer().catch(() => {
+            // A failed read of the limiter's rate leaves the gate as it is until the next tick.
+          });
+        },
+        { repeat: true },
+      );
+
+  const noteLatency = async (): Promise<void> => {
+    const p50Ms = control.latencyMs(0.5);
+    const p75Ms = control.latencyMs(0.75);
+    if (p50Ms !== undefined && p75Ms !== undefined) await options.noteLatency?.({ p50Ms, p75Ms });
+  };
+  const stopNoting = clock.timer(
+    LATENCY_NOTE_MS,
+    () => {
+      noteLatency().catch(() => {
+        // Only `limiter status` reads it: a failed write waits for the next one.
       });
     },
     { repeat: true },
@@ -141,6 +192,14 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   const processItem = async (item: ClaimedItem): Promise<void> => {
     // Claimed, then queued at the gate while the run was stopping: hand it back untouched.
     if (stopping()) return releaseItem(item);
+    try {
+      await runStages(item);
+    } finally {
+      remaining--;
+    }
+  };
+
+  const runStages = async (item: ClaimedItem): Promise<void> => {
     const results = item.attempts > 1 ? await store.results(batch.id, item.idx) : {};
     for (const stage of stages) {
       if (stage.name in results) continue;
@@ -179,18 +238,18 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   // Items are claimed a few at a time (one commit per claim) and queued at the gate: enough to
   // keep commits off the hot path, too few to starve another process sharing the batch. The queue
   // is topped up once it is half empty, so a claim takes several items, not one per finished item.
-  const claimAhead = Math.max(1, Math.min(32, Math.ceil(options.concurrency / 2)));
+  const claimAhead = (): number => Math.max(1, Math.min(32, Math.ceil(gate.concurrency / 2)));
   let claims = 0;
   try {
     while (!stopping()) {
-      if (gate.pendingCount > claimAhead / 2) {
+      if (gate.pendingCount > claimAhead() / 2) {
         await slotFreed();
         continue;
       }
       // Items answered from the cache finish in microtasks alone; yielding here now and then lets
       // timers (heartbeat, progress, write-behind) and I/O run during a fully cached run.
       if (++claims % 8 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
-      const claimed = await queue.claim(batch.id, owner, LEASE_MS, claimAhead - gate.pendingCount);
+      const claimed = await queue.claim(batch.id, owner, LEASE_MS, claimAhead() - gate.pendingCount);
       if (claimed.length > 0) {
         for (const item of claimed) launch(item);
         continue;
@@ -223,6 +282,9 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
     await Promise.all(running);
   } finally {
     stopHeartbeat();
+    stopSteering();
+    stopNoting();
+    await noteLatency().catch(() => {});
     try {
       // Also commits the last results: a failure here is reported as the reason the run stopped.
       await queue.releaseLeases(batch.id, owner);

@@ -93,7 +93,8 @@ export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<num
   } finally {
     cache?.close();
   }
-  const byConcurrency = (settings.concurrency * 60_000) / ASSUMED_LATENCY_MS;
+  // Steered (no --concurrency), a run keeps as many in flight as the rate needs, up to the maximum.
+  const byConcurrency = ((settings.concurrency ?? settings.maxConcurrency) * 60_000) / ASSUMED_LATENCY_MS;
   const rpm = Math.min(byConcurrency, settings.limiter.rpm ?? Number.POSITIVE_INFINITY);
   const tokensPerCall = calls ? (promptTokens + completionTokens) / calls : 0;
   const tpmRpm =
@@ -121,7 +122,8 @@ export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<num
     limits: {
       rpm: settings.limiter.rpm ?? null,
       tpm: settings.limiter.tpm ?? null,
-      concurrency: settings.concurrency,
+      concurrency: settings.concurrency ?? 'steered',
+      maxConcurrency: settings.maxConcurrency,
     },
   };
   if (o.json) {

@@ -82,6 +82,12 @@ function toJson(k: KeyStatus): Record<string, unknown> {
     provider: { rpm: k.provider.rpm, tpm: k.provider.tpm, seenAt: iso(k.provider.seenAt) },
     aimd: k.aimd === null ? null : { rpm: round(k.aimd.rpm), since: iso(k.aimd.since) },
     observedAt: iso(k.observedAt),
+    latency: k.latency && {
+      p50Ms: Math.round(k.latency.p50Ms),
+      p75Ms: Math.round(k.latency.p75Ms),
+      at: iso(k.latency.at),
+    },
+    tokenAccounting: k.tokenAccounting,
     updatedAt: iso(k.updatedAt),
     buckets: k.buckets.map((b) => ({
       kind: b.kind,
@@ -110,6 +116,16 @@ function printKey(ctx: CommandContext, c: ChalkInstance, k: KeyStatus, now: numb
   ];
   if (k.aimd !== null)
     lines.push(`  learned from 429s: ${round(k.aimd.rpm)} requests/min (since ${ago(k.aimd.since, now)})`);
+  if (k.tokenAccounting !== null) {
+    lines.push(
+      `  token budget: ${k.tokenAccounting === 'upfront' ? 'prompt + max_tokens booked when a request arrives' : 'counted by the tokens used'}`,
+    );
+  }
+  if (k.latency !== null) {
+    lines.push(
+      `  latency: ${formatDuration(k.latency.p50Ms)} median, ${formatDuration(k.latency.p75Ms)} p75 (seen ${ago(k.latency.at, now)})`,
+    );
+  }
   if (k.pausedUntil !== null) {
     lines.push(
       c.yellow(

@@ -38,7 +38,7 @@ async function runItems(ctx: CommandContext, o: ProcessOptions, plan: RunPlan, r
     resumed: run.resumed,
     model: settings.model,
     baseUrl: publicUrl(settings.baseUrl),
-    concurrency: settings.concurrency,
+    concurrency: settings.concurrency ?? 'steered',
   });
   if (!o.quiet && !o.json) {
     ctx.io.err(
@@ -52,7 +52,9 @@ async function runItems(ctx: CommandContext, o: ProcessOptions, plan: RunPlan, r
     pipeline: plan.pipeline,
     job: run.job,
     owner: run.owner,
-    concurrency: settings.concurrency,
+    concurrency: run.steering.concurrency,
+    allowedRate: run.steering.allowedRate,
+    noteLatency: run.steering.noteLatency,
     clock: ctx.clock,
     events: run.events,
     feed: run.live?.feed,

@@ -201,7 +201,8 @@ export const configSchema = z.strictObject({
   fields: setting('fields', nameList()),
   format: setting('format', choice(OUTPUT_FORMATS)),
   ankiConnectUrl: setting('ankiConnectUrl', url('http://127.0.0.1:8765', ['http:', 'https:'])),
-  concurrency: setting('concurrency', integer(1, 256)),
+  concurrency: setting('concurrency', integer(1, 1024)),
+  maxConcurrency: setting('maxConcurrency', integer(1, 1024)),
   timeout: setting('timeout', duration(SECOND)),
   maxTokens: setting('maxTokens', integer(1, 1_000_000)),
   temperature: setting('temperature', decimal({ min: 0, max: 2 })),
@@ -277,7 +278,9 @@ export interface Settings {
   fields: string[] | undefined;
   format: OutputFormat;
   ankiConnectUrl: string;
-  concurrency: number;
+  /** Pinned by --concurrency; undefined: steered by the concurrency controller. */
+  concurrency: number | undefined;
+  maxConcurrency: number;
   timeoutMs: number;
   maxTokens: number;
   temperature: number;

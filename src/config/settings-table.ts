@@ -144,10 +144,20 @@ export const SETTINGS = {
     flag: { flags: '--anki-url <url>', help: 'AnkiConnect address' },
   },
   concurrency: {
-    description: 'Requests in flight at once',
-    default: 8,
+    description:
+      'Requests in flight at once, pinned; unset = steered to the rate limit (rate x latency) up to maxConcurrency',
     env: 'FLASHCARDS_CONCURRENCY',
-    flag: { flags: '--concurrency <n>', help: 'requests in flight at once' },
+    flag: {
+      flags: '--concurrency <n>',
+      help: 'pin the requests in flight at once',
+      defaultHelp: 'steered to the rate limit',
+    },
+  },
+  maxConcurrency: {
+    description: 'Most requests in flight when the concurrency is steered (no --concurrency)',
+    default: 256,
+    env: 'FLASHCARDS_MAX_CONCURRENCY',
+    flag: { flags: '--max-concurrency <n>', help: 'most requests in flight when not pinned' },
   },
   timeout: {
     description: 'Timeout for one API request',

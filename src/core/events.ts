@@ -9,7 +9,8 @@ export type RunEvent =
       resumed: boolean;
       model: string;
       baseUrl: string;
-      concurrency: number;
+      /** Pinned by --concurrency, or 'steered'. */
+      concurrency: number | 'steered';
     }
   | {
       type: 'job_succeeded';
@@ -42,6 +43,15 @@ export type RunEvent =
       message: string;
     }
   | { type: 'rate_limited'; batchId: string; waitMs: number; reason: string }
+  | {
+      type: 'concurrency_changed';
+      batchId: string;
+      from: number;
+      to: number;
+      /** budget: the rate x latency target; throughput / latency: the climb without a known rate; errors; rate: this run's share. */
+      reason: string;
+      detail: string;
+    }
   | { type: 'breaker_transition'; key: string; from: string; to: string; cause: string }
   | { type: 'breaker_wait'; batchId: string; state: string; untilMs: number | null }
   | { type: 'output_written'; batchId: string; path: string; cards: number; format: string }
@@ -79,6 +89,7 @@ export function levelOf(event: RunEvent): EventLevel {
     case 'breaker_transition':
       return event.to === 'closed' ? 'info' : 'warn';
     case 'job_succeeded':
+    case 'concurrency_changed':
       return 'debug';
     default:
       return 'info';

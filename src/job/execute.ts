@@ -15,7 +15,7 @@ import type { RetryPolicy } from '../resilience/index.ts';
 import { breakerGate } from './breaker-gate.ts';
 import { limiterGate } from './limiter-gate.ts';
 import { type Answer, type Attempt, wrap } from './policy.ts';
-import type { BreakerPort, LimiterPort } from './ports.ts';
+import type { BreakerPort, CallObserver, LimiterPort } from './ports.ts';
 import { providerCall } from './provider-call.ts';
 import { retrying } from './retrying.ts';
 import type { RunStop } from './stop.ts';
@@ -44,6 +44,8 @@ export interface JobContext {
   maxWaitMs: number;
   stop: RunStop;
   counters: { requests: number; retries: number; cacheHits: number; cacheMisses: number };
+  /** Told of every booking and request (the run's concurrency controller). */
+  observer?: CallObserver | undefined;
 }
 
 export type JobResult =
@@ -166,8 +168,15 @@ async function requestAnswer(
       maxWaitMs: ctx.maxWaitMs,
       fallback: staleAnswer,
     }),
-    limiterGate({ ...common, limiter: ctx.limiter, maxTokens: ctx.maxTokens }),
-  )(providerCall({ client: ctx.client, signal: ctx.stop.signal, counters: ctx.counters }));
+    limiterGate({ ...common, limiter: ctx.limiter, maxTokens: ctx.maxTokens, observer: ctx.observer }),
+  )(
+    providerCall({
+      client: ctx.client,
+      signal: ctx.stop.signal,
+      counters: ctx.counters,
+      observer: ctx.observer,
+    }),
+  );
 
   const attempt: Attempt = {
     request,

@@ -2,7 +2,7 @@ import { FlashcardsError, isProviderError } from '../core/errors.ts';
 import type { EventSink } from '../core/events.ts';
 import { noRateLimitInfo } from '../limiter/headers.ts';
 import type { Answer, Policy } from './policy.ts';
-import type { LimiterPort } from './ports.ts';
+import type { CallObserver, LimiterPort } from './ports.ts';
 import { pastDeadline, type RunStop, sleepOrStop } from './stop.ts';
 
 export interface LimiterGateOptions {
@@ -12,6 +12,7 @@ export interface LimiterGateOptions {
   stop: RunStop;
   events: EventSink;
   batchId: string;
+  observer?: CallObserver | undefined;
 }
 
 /** Without a deadline, a reservation may be booked this far ahead at most before asking again. */
@@ -44,6 +45,7 @@ export function limiterGate(o: LimiterGateOptions): Policy {
           ? defaultMaxWaitMs
           : Math.max(0, o.stop.deadlineMs - o.stop.clock.now());
       const reservation = await o.limiter.reserve({ jobId: attempt.jobId, tokens }, { maxWaitMs });
+      o.observer?.booked({ tokens, waitMs: reservation.delayMs });
       if (!reservation.ok) {
         report(reservation.delayMs, reservation.message);
         if (pastDeadline(o.stop, reservation.delayMs)) {
@@ -80,7 +82,14 @@ export function limiterGate(o: LimiterGateOptions): Policy {
         else await reservation.settle(attempt.promptTokens);
         throw e;
       }
-      if (answer.rateLimit) await o.limiter.observe({ status: 200, info: answer.rateLimit });
+      if (answer.rateLimit) {
+        const { promptTokens, totalTokens } = answer.usage;
+        await o.limiter.observe({
+          status: 200,
+          info: answer.rateLimit,
+          answer: { promptTokens, totalTokens, maxTokens: o.maxTokens },
+        });
+      }
       await reservation.settle(answer.usage.totalTokens);
       return answer;
     }

@@ -24,5 +24,27 @@ export type Booking =
 /** What the limiter gate needs of the rate limiter. */
 export interface LimiterPort {
   reserve(req: { jobId: string; tokens: number }, opts: { maxWaitMs: number }): Promise<Booking>;
-  observe(obs: { status: number; info: RateLimitInfo }): Promise<void>;
+  observe(obs: {
+    status: number;
+    info: RateLimitInfo;
+    answer?: { promptTokens: number; totalTokens: number; maxTokens: number } | undefined;
+  }): Promise<void>;
+}
+
+/** How a request ended, as the concurrency controller reads it. */
+export type CallEnd = 'ok' | 'failed' | 'cancelled';
+
+/**
+ * Told of every booking and request, so the run can size how many requests it keeps in flight
+ * (rate x latency; see batch/concurrency.ts). Optional: a job works the same without one.
+ */
+export interface CallObserver {
+  /** A booking of `tokens`, and how long the limiter makes it wait (refused: asks it to wait). */
+  booked(b: { tokens: number; waitMs: number }): void;
+  /**
+   * A request went out; call what this returns when it ends: `ok` when the provider answered
+   * (whatever the answer, 429s included: the limiter answers those), `failed` for what says the
+   * provider struggles (5xx, timeouts, resets), `cancelled` when the run stopped it.
+   */
+  sent(): (end: CallEnd) => void;
 }

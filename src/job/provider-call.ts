@@ -2,6 +2,13 @@ import type { ChatClient } from '../client/chat-client.ts';
 import { isProviderError } from '../core/errors.ts';
 import { classifyFetchError } from '../resilience/index.ts';
 import type { Step } from './policy.ts';
+import type { CallEnd, CallObserver } from './ports.ts';
+
+/**
+ * Outcomes that say the provider is struggling, as the breaker counts them: they take requests out
+ * of flight. A 429 is not one of them: the limiter slows the rate for it.
+ */
+const struggling = new Set(['server', 'timeout', 'network']);
 
 /**
  * The innermost step: one request to the provider. Counts it (for the job and the run) before it
@@ -12,17 +19,24 @@ export function providerCall(o: {
   /** Cancels the request in flight (second Ctrl-C, end of the deadline's grace). */
   signal: AbortSignal;
   counters: { requests: number };
+  observer?: CallObserver | undefined;
 }): Step {
   return async (attempt) => {
     attempt.tally.requests++;
     o.counters.requests++;
+    const ended = o.observer?.sent();
     try {
       const result = await o.client.complete(attempt.request, o.signal);
+      ended?.('ok');
       return { content: result.content, usage: result.usage, cached: false, rateLimit: result.rateLimit };
     } catch (e) {
-      throw isProviderError(e)
+      const error = isProviderError(e)
         ? e
         : classifyFetchError(e, { timedOut: false, timeoutMs: 0, cancelled: o.signal.aborted });
+      const end: CallEnd =
+        error.kind === 'cancelled' ? 'cancelled' : struggling.has(error.kind) ? 'failed' : 'ok';
+      ended?.(end);
+      throw error;
     }
   };
 }

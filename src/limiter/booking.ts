@@ -100,6 +100,9 @@ export class Booker {
         if (plan.tpm === null || tpm === undefined) return;
         const actual = Number.isFinite(actualTokens) && actualTokens > 0 ? actualTokens : 0;
         const deltaMs = (actual - tokens) * plan.tpm.intervalMs;
+        // Unused tokens go back only to a provider that counts by use: one that booked the whole
+        // max_tokens keeps them, and a refund would send more than it admits (429s).
+        if (deltaMs < 0 && this.#state.row.token_accounting !== 'usage') return;
         if (deltaMs < 0) this.#refunds.set(tpm.shard, (this.#refunds.get(tpm.shard) ?? 0) - deltaMs);
         // More than estimated is charged at once: other processes must see it before they book.
         else if (deltaMs > 0) await this.#store.charge(this.#key, 'tpm', tpm.shard, deltaMs);

@@ -140,3 +140,26 @@ export function pauseAfter429(
     source: 'no Retry-After',
   };
 }
+
+/**
+ * How a provider counts a request against its token budget, read off one answered request's
+ * headers: OpenAI books prompt + max_tokens when the request arrives and gives nothing back when
+ * the answer is shorter; others count the tokens used. `x-ratelimit-reset-tokens` says how long
+ * until the token bucket is full again, so limit x reset / 1 min is what the bucket lacks right
+ * after this request: at least its prompt + max_tokens when booked up front, nearer prompt +
+ * completion when counted by use. Undefined when the headers or the answer cannot tell (no limit
+ * or reset, or an answer that used nearly all of max_tokens).
+ */
+export function tokenAccounting(
+  info: RateLimitInfo,
+  answer: { promptTokens: number; totalTokens: number; maxTokens: number },
+): 'upfront' | 'usage' | undefined {
+  const limit = info.limitTokens;
+  const reset = info.resetTokensMs;
+  if (limit === undefined || reset === undefined || !(limit > 0)) return undefined;
+  const upfront = answer.promptTokens + answer.maxTokens;
+  const used = answer.totalTokens;
+  if (upfront - used < answer.maxTokens * 0.2) return undefined;
+  const lacking = (limit * reset) / 60_000;
+  return lacking < (upfront + used) / 2 ? 'usage' : 'upfront';
+}

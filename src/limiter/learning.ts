@@ -3,11 +3,20 @@ import { learningByAimd } from './after-429.ts';
 import { type Restart, remainingAheadMs } from './gcra.ts';
 import type { RateLimitInfo } from './headers.ts';
 import type { KeyState } from './key-state.ts';
-import { exhaustedUntil, headerLimits } from './learn.ts';
+import { exhaustedUntil, headerLimits, tokenAccounting } from './learn.ts';
 import { RateMeter } from './meter.ts';
 import type { Probe } from './probe.ts';
 import type { LimiterSettings } from './settings.ts';
 import type { LimiterStore, RateShare } from './store.ts';
+
+/** A response, as the limiter learns from it. */
+export interface Observation {
+  status: number;
+  /** Its rate-limit headers, as parseRateLimitHeaders read them. */
+  info: RateLimitInfo;
+  /** For an answered request: what it used and the max_tokens it asked for (how tokens are counted). */
+  answer?: { promptTokens: number; totalTokens: number; maxTokens: number } | undefined;
+}
 
 /** While learning by AIMD, each instance shares its meters this often (see ratesFreshMs). */
 export const publishEveryMs = 500;
@@ -51,7 +60,7 @@ export class Learner {
     this.#instance = o.instance;
   }
 
-  async observe(obs: { status: number; info: RateLimitInfo }): Promise<void> {
+  async observe(obs: Observation): Promise<void> {
     const { info, status } = obs;
     const state = this.#state;
     const now = this.#clock.now();
@@ -70,6 +79,7 @@ export class Learner {
       await state.adopt(await this.#store.markObserved(this.#key));
     }
     await this.#syncRemaining(info);
+    await this.#learnAccounting(obs);
 
     if (status === 429) {
       await state.adopt(
@@ -107,6 +117,26 @@ export class Learner {
       if (aheadMs !== null) restarts.push({ kind: bucket.kind, shards: bucket.shards, aheadMs });
     }
     if (restarts.length > 0) await this.#store.restart(this.#key, restarts);
+  }
+
+  /**
+   * How the provider counts tokens, from an answer's headers (learn.ts tokenAccounting). Counting
+   * by use is what lets a settled booking give its unused tokens back; until a response shows it,
+   * the limiter keeps what it booked, as OpenAI does. A 429 on the token budget puts it back.
+   */
+  async #learnAccounting(obs: Observation): Promise<void> {
+    const row = this.#state.row;
+    if (obs.status === 429 && row.token_accounting === 'usage' && obs.info.remainingTokens === 0) {
+      await this.#state.adopt(await this.#store.setTokenAccounting(this.#key, null));
+      return;
+    }
+    if (obs.answer === undefined || obs.status >= 400) return;
+    const seen = tokenAccounting(obs.info, obs.answer);
+    if (seen === undefined || seen === row.token_accounting) return;
+    // A request in flight next to others can look booked up front when it is not: only 'usage'
+    // overrides what is known; 'upfront' is recorded where nothing was.
+    if (seen === 'upfront' && row.token_accounting !== null) return;
+    await this.#state.adopt(await this.#store.setTokenAccounting(this.#key, seen));
   }
 
   /** What this instance admitted and got accepted lately, per minute; each sees only its share of the key. */

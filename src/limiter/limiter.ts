@@ -1,9 +1,8 @@
 import type { Clock } from '../core/clock.ts';
 import { FlashcardsError } from '../core/errors.ts';
 import { Booker, type Reservation } from './booking.ts';
-import type { RateLimitInfo } from './headers.ts';
 import { KeyState } from './key-state.ts';
-import { Learner } from './learning.ts';
+import { Learner, type Observation } from './learning.ts';
 import { RateMeter } from './meter.ts';
 import { Probe } from './probe.ts';
 import { checkSettings, type LimiterSettings } from './settings.ts';
@@ -23,8 +22,13 @@ export interface LimiterSnapshot {
 export interface Limiter {
   /** Books one request (and `tokens`) now, in one store operation. Nothing is booked when it is refused. */
   reserve(req: { jobId: string; tokens: number }, opts: { maxWaitMs: number }): Promise<Reservation>;
-  /** Call for every HTTP response, 429s included, with its headers as parseRateLimitHeaders read them. */
-  observe(obs: { status: number; info: RateLimitInfo }): Promise<void>;
+  /**
+   * Call for every HTTP response, 429s included, with its headers as parseRateLimitHeaders read
+   * them, and for an answer what it used (the limiter learns how the provider counts tokens).
+   */
+  observe(obs: Observation): Promise<void>;
+  /** Records the call latency a run sees on this key (for `limiter status`). */
+  noteLatency(latency: { p50Ms: number; p75Ms: number }): Promise<void>;
   /** For the progress line: current effective limits and pause (the cached state, re-read when stale). */
   snapshot(): Promise<LimiterSnapshot>;
 }
@@ -56,6 +60,7 @@ export function createLimiter(
   return {
     reserve: (req, opts) => booker.reserve(req, opts),
     observe: (obs) => learner.observe(obs),
+    noteLatency: (latency) => store.recordLatency(key, latency),
     async snapshot() {
       await state.refresh();
       const now = clock.now();

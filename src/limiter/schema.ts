@@ -48,6 +48,12 @@ const steps = [
   // The largest request the layout was planned for: `limiter status` needs it to compute the same
   // tau as the booking (a TPM shard's tau is at least one such request).
   'ALTER TABLE limiter_keys ADD COLUMN max_request_tokens REAL;',
+  // How the provider counts a request against its token budget (learn.ts tokenAccounting), and the
+  // call latency the runs on this key see (for `limiter status`).
+  `ALTER TABLE limiter_keys ADD COLUMN token_accounting TEXT;
+   ALTER TABLE limiter_keys ADD COLUMN latency_p50_ms REAL;
+   ALTER TABLE limiter_keys ADD COLUMN latency_p75_ms REAL;
+   ALTER TABLE limiter_keys ADD COLUMN latency_at REAL;`,
 ];
 
 export function migrateLimiter(db: Db): void {
@@ -80,7 +86,18 @@ export interface KeyRow {
   updated_at: number;
   /** Null in rows written before migration 3, until the next layout write. */
   max_request_tokens: number | null;
+  /**
+   * 'upfront': the provider books prompt + max_tokens when a request arrives and keeps it (OpenAI);
+   * 'usage': it counts what the answer used. Null until a response told (treated as upfront).
+   */
+  token_accounting: TokenAccounting | null;
+  /** Call latency the runs on this key saw lately (median, 75th percentile) and when. */
+  latency_p50_ms: number | null;
+  latency_p75_ms: number | null;
+  latency_at: number | null;
 }
+
+export type TokenAccounting = 'upfront' | 'usage';
 
 /** A key nothing was stored for yet: one shard, nothing learned, no pause. */
 export function defaultRow(key: string): KeyRow {
@@ -104,6 +121,10 @@ export function defaultRow(key: string): KeyRow {
     observed_at: null,
     updated_at: 0,
     max_request_tokens: null,
+    token_accounting: null,
+    latency_p50_ms: null,
+    latency_p75_ms: null,
+    latency_at: null,
   };
 }
 

@@ -19,7 +19,7 @@ import {
   type ShardTat,
 } from './gcra.ts';
 import type { BucketKind } from './layout.ts';
-import { defaultRow, type KeyRow, migrateLimiter } from './schema.ts';
+import { defaultRow, type KeyRow, migrateLimiter, type TokenAccounting } from './schema.ts';
 import type { Layout, LimiterStore, Observed429, RateShare } from './store.ts';
 
 /**
@@ -94,6 +94,16 @@ function statements(db: Db) {
          pause_reason = CASE WHEN @until > paused_until THEN @reason ELSE pause_reason END,
          paused_until = max(paused_until, @until), updated_at = @now
        RETURNING *`,
+    ),
+    tokenAccounting: db.prepare<[{ key: string; accounting: string | null; now: number }], KeyRow>(
+      `INSERT INTO limiter_keys (key, token_accounting, updated_at) VALUES (@key, @accounting, @now)
+       ON CONFLICT (key) DO UPDATE SET token_accounting = @accounting, updated_at = @now
+       RETURNING *`,
+    ),
+    latency: db.prepare<[{ key: string; p50: number; p75: number; now: number }]>(
+      `INSERT INTO limiter_keys (key, latency_p50_ms, latency_p75_ms, latency_at, updated_at)
+       VALUES (@key, @p50, @p75, @now, @now)
+       ON CONFLICT (key) DO UPDATE SET latency_p50_ms = @p50, latency_p75_ms = @p75, latency_at = @now`,
     ),
     clearStrikes: db.prepare<[string], KeyRow>(
       'UPDATE limiter_keys SET strikes = 0 WHERE key = ? AND strikes > 0 RETURNING *',
@@ -221,6 +231,14 @@ class SqliteLimiterStore implements LimiterStore {
 
   async publishRates(key: string, share: RateShare): Promise<void> {
     this.#publish(key, share, this.#clock.now());
+  }
+
+  async setTokenAccounting(key: string, accounting: TokenAccounting | null): Promise<KeyRow> {
+    return this.#row(this.#sql.tokenAccounting.get({ key, accounting, now: this.#clock.now() }), key);
+  }
+
+  async recordLatency(key: string, latency: { p50Ms: number; p75Ms: number }): Promise<void> {
+    this.#sql.latency.run({ key, p50: latency.p50Ms, p75: latency.p75Ms, now: this.#clock.now() });
   }
 
   /** decideBooking over one SELECT of the shards involved and the pause; writes only the shards that changed. */

@@ -34,6 +34,10 @@ export interface KeyStatus {
   strikes: number;
   observedAt: number | null;
   updatedAt: number;
+  /** The call latency runs on this key (one model) saw lately, and when it was recorded. */
+  latency: { p50Ms: number; p75Ms: number; at: number } | null;
+  /** How the provider counts a request against its token budget; null until a response told. */
+  tokenAccounting: 'upfront' | 'usage' | null;
 }
 
 /**
@@ -64,6 +68,11 @@ export function keyStatuses(keys: readonly StoredKey[], nowMs: number): KeyStatu
       strikes: row.strikes,
       observedAt: row.observed_at,
       updatedAt: Math.max(row.updated_at, lastShardUpdate),
+      latency:
+        row.latency_p50_ms === null || row.latency_p75_ms === null || row.latency_at === null
+          ? null
+          : { p50Ms: row.latency_p50_ms, p75Ms: row.latency_p75_ms, at: row.latency_at },
+      tokenAccounting: row.token_accounting,
     };
   });
 }

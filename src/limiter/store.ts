@@ -1,7 +1,7 @@
 import type { Booking, BookRequest, Charge, Restart } from './gcra.ts';
 import type { RateLimitInfo } from './headers.ts';
 import type { BucketKind } from './layout.ts';
-import type { KeyRow, ShardRow } from './schema.ts';
+import type { KeyRow, ShardRow, TokenAccounting } from './schema.ts';
 import type { LimiterSettings } from './settings.ts';
 
 /**
@@ -49,6 +49,10 @@ export interface LimiterStore {
   record429(key: string, observed: Observed429): Promise<KeyRow>;
   /** Publishes this instance's meters (an overwrite of its share), so a 429's decrease sees the whole key. */
   publishRates(key: string, share: RateShare): Promise<void>;
+  /** Records how the provider counts tokens (learn.ts tokenAccounting; a plain overwrite). */
+  setTokenAccounting(key: string, accounting: TokenAccounting | null): Promise<KeyRow>;
+  /** Records the call latency a run sees on this key, with the backend's time (a plain overwrite). */
+  recordLatency(key: string, latency: { p50Ms: number; p75Ms: number }): Promise<void>;
 }
 
 /** What `limiter status` and `limiter reset` need; commands go through this, never SQL. */

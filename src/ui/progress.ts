@@ -26,6 +26,8 @@ interface ProgressState {
   breaker: string;
   ratePerSec: number;
   etaMs: number | undefined;
+  /** Requests allowed in flight now (pinned, or as the controller last set it). */
+  concurrency: number | undefined;
 }
 
 /**
@@ -60,6 +62,7 @@ export async function createProgress(options: ProgressOptions): Promise<Progress
     breaker: 'closed',
     ratePerSec: 0,
     etaMs: undefined,
+    concurrency: undefined,
   };
   let started = now();
   // Items finished in the last few seconds, for a rate that follows changes (rate limits, outages).
@@ -82,6 +85,7 @@ export async function createProgress(options: ProgressOptions): Promise<Progress
       `${done}/${state.total} items`,
       `${state.ratePerSec.toFixed(1)}/s`,
       `cache ${state.cacheHits}`,
+      ...(state.concurrency === undefined ? [] : [`in flight <= ${state.concurrency}`]),
       `retries ${state.retries}`,
     ];
     if (state.itemsFailed) parts.push(`failed ${state.itemsFailed}`);
@@ -140,6 +144,10 @@ export async function createProgress(options: ProgressOptions): Promise<Progress
         started = now();
         state.total = event.total;
         state.alreadyDone = event.total - event.remaining;
+        if (typeof event.concurrency === 'number') state.concurrency = event.concurrency;
+        break;
+      case 'concurrency_changed':
+        state.concurrency = event.to;
         break;
       case 'job_succeeded':
         if (event.cached) state.cacheHits++;

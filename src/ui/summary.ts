@@ -16,6 +16,8 @@ export interface RunSummary {
   /** Present when the cards were pushed to a running Anki. */
   ankiConnect?: PushSummary;
   requests: number;
+  /** Requests in flight: at the end and at most, and whether --concurrency pinned them. */
+  concurrency: { final: number; peak: number; pinned: boolean };
   cacheHits: number;
   retries: number;
   tokens: { prompt: number; completion: number; total: number };
@@ -69,6 +71,11 @@ export async function printSummary(io: Io, s: RunSummary): Promise<void> {
     },
     { cards: String(s.cards) },
     { requests: `${s.requests} (${s.retries} retries, ${s.cacheHits} cache hits)` },
+    {
+      'in flight': s.concurrency.pinned
+        ? `${s.concurrency.final} (--concurrency)`
+        : `up to ${s.concurrency.peak} (steered to the rate limit)`,
+    },
     { 'tokens (batch)': `${s.tokens.total} (${s.tokens.prompt} in, ${s.tokens.completion} out)` },
     { 'cost (batch)': s.costUsd === null ? 'unknown model price' : `~$${s.costUsd.toFixed(4)}` },
     { time: `${formatDuration(s.durationMs)} (${rate.toFixed(1)} items/s)` },

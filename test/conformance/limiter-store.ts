@@ -199,6 +199,27 @@ export function limiterStoreConformance(
     });
 
     describe('the key row', () => {
+      it('how the provider counts tokens is stored, seen by another process, and can be forgotten', async (b) => {
+        const one = await b.store();
+        const other = await b.store();
+        assert.equal((await one.setTokenAccounting(key, 'usage')).token_accounting, 'usage');
+        assert.equal((await other.readKey(key))?.token_accounting, 'usage');
+        assert.equal((await other.setTokenAccounting(key, null)).token_accounting, null);
+        assert.equal((await one.readKey(key))?.token_accounting, null);
+      });
+
+      it('the latency a run sees is stored with the backend time, and an admin read shows it', async (b, clock, t0) => {
+        const store = await b.store();
+        await store.recordLatency(key, { p50Ms: 2800, p75Ms: 3600 });
+        await clock.advance(1000);
+        await store.recordLatency(key, { p50Ms: 3000, p75Ms: 3900 });
+        const row = (await (await b.admin()).read()).keys.find((k) => k.row.key === key)?.row;
+        assert.deepEqual(
+          [row?.latency_p50_ms, row?.latency_p75_ms, row?.latency_at],
+          [3000, 3900, t0 + 1000],
+        );
+      });
+
       it('a pause holds every booking until it ends; a shorter one changes nothing', async (b, _, t0) => {
         const store = await b.store();
         const row = await store.pause(key, 3000, 'provider reported 0 requests remaining');

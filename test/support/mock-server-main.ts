@@ -21,6 +21,7 @@ const { values } = parseArgs({
     reset: { type: 'string' },
     truncated: { type: 'string' },
     hang: { type: 'string' },
+    parallel: { type: 'string' },
     'invalid-schema': { type: 'string' },
     'no-rate-headers': { type: 'boolean', default: false },
     'require-auth': { type: 'boolean', default: false },
@@ -34,6 +35,7 @@ if (values.help) {
   process.stdout.write(
     'usage: node test/support/mock-server-main.ts [--port 0] [--latency ms] [--latency-max ms] [--rpm n] [--tpm n]\n' +
       '  [--burst-seconds s] [--error500 p] [--error503 p] [--reset p] [--truncated p] [--hang p] [--invalid-schema p]\n' +
+      '  [--parallel n (work on n requests at once, the rest wait in line)]\n' +
       '  [--no-rate-headers] [--require-auth] [--no-record] [--seed n]\n' +
       'p = probability per request (0-1). Prints {"url": ...} once listening; stats on SIGTERM.\n',
   );
@@ -61,6 +63,7 @@ const options: MockOptions = {
   reset: num('reset', values.reset) ?? 0,
   truncated: num('truncated', values.truncated) ?? 0,
   hang: num('hang', values.hang) ?? 0,
+  parallel: num('parallel', values.parallel) ?? 0,
   invalidSchema: num('invalid-schema', values['invalid-schema']) ?? 0,
   sendRateLimitHeaders: !values['no-rate-headers'],
   requireAuth: values['require-auth'],

@@ -35,6 +35,11 @@ export interface MockOptions {
   /** Never answer; the request ends when the client gives up. */
   hang?: number;
   /**
+   * Work on at most this many requests at once, each for its latency, the rest waiting in line
+   * (a local model server); 0 or unset: every request at once.
+   */
+  parallel?: number;
+  /**
    * Answers wait, in flight, until `set({ hold: false })`: a test decides when they arrive instead
    * of racing a latency (e.g. a run cannot finish before the test has signalled it).
    */
@@ -82,6 +87,8 @@ export interface MockStats {
   byStatus: Record<number, number>;
   /** Tokens (prompt + completion, as its usage said) of the complete answers it sent. */
   tokensServed: number;
+  /** Tokens its token bucket booked for the requests it admitted (prompt + max_tokens, up front). */
+  tokensBooked: number;
   inFlight: number;
   maxInFlight: number;
   /** Requests waiting for `set({ hold: false })`. */
@@ -224,9 +231,55 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
   let rnd: Random = seededRandom(settings.seed ?? 1);
   let limits: Limits = makeLimits();
   const requests: RecordedRequest[] = [];
-  const stats: MockStats = { total: 0, byStatus: {}, tokensServed: 0, inFlight: 0, maxInFlight: 0, held: 0 };
+  const stats: MockStats = {
+    total: 0,
+    byStatus: {},
+    tokensServed: 0,
+    tokensBooked: 0,
+    inFlight: 0,
+    maxInFlight: 0,
+    held: 0,
+  };
   const samples = new Map<string, string>();
   let counter = 0;
+  /** Requests waiting for a worker when `parallel` is set, first come first served. */
+  const line: (() => void)[] = [];
+  let busy = 0;
+  /**
+   * A worker for this request (with `parallel` set): a function that frees it, called when the
+   * answer ends; null when the client went away while waiting in line.
+   */
+  async function workerFor(res: ServerResponse): Promise<(() => void) | undefined | null> {
+    const limit = settings.parallel ?? 0;
+    if (limit <= 0) return undefined;
+    if (busy >= limit) {
+      const turn = await new Promise<boolean>((resolve) => {
+        const go = (): void => {
+          res.off('close', gone);
+          resolve(true);
+        };
+        const gone = (): void => {
+          const i = line.indexOf(go);
+          if (i >= 0) line.splice(i, 1);
+          resolve(false);
+        };
+        line.push(go);
+        res.once('close', gone);
+      });
+      if (!turn) return null;
+    } else {
+      busy++;
+    }
+    let freed = false;
+    return () => {
+      if (freed) return;
+      freed = true;
+      const next = line.shift();
+      if (next) next();
+      else busy--;
+    };
+  }
+
   /** Releases of the requests held by `hold`. */
   const holds = new Set<() => void>();
   const waiters: { check: () => boolean; resolve: () => void; reject: (e: unknown) => void }[] = [];
@@ -345,6 +398,7 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
     }
     r?.take(1, now);
     t?.take(cost, now);
+    stats.tokensBooked += cost;
     return { ok: true };
   }
 
@@ -469,6 +523,9 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
     changed();
     if (settings.hold && fault !== 'hang' && !(await held(res))) return; // the client went away
     const delay = latency();
+    const worker = fault === 'hang' ? undefined : await workerFor(res);
+    if (worker === null) return; // the client went away while waiting in line
+    res.once('close', () => worker?.());
     if (delay > 0 && fault !== 'hang') {
       const aborted = new AbortController();
       const onClose = (): void => aborted.abort();
@@ -658,6 +715,7 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
       stats.total = 0;
       stats.byStatus = {};
       stats.tokensServed = 0;
+      stats.tokensBooked = 0;
       stats.maxInFlight = stats.inFlight;
     },
     async close() {

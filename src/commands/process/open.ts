@@ -1,6 +1,6 @@
 import { rmSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { composeJobContext } from '../../batch/compose.ts';
+import { type ComposedRun, composeRun } from '../../batch/compose.ts';
 import { type LiveExport, startLiveExport } from '../../batch/export.ts';
 import { identifyBatch } from '../../batch/identify.ts';
 import { isOwnerAlive, newOwnerId, ownerPid } from '../../batch/owner.ts';
@@ -32,6 +32,8 @@ export interface OpenRun {
   batch: BatchRecord;
   resumed: boolean;
   job: JobContext;
+  /** The run's concurrency controller and the limiter's allowed rate it steers by. */
+  steering: Pick<ComposedRun, 'concurrency' | 'allowedRate' | 'noteLatency'>;
   events: EventSink;
   progress: Progress;
   log: string;
@@ -169,7 +171,7 @@ export async function openRun(
       : o.fetch
         ? fetchTransport(o.fetch)
         : undefined;
-  const job = composeJobContext({
+  const composed = composeRun({
     db,
     paths,
     settings,
@@ -183,6 +185,7 @@ export async function openRun(
     clock: ctx.clock,
     random: systemRandom,
   });
+  const { job } = composed;
   stack.defer(() => job.cache?.close());
 
   // A deck file is written while the run goes on, so the end of a run waits for its last few
@@ -207,6 +210,7 @@ export async function openRun(
     batch,
     resumed,
     job,
+    steering: composed,
     events,
     progress,
     log: log.path,

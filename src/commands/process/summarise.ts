@@ -70,6 +70,11 @@ export async function summarise(
     itemsWithoutCards: tally?.withoutCards ?? 0,
     ...(pushed ? { ankiConnect: pushed } : {}),
     requests: run.job.counters.requests,
+    concurrency: {
+      final: run.steering.concurrency.limit,
+      peak: run.steering.concurrency.peak,
+      pinned: run.steering.concurrency.pinned,
+    },
     cacheHits: run.job.counters.cacheHits,
     retries: run.job.counters.retries,
     tokens: {
