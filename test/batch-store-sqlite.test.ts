@@ -196,7 +196,7 @@ describe('SQLite batch stores', () => {
       assert.deepEqual(await results.counts('old'), { total: 3, done: 2, failed: 1, pending: 0, leased: 0 });
       assert.equal(
         db.prepare("SELECT version FROM schema_migrations WHERE module = 'batch'").pluck().get(),
-        1,
+        2,
       );
     } finally {
       db.close();

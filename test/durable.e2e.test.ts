@@ -561,7 +561,17 @@ describe('durable batches: identity and the batches commands', () => {
   test('--batch <id> never finishes a batch with settings other than its own', async () => {
     const server = await mock({ seed: 5, error500: 0.25 });
     const h = home(server, 20);
-    const first = h.args('--model', 'first-model', '--concurrency', '1', '--max-attempts', '1', '--json');
+    const first = h.args(
+      '--model',
+      'first-model',
+      '--concurrency',
+      '1',
+      '--max-attempts',
+      '1',
+      '--retry-window',
+      '0',
+      '--json',
+    );
     const r1 = await runCli(first, { env: h.env });
     assert.equal(r1.code, 1, r1.stderr);
     const id = summaryOf(r1.stdout).batchId;
@@ -580,7 +590,7 @@ describe('durable batches: identity and the batches commands', () => {
     const server = await mock({ seed: 5, error500: 0.25 });
     const h = home(server, 20);
     // One request at a time and one attempt each: the seeded faults hit the same jobs every run.
-    const args = h.args('--concurrency', '1', '--max-attempts', '1', '--json');
+    const args = h.args('--concurrency', '1', '--max-attempts', '1', '--retry-window', '0', '--json');
     const r1 = await runCli(args, { env: h.env });
     assert.equal(r1.code, 1, r1.stderr);
     const s1 = summaryOf(r1.stdout);
@@ -689,7 +699,16 @@ describe('durable batches: identity and the batches commands', () => {
   test('--retry-failed queues failed items again and requests only the stages that did not finish, even without the cache', async () => {
     const server = await mock({ seed: 5, error500: 0.25 });
     const h = home(server, 20);
-    const args = h.args('--concurrency', '1', '--max-attempts', '1', '--no-cache', '--json');
+    const args = h.args(
+      '--concurrency',
+      '1',
+      '--max-attempts',
+      '1',
+      '--retry-window',
+      '0',
+      '--no-cache',
+      '--json',
+    );
     const r1 = await runCli(args, { env: h.env });
     assert.equal(r1.code, 1, r1.stderr);
     const id = summaryOf(r1.stdout).batchId;

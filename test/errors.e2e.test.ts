@@ -442,3 +442,25 @@ describe('a reader that goes away', () => {
     assert.doesNotMatch(r.stderr, /EPIPE|\n\s+at /);
   });
 });
+
+describe('a provider that is not there', () => {
+  test('nothing listens at the base URL: exit 3 in a few lines naming the URL, no stack trace', async () => {
+    const home = tempDir();
+    const input = join(home, 'words.txt');
+    writeFileSync(input, '사과\n배\n포도\n');
+    const r = await runCli(
+      ['process', input, '-o', join(home, 'deck.tsv'), '--base-url', 'http://127.0.0.1:19/v1'],
+      {
+        env: cliEnv({ FLASHCARDS_HOME: home, FLASHCARDS_API_KEY: 'sk-test-0123456789' }),
+      },
+    );
+    assert.equal(r.code, 3, r.stderr);
+    assert.ok(lines(r.stderr).length <= 4, r.stderr);
+    assert.match(
+      r.stderr,
+      /^error: cannot reach the provider at http:\/\/127\.0\.0\.1:19\/v1: 5 attempts, none answered \(connection refused\)/m,
+    );
+    assert.match(r.stderr, /^hint: is the server running/m);
+    assert.doesNotMatch(r.stderr, stackFrame);
+  });
+});

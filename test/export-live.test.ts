@@ -74,6 +74,7 @@ async function setup(terms: string[]) {
     completionTokens: 1,
     cached: false,
     durationMs: 1,
+    requestMs: 1,
   });
   /** Stores an item's answers as the runner does; returns what the runner hands the feed. */
   const finish = async (idx: number, back: string): Promise<Record<string, unknown>> => {

@@ -10,6 +10,7 @@ import { isFlashcardsError, ProviderError } from '../src/core/errors.ts';
 import type { RunEvent } from '../src/core/events.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { type Db, openDatabase } from '../src/db/open.ts';
+import { CircuitWaits } from '../src/job/circuit-waits.ts';
 import { cacheKeys, executeJob, type JobContext } from '../src/job/execute.ts';
 import { noRateLimitInfo } from '../src/limiter/headers.ts';
 import { createLimiter, sqliteLimiterStore } from '../src/limiter/index.ts';
@@ -98,6 +99,7 @@ function context(
     staleIfError: false,
     singleFlight: new SingleFlight(),
     maxWaitMs: 60_000,
+    circuitWaits: new CircuitWaits(),
     stop: {
       clock,
       signal: new AbortController().signal,

@@ -6,6 +6,7 @@ import { FlashcardsError, isFlashcardsError, ProviderError } from '../src/core/e
 import type { RunEvent } from '../src/core/events.ts';
 import type { RateLimitInfo } from '../src/core/headers.ts';
 import { breakerGate } from '../src/job/breaker-gate.ts';
+import { CircuitWaits } from '../src/job/circuit-waits.ts';
 import { limiterGate } from '../src/job/limiter-gate.ts';
 import { type Answer, type Attempt, type Step, wrap } from '../src/job/policy.ts';
 import type { Booking as Reservation } from '../src/job/ports.ts';
@@ -35,7 +36,7 @@ const request: ChatRequest = {
 const info = (over: Partial<RateLimitInfo> = {}): RateLimitInfo => ({ ...noRateLimitInfo, ...over });
 
 function attempt(): Attempt {
-  return { request, number: 1, jobId: 'b:0:cards', promptTokens: 40, tally: { requests: 0 } };
+  return { request, number: 1, jobId: 'b:0:cards', promptTokens: 40, tally: { requests: 0, requestMs: 0 } };
 }
 
 function setup(start = 0) {
@@ -115,6 +116,7 @@ describe('breakerGate', () => {
       breaker,
       providerKey: 'k',
       maxWaitMs: 60_000,
+      waits: new CircuitWaits(),
       stop,
       events: sink,
       batchId: 'b',
@@ -134,6 +136,7 @@ describe('breakerGate', () => {
       breaker,
       providerKey: 'k',
       maxWaitMs: 60_000,
+      waits: new CircuitWaits(),
       stop,
       events: sink,
       batchId: 'b',
@@ -155,6 +158,7 @@ describe('breakerGate', () => {
       breaker,
       providerKey: 'k',
       maxWaitMs: 60_000,
+      waits: new CircuitWaits(),
       stop,
       events: sink,
       batchId: 'b',
@@ -164,9 +168,9 @@ describe('breakerGate', () => {
     assert.deepEqual(step.times, [2500], 'asked at 0, 1 s and 2 s; called when the break ended');
     assert.equal(step.calls.length, 1);
     assert.deepEqual(
-      events.map((e) => e.type),
-      ['breaker_wait'],
-      'one wait event per 5 s at most',
+      events.map((e) => (e.type === 'breaker_wait' ? e.phase : e.type)),
+      ['began', 'ended'],
+      'the run’s wait is logged where it begins and where it ends, not every second',
     );
   });
 
@@ -180,6 +184,7 @@ describe('breakerGate', () => {
       breaker,
       providerKey: 'k',
       maxWaitMs: 60_000,
+      waits: new CircuitWaits(),
       stop,
       events: sink,
       batchId: 'b',
@@ -200,6 +205,7 @@ describe('breakerGate', () => {
       breaker,
       providerKey: 'k',
       maxWaitMs: 60_000,
+      waits: new CircuitWaits(),
       stop,
       events: sink,
       batchId: 'b',

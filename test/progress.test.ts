@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { memoryIo } from '../src/commands/context.ts';
-import { createProgress, type ProgressMode, progressMode } from '../src/ui/progress.ts';
+import { FakeClock } from '../src/core/clock.ts';
+import {
+  createProgress,
+  type LiveFigures,
+  type ProgressMode,
+  type ProgressState,
+  progressLine,
+  progressMode,
+} from '../src/ui/progress.ts';
 
 const shown = { quiet: false, json: false, progress: true };
 
@@ -31,7 +39,7 @@ describe('progress notices', () => {
     const progress = await createProgress({
       io,
       mode,
-      now: () => 0,
+      clock: new FakeClock(0),
       intervalMs: 60_000,
       lastStage: 'cards',
       maxWaitMs: 180_000,
@@ -60,5 +68,80 @@ describe('progress notices', () => {
     progress.emit({ type: 'breaker_transition', key: 'k', from: 'closed', to: 'open', cause: 'x' });
     progress.stop();
     assert.deepEqual(io.stderr, []);
+  });
+});
+
+describe('the progress line', () => {
+  const state = (over: Partial<ProgressState> = {}): ProgressState => ({
+    total: 500,
+    alreadyDone: 0,
+    itemsDone: 117,
+    itemsFailed: 3,
+    cacheHits: 0,
+    retries: 0,
+    promptTokens: 900_000,
+    completionTokens: 300_000,
+    breaker: { state: 'closed', until: null },
+    ratePerSec: 2,
+    ...over,
+  });
+  const live: LiveFigures = {
+    inFlight: 14,
+    limit: 32,
+    pace: { rpm: 600, tpm: null, source: 'learned' },
+    batch: { total: 500, done: 240, failed: 3 },
+  };
+
+  test('shows the whole batch, requests in flight, the pace and where it comes from, tokens and cost, ETA', () => {
+    assert.equal(
+      progressLine(state(), live, 0, 0.42),
+      '240/500 items (3 failed) | 14 in flight (up to 32) | pace 600/min (learned) | 1.2M tokens, ~$0.42 | ETA 2m09s',
+    );
+  });
+
+  test('names a breaker that is not closed and the time to its next probe', () => {
+    const open = state({ breaker: { state: 'open', until: 12_000 } });
+    assert.match(progressLine(open, live, 0, null), / \| breaker open, next probe in 12\.0s \| /);
+    const isolated = state({ breaker: { state: 'isolated', until: null } });
+    assert.match(progressLine(isolated, live, 0, null), /breaker isolated, until closed by hand/);
+  });
+
+  test('without live figures (or a price) it shows what the events said', () => {
+    assert.equal(
+      progressLine(state({ ratePerSec: 0 }), undefined, 0, null),
+      '117/500 items (3 failed) | 1.2M tokens | ETA ?',
+    );
+  });
+
+  test('without a terminal the same line comes every interval, on the clock', async () => {
+    const io = memoryIo();
+    const clock = new FakeClock(0);
+    const progress = await createProgress({
+      io,
+      mode: 'lines',
+      clock,
+      intervalMs: 10_000,
+      lastStage: 'cards',
+      live: async () => live,
+    });
+    progress.emit({
+      type: 'run_started',
+      batchId: 'b',
+      input: 'w.txt',
+      total: 500,
+      remaining: 500,
+      resumed: false,
+      model: 'm',
+      baseUrl: 'u',
+      concurrency: 'steered',
+    });
+    await clock.advance(20_000);
+    progress.stop();
+    await clock.advance(20_000);
+    assert.equal(io.stderr.length, 2);
+    assert.match(
+      io.stderr[1] ?? '',
+      /^progress: 240\/500 items \(3 failed\) \| 14 in flight \(up to 32\) \| /,
+    );
   });
 });

@@ -213,3 +213,59 @@ describe('RetryPolicy', () => {
     );
   });
 });
+
+describe('the retry window for transient failures', () => {
+  const windowed: RetrySettings = { ...settings, windowMs: 60_000 };
+
+  test('a transient failure keeps its item trying past maxAttempts until the window has passed', () => {
+    const policy = new RetryPolicy(windowed, { random: half });
+    const since = now;
+    assert.equal(policy.decide(serverError(), 6, { nowMs: now + 20_000, sinceMs: since }).retry, true);
+    assert.equal(policy.decide(serverError(), 9, { nowMs: now + 59_999, sinceMs: since }).retry, true);
+    assert.deepEqual(policy.decide(serverError(), 9, { nowMs: now + 60_000, sinceMs: since }), {
+      retry: false,
+      reason: 'attempts',
+    });
+  });
+
+  test('an answer that never validates is not an outage: it fails after maxAttempts, window or not', () => {
+    const policy = new RetryPolicy(windowed, { random: half });
+    const invalid = invalidResponseError('bad JSON');
+    assert.deepEqual(policy.decide(invalid, 6, { nowMs: now + 1000, sinceMs: now }), {
+      retry: false,
+      reason: 'attempts',
+    });
+  });
+
+  test('without a window (0), attempts alone bound an item', () => {
+    const policy = new RetryPolicy({ ...settings, windowMs: 0 }, { random: half });
+    assert.equal(policy.decide(serverError(), 6, { nowMs: now + 1000, sinceMs: now }).retry, false);
+  });
+});
+
+describe('a provider nothing answers at', () => {
+  const refused = (): ProviderError =>
+    new ProviderError('network', 'connection to the provider failed: connect ECONNREFUSED 127.0.0.1:19', {
+      retryable: true,
+      cause: Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:19'), { code: 'ECONNREFUSED' }),
+    });
+
+  test('five refused connections and no answer in the run: the run stops, naming the address', () => {
+    const policy = new RetryPolicy(settings, { random: half, endpoint: 'http://127.0.0.1:19/v1' });
+    for (let i = 1; i < 5; i++) assert.equal(policy.next(refused(), 1, { nowMs: now }).action, 'retry');
+    const step = policy.next(refused(), 1, { nowMs: now });
+    assert.ok(step.action === 'stop');
+    assert.equal(step.error.exitCode, 3);
+    assert.equal(
+      step.error.message,
+      'cannot reach the provider at http://127.0.0.1:19/v1: 5 attempts, none answered (connection refused)',
+    );
+    assert.match(step.error.hint ?? '', /is the server running.*flashcards doctor/);
+  });
+
+  test('refused after the provider has answered once is an outage: retried, not a stop', () => {
+    const policy = new RetryPolicy(settings, { random: half, endpoint: 'http://x/v1' });
+    policy.onSuccess();
+    for (let i = 0; i < 10; i++) assert.equal(policy.next(refused(), 1, { nowMs: now }).action, 'retry');
+  });
+});

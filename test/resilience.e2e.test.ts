@@ -115,6 +115,53 @@ describe('resilience, measured with the CLI against a failing provider', { concu
     assert.equal(termsWithCards(s.home), items);
   });
 
+  test('an outage longer than the attempts of the last items fails nothing: they retry through it (the retry window)', async () => {
+    const items = 3;
+    const server = await provider({ seed: 4, outage: true });
+    // Quick backoff, and a breaker that never opens: only the retry window keeps the items going.
+    const s = setup(
+      server,
+      items,
+      { retry: { baseDelay: '10ms', maxDelay: '50ms' }, breaker: { minThroughput: 100_000 } },
+      ['--concurrency', '3'],
+    );
+    const run = startCli(s.args, { env: s.env });
+    try {
+      // Every item has failed more often than its 6 attempts before the provider comes back.
+      await server.until(() => chat(server).length >= items * 10);
+    } finally {
+      server.set({ outage: false });
+    }
+    const r = await run.done;
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(summaryOf(r).items, {
+      total: items,
+      succeeded: items,
+      failed: 0,
+      pending: 0,
+      skipped: 0,
+    });
+  });
+
+  test('items that failed on the provider side: the summary says to run again with --retry-failed', async () => {
+    const server = await provider({ seed: 4, outage: true });
+    const s = setup(
+      server,
+      2,
+      { retry: { baseDelay: '10ms', maxDelay: '20ms', window: '0' }, breaker: { minThroughput: 100_000 } },
+      ['--concurrency', '2'],
+    );
+    const r = await runCli(
+      s.args.filter((a) => a !== '--json'),
+      { env: s.env },
+    );
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(
+      r.stderr,
+      /^hint: they failed on the provider's side \(server\): run the same command again with --retry-failed/m,
+    );
+  });
+
   test('a provider whose every answer fails validation stops the run in seconds, exit 3, naming the cause', async () => {
     const server = await provider({ seed: 3, truncated: 1 });
     const s = setup(server, 200, { retry: { baseDelay: '20ms', maxDelay: '200ms' } }, []);

@@ -5,9 +5,10 @@ import type { Settings } from '../config/index.ts';
 import type { Clock } from '../core/clock.ts';
 import type { EventSink } from '../core/events.ts';
 import type { DataPaths } from '../core/home.ts';
-import { providerKey } from '../core/provider-key.ts';
+import { providerKey, publicUrl } from '../core/provider-key.ts';
 import type { Random } from '../core/random.ts';
 import type { Db } from '../db/open.ts';
+import { CircuitWaits } from '../job/circuit-waits.ts';
 import { cacheKeys, type JobContext } from '../job/execute.ts';
 import { createLimiter, type Limiter, sqliteLimiterStore } from '../limiter/index.ts';
 import { CircuitBreaker, RetryPolicy, SqliteBreakerStore } from '../resilience/index.ts';
@@ -108,13 +109,14 @@ export function composeRun(o: ComposeOptions): ComposedRun {
     cacheKey: cacheKeys(settings),
     limiter,
     breaker,
-    retry: new RetryPolicy(settings.retry, { random: o.random }),
+    retry: new RetryPolicy(settings.retry, { random: o.random, endpoint: publicUrl(settings.baseUrl) }),
     cache,
     cacheMode,
     staleIfError: settings.cache.staleIfError,
     singleFlight: new SingleFlight(),
     events: o.events,
     maxWaitMs: settings.breaker.maxWaitMs,
+    circuitWaits: new CircuitWaits(),
     stop: { clock, signal: o.signals.signal, stopSignal: o.signals.stopSignal, deadlineMs: o.deadlineMs },
     counters: { requests: 0, retries: 0, cacheHits: 0, cacheMisses: 0 },
     observer: concurrency,

@@ -115,6 +115,11 @@ export class ConcurrencyController implements CallObserver {
     return this.#peak;
   }
 
+  /** Requests sent and not answered yet. */
+  get inFlight(): number {
+    return this.#inFlight.size;
+  }
+
   get pinned(): boolean {
     return this.#fixed !== undefined;
   }

@@ -158,15 +158,22 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
       completionTokens: result.ok ? result.usage.completionTokens : 0,
       cached: result.ok && result.cached,
       durationMs: clock.now() - started,
+      requestMs: result.requestMs,
+    };
+    // The log names items as people see them in their input: the first row is item 1.
+    const timing = {
+      item: item.idx + 1,
+      stage,
+      durationMs: outcome.durationMs,
+      requestMs: outcome.requestMs,
+      waitMs: Math.max(0, outcome.durationMs - outcome.requestMs),
     };
     if (!result.ok) {
       await store.failJob(outcome, result.error.kind, result.error.message);
       events.emit({
         type: 'job_failed',
         batchId: batch.id,
-        item: item.idx,
-        stage,
-        durationMs: outcome.durationMs,
+        ...timing,
         attempts: result.attempts,
         errorKind: result.error.kind,
         message: result.error.message,
@@ -180,12 +187,12 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
     events.emit({
       type: 'job_succeeded',
       batchId: batch.id,
-      item: item.idx,
-      stage,
-      durationMs: outcome.durationMs,
+      ...timing,
       attempts: result.attempts,
       cached: result.cached,
       tokens: result.usage.totalTokens,
+      promptTokens: result.usage.promptTokens,
+      completionTokens: result.usage.completionTokens,
     });
   };
 

@@ -79,8 +79,10 @@ function statements(db: SqliteBatchDb['db']) {
     ),
     durations: db
       .prepare<[string], number>(
-        `SELECT duration_ms FROM jobs
-         WHERE batch_id = ? AND status = 'done' AND cached = 0 AND duration_ms IS NOT NULL ORDER BY duration_ms`,
+        // Time on the wire; rows written before request_ms existed have only the whole duration.
+        `SELECT coalesce(request_ms, duration_ms) AS t FROM jobs
+         WHERE batch_id = ? AND status = 'done' AND cached = 0 AND coalesce(request_ms, duration_ms) IS NOT NULL
+         ORDER BY t`,
       )
       .pluck(),
   };

@@ -26,13 +26,13 @@ function statements(db: SqliteBatchDb['db']) {
     jobDone: db.prepare<[OutcomeParams & { result: string }]>(
       `UPDATE jobs SET status = 'done', result = @result, attempts = attempts + @attempts, requests = requests + @requests,
          prompt_tokens = prompt_tokens + @promptTokens, completion_tokens = completion_tokens + @completionTokens,
-         cached = @cached, duration_ms = @durationMs, finished_at = @now, error_kind = NULL, error = NULL
+         cached = @cached, duration_ms = @durationMs, request_ms = @requestMs, finished_at = @now, error_kind = NULL, error = NULL
        WHERE batch_id = @batchId AND idx = @idx AND stage = @stage AND ${admitted}`,
     ),
     jobFailed: db.prepare<[OutcomeParams & { errorKind: string; error: string }]>(
       `UPDATE jobs SET status = 'failed', attempts = attempts + @attempts, requests = requests + @requests,
          prompt_tokens = prompt_tokens + @promptTokens, completion_tokens = completion_tokens + @completionTokens,
-         duration_ms = @durationMs, finished_at = @now, error_kind = @errorKind, error = @error
+         duration_ms = @durationMs, request_ms = @requestMs, finished_at = @now, error_kind = @errorKind, error = @error
        WHERE batch_id = @batchId AND idx = @idx AND stage = @stage AND status <> 'done' AND ${admitted}`,
     ),
     itemDone: db.prepare<[{ batchId: string; idx: number; token: number; now: number }]>(

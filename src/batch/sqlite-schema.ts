@@ -69,6 +69,9 @@ const migrations = [
      PRIMARY KEY (batch_id, idx, stage),
      FOREIGN KEY (batch_id, idx) REFERENCES items(batch_id, idx) ON DELETE CASCADE
    );`,
+  // A job's time on the wire, apart from its waits (limiter, breaker, backoff): `batches show`'s
+  // request times were mostly limiter wait for a fast provider.
+  'ALTER TABLE jobs ADD COLUMN request_ms INTEGER;',
 ];
 
 /** Creates or updates the batch tables (idempotent; two processes starting together apply each step once). */

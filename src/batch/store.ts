@@ -77,7 +77,10 @@ export interface JobOutcome {
   promptTokens: number;
   completionTokens: number;
   cached: boolean;
+  /** From the job's start to its result, waits (limiter, breaker, backoff) included. */
   durationMs: number;
+  /** Of which on the wire: the requests' own time; 0 for an answer from the cache. */
+  requestMs: number;
 }
 
 export interface BatchCounts {

@@ -224,6 +224,7 @@ export const configSchema = z.strictObject({
     maxAttempts: setting('retry.maxAttempts', integer(1, 100)),
     baseDelay: setting('retry.baseDelay', duration(0)),
     maxDelay: setting('retry.maxDelay', duration(0)),
+    window: setting('retry.window', duration(0)),
   }),
   breaker: group('breaker', {
     samplingWindow: setting('breaker.samplingWindow', duration(SECOND)),
@@ -234,6 +235,10 @@ export const configSchema = z.strictObject({
     maxWait: setting('breaker.maxWait', duration(0)),
   }),
   progressInterval: setting('progressInterval', duration(100)),
+  logs: group('logs', {
+    keep: setting('logs.keep', duration(0)),
+    keepFiles: setting('logs.keepFiles', integer(1, 1_000_000)),
+  }),
   prices: setting('prices', priceTable()),
 });
 
@@ -298,7 +303,7 @@ export interface Settings {
     compressThresholdBytes: number;
     staleIfError: boolean;
   };
-  retry: { maxAttempts: number; baseDelayMs: number; maxDelayMs: number };
+  retry: { maxAttempts: number; baseDelayMs: number; maxDelayMs: number; windowMs: number };
   breaker: {
     samplingWindowMs: number;
     failureRatio: number;
@@ -308,6 +313,7 @@ export interface Settings {
     maxWaitMs: number;
   };
   progressIntervalMs: number;
+  logs: { keepMs: number; keepFiles: number };
   prices: Record<string, Price>;
 }
 

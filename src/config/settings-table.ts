@@ -261,6 +261,17 @@ export const SETTINGS = {
     env: 'FLASHCARDS_RETRY_MAX_DELAY',
     field: 'retry.maxDelayMs',
   },
+  'retry.window': {
+    description:
+      'A transient failure (5xx, timeout, reset) fails an item only once its attempts are spent and this long has passed since its first failure: a short outage near the end of a run fails nothing',
+    default: '60s',
+    env: 'FLASHCARDS_RETRY_WINDOW',
+    flag: {
+      flags: '--retry-window <duration>',
+      help: 'keep retrying transient failures of an item at least this long',
+    },
+    field: 'retry.windowMs',
+  },
   'breaker.samplingWindow': {
     description: 'Window over which the failure ratio is measured',
     default: '30s',
@@ -300,6 +311,18 @@ export const SETTINGS = {
     env: 'FLASHCARDS_PROGRESS_INTERVAL',
     field: 'progressIntervalMs',
   },
+  'logs.keep': {
+    description: 'Run logs older than this are deleted when a run starts (0 = keep them all)',
+    default: '14d',
+    env: 'FLASHCARDS_LOGS_KEEP',
+    field: 'logs.keepMs',
+  },
+  'logs.keepFiles': {
+    description:
+      'At most this many run logs are kept, the newest (a cron run every 30 minutes writes 48 a day)',
+    default: 500,
+    env: 'FLASHCARDS_LOGS_KEEP_FILES',
+  },
   prices: {
     description: 'Extra model prices (USD per 1M tokens), merged over the built-in ones, for cost estimates',
     default: {},
@@ -314,6 +337,7 @@ export const SETTING_GROUPS = {
   cache: 'Response cache (cache.db)',
   retry: 'Retries of failed requests (full jitter, Retry-After respected)',
   breaker: 'Circuit breaker, shared by every process using the same provider and key',
+  logs: 'Run logs (one JSON-lines file per run, in logs/ of the data directory)',
 } as const;
 
 /** Every setting in table order, as plain specs. */

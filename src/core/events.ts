@@ -1,4 +1,20 @@
-/** What a run reports. One stream feeds both the progress display and the JSON-lines log. */
+/**
+ * A job's place and time: `item` is the row's position in the input as people count it (the
+ * first row is 1), everywhere a run names an item; `durationMs` from the job's start to its
+ * result, of which `requestMs` on the wire and `waitMs` waiting (limiter, breaker, backoff).
+ */
+export interface JobTiming {
+  item: number;
+  stage: string;
+  durationMs: number;
+  requestMs: number;
+  waitMs: number;
+}
+
+/**
+ * What a run reports. One stream feeds both the progress display and the JSON-lines log. Times
+ * are durations in ms (`...Ms`) or ISO 8601 instants (`until`, `at`), never epoch numbers.
+ */
 export type RunEvent =
   | {
       type: 'run_started';
@@ -12,26 +28,22 @@ export type RunEvent =
       /** Pinned by --concurrency, or 'steered'. */
       concurrency: number | 'steered';
     }
-  | {
+  | ({
       type: 'job_succeeded';
       batchId: string;
-      item: number;
-      stage: string;
-      durationMs: number;
       attempts: number;
       cached: boolean;
       tokens: number;
-    }
-  | {
+      promptTokens: number;
+      completionTokens: number;
+    } & JobTiming)
+  | ({
       type: 'job_failed';
       batchId: string;
-      item: number;
-      stage: string;
-      durationMs: number;
       attempts: number;
       errorKind: string;
       message: string;
-    }
+    } & JobTiming)
   | {
       type: 'retry_scheduled';
       batchId: string;
@@ -42,7 +54,14 @@ export type RunEvent =
       errorKind: string;
       message: string;
     }
-  | { type: 'rate_limited'; batchId: string; waitMs: number; reason: string }
+  | {
+      type: 'rate_limited';
+      batchId: string;
+      waitMs: number;
+      reason: string;
+      /** pacing: the limiter spacing requests out (debug); paused: the provider said to stop (warn). */
+      kind: 'pacing' | 'paused';
+    }
   | {
       type: 'concurrency_changed';
       batchId: string;
@@ -53,7 +72,12 @@ export type RunEvent =
       detail: string;
     }
   | { type: 'breaker_transition'; key: string; from: string; to: string; cause: string }
-  | { type: 'breaker_wait'; batchId: string; state: string; untilMs: number | null }
+  /**
+   * The run began to wait on an open circuit (once, not once a job), or got through again: `until`
+   * when the next probe may go (null: isolated by hand), `waitedMs` how long the wait lasted.
+   */
+  | { type: 'breaker_wait'; batchId: string; phase: 'began'; state: string; until: string | null }
+  | { type: 'breaker_wait'; batchId: string; phase: 'ended'; waitedMs: number }
   | { type: 'output_written'; batchId: string; path: string; cards: number; format: string }
   | ({ type: 'anki_connect_pushed'; batchId: string } & PushSummary)
   | { type: 'run_stopping'; batchId: string; reason: string }
@@ -81,9 +105,11 @@ export function levelOf(event: RunEvent): EventLevel {
   switch (event.type) {
     case 'job_failed':
       return 'error';
-    case 'retry_scheduled':
     case 'rate_limited':
+      return event.kind === 'pacing' ? 'debug' : 'warn';
     case 'breaker_wait':
+      return event.phase === 'began' ? 'warn' : 'info';
+    case 'retry_scheduled':
     case 'run_stopping':
       return 'warn';
     case 'breaker_transition':

@@ -13,6 +13,7 @@ import type { Stage, StageInput } from '../pipeline/types.ts';
 import { validateAnswer } from '../pipeline/validate.ts';
 import type { RetryPolicy } from '../resilience/index.ts';
 import { breakerGate } from './breaker-gate.ts';
+import type { CircuitWaits } from './circuit-waits.ts';
 import { limiterGate } from './limiter-gate.ts';
 import { type Answer, type Attempt, wrap } from './policy.ts';
 import type { BreakerPort, CallObserver, LimiterPort } from './ports.ts';
@@ -40,17 +41,28 @@ export interface JobContext {
   staleIfError: boolean;
   singleFlight: SingleFlight;
   events: EventSink;
-  /** How long to wait for an open circuit before giving up the run. */
+  /** How long the run may wait on open circuits in all before giving up (--max-wait). */
   maxWaitMs: number;
+  /** The run's waits on open circuits, shared by its jobs. */
+  circuitWaits: CircuitWaits;
   stop: RunStop;
   counters: { requests: number; retries: number; cacheHits: number; cacheMisses: number };
   /** Told of every booking and request (the run's concurrency controller). */
   observer?: CallObserver | undefined;
 }
 
+/** `requestMs`: the requests' time on the wire (what the job waited for otherwise is not in it). */
 export type JobResult =
-  | { ok: true; value: unknown; cached: boolean; usage: TokenUsage; attempts: number; requests: number }
-  | { ok: false; error: ProviderError; attempts: number; requests: number };
+  | {
+      ok: true;
+      value: unknown;
+      cached: boolean;
+      usage: TokenUsage;
+      attempts: number;
+      requests: number;
+      requestMs: number;
+    }
+  | { ok: false; error: ProviderError; attempts: number; requests: number; requestMs: number };
 
 /** Errors that end the whole run rather than one item: nothing else can succeed until a person acts. */
 export function isRunFatal(error: FlashcardsError): boolean {
@@ -127,7 +139,15 @@ export async function executeJob(
     const hit = cachedValue(ctx, stage, key, false);
     if (hit) {
       ctx.counters.cacheHits++;
-      return { ok: true, value: hit.value, cached: true, usage: zeroUsage, attempts: 0, requests: 0 };
+      return {
+        ok: true,
+        value: hit.value,
+        cached: true,
+        usage: zeroUsage,
+        attempts: 0,
+        requests: 0,
+        requestMs: 0,
+      };
     }
   }
   if (ctx.cache && ctx.cacheMode !== 'off') ctx.counters.cacheMisses++;
@@ -138,8 +158,8 @@ export async function executeJob(
   if (!shared) return result;
   // Another job of this run sent the same request and paid for it: this one was answered for free.
   return result.ok
-    ? { ...result, cached: true, usage: zeroUsage, attempts: 0, requests: 0 }
-    : { ...result, attempts: 0, requests: 0 };
+    ? { ...result, cached: true, usage: zeroUsage, attempts: 0, requests: 0, requestMs: 0 }
+    : { ...result, attempts: 0, requests: 0, requestMs: 0 };
 }
 
 /** One job's request through the policies, in the order they apply (outermost first). */
@@ -166,6 +186,7 @@ async function requestAnswer(
       breaker: ctx.breaker,
       providerKey: ctx.providerKey,
       maxWaitMs: ctx.maxWaitMs,
+      waits: ctx.circuitWaits,
       fallback: staleAnswer,
     }),
     limiterGate({ ...common, limiter: ctx.limiter, maxTokens: ctx.maxTokens, observer: ctx.observer }),
@@ -175,6 +196,7 @@ async function requestAnswer(
       signal: ctx.stop.signal,
       counters: ctx.counters,
       observer: ctx.observer,
+      now: () => ctx.stop.clock.now(),
     }),
   );
 
@@ -183,9 +205,10 @@ async function requestAnswer(
     number: 1,
     jobId: `${ctx.batchId}:${item}:${stage.name}`,
     promptTokens: messageTokens(request.messages),
-    tally: { requests: 0 },
+    tally: { requests: 0, requestMs: 0 },
   };
   const sent = (): number => attempt.tally.requests;
+  const onWire = (): number => Math.round(attempt.tally.requestMs);
   try {
     const answer = await job(attempt);
     if (!answer.cached) {
@@ -203,10 +226,12 @@ async function requestAnswer(
       usage: answer.usage,
       attempts: sent(),
       requests: sent(),
+      requestMs: onWire(),
     };
   } catch (e) {
-    if (isProviderError(e) && !isRunFatal(e))
-      return { ok: false, error: e, attempts: sent(), requests: sent() };
+    if (isProviderError(e) && !isRunFatal(e)) {
+      return { ok: false, error: e, attempts: sent(), requests: sent(), requestMs: onWire() };
+    }
     throw e;
   }
 }

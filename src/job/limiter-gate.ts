@@ -33,11 +33,11 @@ export function limiterGate(o: LimiterGateOptions): Policy {
   return (next) => async (attempt) => {
     const tokens = attempt.promptTokens + o.maxTokens;
     let lastWaitEvent = Number.NEGATIVE_INFINITY;
-    const report = (waitMs: number, reason: string): void => {
+    const report = (waitMs: number, reason: string, kind: 'pacing' | 'paused'): void => {
       const now = o.stop.clock.now();
       if (waitMs < reportWaitsFromMs || now - lastWaitEvent < waitEventEveryMs) return;
       lastWaitEvent = now;
-      o.events.emit({ type: 'rate_limited', batchId: o.batchId, waitMs, reason });
+      o.events.emit({ type: 'rate_limited', batchId: o.batchId, waitMs, reason, kind });
     };
     for (;;) {
       const maxWaitMs =
@@ -47,7 +47,11 @@ export function limiterGate(o: LimiterGateOptions): Policy {
       const reservation = await o.limiter.reserve({ jobId: attempt.jobId, tokens }, { maxWaitMs });
       o.observer?.booked({ tokens, waitMs: reservation.delayMs });
       if (!reservation.ok) {
-        report(reservation.delayMs, reservation.message);
+        report(
+          reservation.delayMs,
+          reservation.message,
+          reservation.reason === 'paused' ? 'paused' : 'pacing',
+        );
         if (pastDeadline(o.stop, reservation.delayMs)) {
           throw new FlashcardsError(
             'deadline',
@@ -58,7 +62,7 @@ export function limiterGate(o: LimiterGateOptions): Policy {
         continue;
       }
       if (reservation.delayMs > 0) {
-        report(reservation.delayMs, 'rate limit budget');
+        report(reservation.delayMs, 'rate limit budget', 'pacing');
         try {
           await sleepOrStop(o.stop, reservation.delayMs);
         } catch (e) {

@@ -10,8 +10,11 @@ export interface Attempt {
   jobId: string;
   /** Prompt tokens of the request as the limiter books them (estimated from its text). */
   promptTokens: number;
-  /** Requests this job has sent so far (its attempts), counted by the provider call. */
-  tally: { requests: number };
+  /**
+   * Requests this job has sent so far (its attempts), their time on the wire, and when its first
+   * attempt failed.
+   */
+  tally: { requests: number; requestMs: number; firstFailureAt?: number | undefined };
 }
 
 /** An answer coming back up the chain: the content is not validated yet. */

@@ -19,7 +19,14 @@ export interface BreakerPort {
 
 export type Booking =
   | { ok: true; delayMs: number; settle(actualTokens: number): Promise<void>; cancel(): Promise<void> }
-  | { ok: false; delayMs: number; message: string; wake?: Promise<void> | undefined };
+  | {
+      ok: false;
+      delayMs: number;
+      /** paused: the provider said to stop (a 429, "remaining 0"); max_wait: the budget has no room yet. */
+      reason?: 'max_wait' | 'paused' | undefined;
+      message: string;
+      wake?: Promise<void> | undefined;
+    };
 
 /** What the limiter gate needs of the rate limiter. */
 export interface LimiterPort {

@@ -20,19 +20,27 @@ export function providerCall(o: {
   signal: AbortSignal;
   counters: { requests: number };
   observer?: CallObserver | undefined;
+  /** Times the request on the wire (the job's request time, apart from its waits). */
+  now: () => number;
 }): Step {
   return async (attempt) => {
     attempt.tally.requests++;
     o.counters.requests++;
     const ended = o.observer?.sent();
+    const sentAt = o.now();
+    const onWire = (): void => {
+      attempt.tally.requestMs += o.now() - sentAt;
+    };
     try {
       const result = await o.client.complete(attempt.request, o.signal);
+      onWire();
       ended?.('ok');
       return { content: result.content, usage: result.usage, cached: false, rateLimit: result.rateLimit };
     } catch (e) {
       const error = isProviderError(e)
         ? e
         : classifyFetchError(e, { timedOut: false, timeoutMs: 0, cancelled: o.signal.aborted });
+      onWire();
       const end: CallEnd =
         error.kind === 'cancelled' ? 'cancelled' : struggling.has(error.kind) ? 'failed' : 'ok';
       ended?.(end);

@@ -34,9 +34,12 @@ export function retrying(o: RetryingOptions): Policy {
         if (!isProviderError(e)) throw e;
         if (e.kind === 'cancelled') throw stoppedError(o.stop);
         if (runEnding.has(e.kind)) throw e;
+        const nowMs = o.stop.clock.now();
+        attempt.tally.firstFailureAt ??= nowMs;
         const step = o.policy.next(e, attempt.tally.requests, {
-          nowMs: o.stop.clock.now(),
+          nowMs,
           deadlineMs: o.stop.deadlineMs,
+          sinceMs: attempt.tally.firstFailureAt,
         });
         if (step.action === 'stop') throw step.error;
         if (step.action === 'fail') throw e;

@@ -1,4 +1,4 @@
-import { ExitCode, FlashcardsError, type ProviderError, usageError } from '../core/errors.ts';
+import { ExitCode, errorCode, FlashcardsError, type ProviderError, usageError } from '../core/errors.ts';
 import type { Random } from '../core/random.ts';
 
 export interface RetrySettings {
@@ -6,9 +6,29 @@ export interface RetrySettings {
   maxAttempts: number;
   baseDelayMs: number;
   maxDelayMs: number;
+  /**
+   * A transient failure (5xx, timeout, reset) fails the item only once its attempts are spent and
+   * this long has passed since its first failure: an outage near the end of a run, when too few
+   * calls are left for the breaker to open, must not fail items that a minute later would succeed.
+   */
+  windowMs?: number | undefined;
 }
 
-export const defaultRetrySettings: RetrySettings = { maxAttempts: 6, baseDelayMs: 1000, maxDelayMs: 30_000 };
+export const defaultRetrySettings: RetrySettings = {
+  maxAttempts: 6,
+  baseDelayMs: 1000,
+  maxDelayMs: 30_000,
+  windowMs: 60_000,
+};
+
+/** Failures that say the provider is having a bad moment, not that the request is wrong. */
+const transientKinds = new Set(['server', 'timeout', 'network']);
+
+/** Connection errors that mean nothing is listening at the address (or the name does not resolve). */
+const unreachableCodes = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+/** Refused connections, with no request of the run answered, before the run gives up on the address. */
+export const unreachableBeforeStop = 5;
 
 /**
  * A retry budget (gRPC retry throttling / AWS retry quota): every retry spends one token, every success
@@ -61,8 +81,14 @@ export class RetryPolicy {
   #units: number;
   #succeeded = false;
   #refusals = 0;
+  #unreachable = 0;
+  /** The provider as messages name it (a public URL, no credentials). */
+  readonly #endpoint: string;
 
-  constructor(settings: RetrySettings, deps: { random: Random; budget?: RetryBudgetSettings | undefined }) {
+  constructor(
+    settings: RetrySettings,
+    deps: { random: Random; budget?: RetryBudgetSettings | undefined; endpoint?: string | undefined },
+  ) {
     checkSettings(settings);
     const budget = deps.budget ?? defaultRetryBudget;
     if (!(budget.maxTokens >= 1) || !(budget.successCredit >= 0)) {
@@ -75,13 +101,17 @@ export class RetryPolicy {
     this.#maxUnits = Math.round(budget.maxTokens * scale);
     this.#creditUnits = Math.round(budget.successCredit * scale);
     this.#units = this.#maxUnits;
+    this.#endpoint = deps.endpoint ?? 'the provider';
   }
 
-  /** attempt = number of attempts already made (1 after the first failure). */
+  /**
+   * attempt = number of attempts already made (1 after the first failure); `sinceMs`, when the
+   * job's first failure happened (the retry window counts from it).
+   */
   decide(
     error: ProviderError,
     attempt: number,
-    ctx: { nowMs: number; deadlineMs?: number | undefined },
+    ctx: { nowMs: number; deadlineMs?: number | undefined; sinceMs?: number | undefined },
   ): RetryDecision {
     if (!error.retryable) {
       // The same refusal for the first requests of a run, and no success at all: a wrong model
@@ -95,7 +125,12 @@ export class RetryPolicy {
     const limit = rateLimited
       ? this.settings.maxAttempts * rateLimitAttemptFactor
       : this.settings.maxAttempts;
-    if (attempt >= limit) return { retry: false, reason: 'attempts' };
+    if (attempt >= limit) {
+      const windowMs = this.settings.windowMs ?? 0;
+      const inWindow =
+        transientKinds.has(error.kind) && ctx.sinceMs !== undefined && ctx.nowMs - ctx.sinceMs < windowMs;
+      if (!inWindow) return { retry: false, reason: 'attempts' };
+    }
     const jitter = fullJitterDelay(
       attempt - 1,
       this.settings.baseDelayMs,
@@ -129,8 +164,26 @@ export class RetryPolicy {
   next(
     error: ProviderError,
     attempt: number,
-    ctx: { nowMs: number; deadlineMs?: number | undefined },
+    ctx: { nowMs: number; deadlineMs?: number | undefined; sinceMs?: number | undefined },
   ): RetryStep {
+    // Nothing listens at the address and nothing of this run ever answered: a server that is not
+    // running, a wrong port or host. Waiting would only stretch "connection refused" over minutes.
+    const code = error.kind === 'network' ? errorCode(error) : undefined;
+    if (code !== undefined && unreachableCodes.has(code) && !this.#succeeded) {
+      if (++this.#unreachable >= unreachableBeforeStop) {
+        return {
+          action: 'stop',
+          error: new FlashcardsError(
+            'network',
+            `cannot reach the provider at ${this.#endpoint}: ${this.#unreachable} attempts, none answered (${code === 'ECONNREFUSED' ? 'connection refused' : `${code}: the host name does not resolve or the network does not reach it`})`,
+            {
+              exitCode: ExitCode.aborted,
+              hint: 'is the server running, and is --base-url right? `flashcards doctor` checks the connection',
+            },
+          ),
+        };
+      }
+    }
     const verdict = this.decide(error, attempt, ctx);
     if (verdict.retry) return { action: 'retry', delayMs: verdict.delayMs, note: '' };
     switch (verdict.reason) {

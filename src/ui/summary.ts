@@ -26,6 +26,7 @@ export interface RunSummary {
   log: string;
   /** Peak resident memory of this process, in MiB. */
   peakRssMb: number;
+  /** `item`: the row's position in the input, the first row being 1. */
   failures: { item: number; term: string; errorKind: string; message: string }[];
 }
 
@@ -101,10 +102,24 @@ export async function printSummary(io: Io, s: RunSummary): Promise<void> {
   if (s.failures.length) {
     io.err(chalk.yellow(`${s.items.failed} item(s) failed:\n`));
     for (const f of s.failures.slice(0, 10)) {
-      io.err(`  item ${f.item + 1} "${f.term}": ${f.errorKind}: ${f.message}\n`);
+      io.err(`  item ${f.item} "${f.term}": ${f.errorKind}: ${f.message}\n`);
     }
     if (s.items.failed > 10) {
       io.err(`  ... and ${s.items.failed - 10} more (flashcards batches show ${s.batchId})\n`);
     }
+    const hint = retryFailedHint(s);
+    if (hint) io.err(`hint: ${hint}\n`);
   }
+}
+
+/** Failures a provider's bad moment caused (not the item): worth asking again with --retry-failed. */
+const transientKinds = new Set(['server', 'timeout', 'network', 'rate_limit']);
+
+/** What to run when items failed for reasons that may pass; undefined when none did. */
+export function retryFailedHint(s: Pick<RunSummary, 'failures' | 'items'>): string | undefined {
+  const transient = s.failures.filter((f) => transientKinds.has(f.errorKind)).length;
+  if (transient === 0) return undefined;
+  return `${transient === s.failures.length ? 'they' : `${transient} of them`} failed on the provider's side (${[
+    ...new Set(s.failures.filter((f) => transientKinds.has(f.errorKind)).map((f) => f.errorKind)),
+  ].join(', ')}): run the same command again with --retry-failed to ask for them again`;
 }

@@ -207,16 +207,30 @@ export function batchCatalogConformance(label: string, open: OpenBatchBackend): 
       ]);
     });
 
-    test('requestTimes gives nearest-rank percentiles of the finished, uncached jobs', async () => {
+    test('requestTimes gives nearest-rank percentiles of the time on the wire of finished, uncached jobs', async () => {
       const { a, id } = await setup(10);
       assert.deepEqual(await a.catalog.requestTimes(id), { p50: null, p90: null, p99: null, max: null });
       await a.queue.claim(id, 'A', 60_000, 10);
       for (let i = 0; i < 10; i++) {
-        await a.results.completeJob(outcome(id, i, 'analyze', { durationMs: (10 - i) * 100 }), {}, false);
+        // Waits (limiter, breaker, backoff) are in the duration, not in the request time.
+        const requestMs = (10 - i) * 100;
+        await a.results.completeJob(
+          outcome(id, i, 'analyze', { durationMs: requestMs + 5000, requestMs }),
+          {},
+          false,
+        );
       }
       // Neither a cached answer nor a failure counts, however long it took.
-      await a.results.completeJob(outcome(id, 0, 'cards', { cached: true, durationMs: 99_000 }), {}, true);
-      await a.results.failJob(outcome(id, 1, 'cards', { durationMs: 98_000 }), 'timeout', 'slow');
+      await a.results.completeJob(
+        outcome(id, 0, 'cards', { cached: true, durationMs: 99_000, requestMs: 99_000 }),
+        {},
+        true,
+      );
+      await a.results.failJob(
+        outcome(id, 1, 'cards', { durationMs: 98_000, requestMs: 98_000 }),
+        'timeout',
+        'slow',
+      );
       assert.deepEqual(await a.catalog.requestTimes(id), { p50: 600, p90: 1000, p99: 1000, max: 1000 });
     });
   });

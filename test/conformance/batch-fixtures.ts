@@ -48,6 +48,7 @@ export function outcome(
     completionTokens: 5,
     cached: false,
     durationMs: 100,
+    requestMs: 80,
     ...extra,
   };
 }

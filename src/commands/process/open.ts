@@ -10,6 +10,7 @@ import { LEASE_MS } from '../../batch/runner.ts';
 import { openSqliteBatchStores } from '../../batch/sqlite-stores.ts';
 import { type BatchRecord, type BatchStores, joinRun } from '../../batch/store.ts';
 import { fetchTransport } from '../../client/transport.ts';
+import { costOf } from '../../config/index.ts';
 import type { DisposerStack } from '../../core/disposer-stack.ts';
 import { errorMessage, FlashcardsError } from '../../core/errors.ts';
 import { type EventSink, fanOut } from '../../core/events.ts';
@@ -19,7 +20,8 @@ import { systemRandom } from '../../core/random.ts';
 import { openDatabase } from '../../db/open.ts';
 import type { JobContext } from '../../job/execute.ts';
 import { openJsonLog } from '../../ui/json-log.ts';
-import { createProgress, type Progress, progressMode } from '../../ui/progress.ts';
+import { pruneLogs } from '../../ui/log-retention.ts';
+import { createProgress, type LiveFigures, type Progress, progressMode } from '../../ui/progress.ts';
 import type { CommandContext } from '../context.ts';
 import type { ProcessOptions } from './options.ts';
 import type { RunPlan } from './plan.ts';
@@ -43,6 +45,38 @@ export interface OpenRun {
   skipped: number;
   /** Ends the deadline's timers once the run is over (delivery is not cut short by them). */
   endSignals: () => void;
+}
+
+/** How often the whole batch's counts are read for the progress line (other runs may share it). */
+const BATCH_COUNTS_EVERY_MS = 2000;
+
+/** The progress line's live figures: requests in flight, the limiter's pace, the whole batch. */
+function liveFigures(
+  composed: ComposedRun,
+  stores: BatchStores,
+  batchId: string,
+  clock: CommandContext['clock'],
+): () => Promise<LiveFigures> {
+  let counts: { at: number; batch: LiveFigures['batch'] } | undefined;
+  return async () => {
+    const now = clock.now();
+    if (!counts || now - counts.at >= BATCH_COUNTS_EVERY_MS) {
+      const c = await stores.results.counts(batchId);
+      counts = { at: now, batch: { total: c.total, done: c.done, failed: c.failed } };
+    }
+    const limits = await composed.limiter.snapshot();
+    const known = limits.rpm !== null || limits.tpm !== null;
+    return {
+      inFlight: composed.concurrency.inFlight,
+      limit: composed.concurrency.limit,
+      pace: {
+        rpm: limits.rpm,
+        tpm: limits.tpm,
+        source: !known ? 'none' : limits.learned ? 'learned' : 'told',
+      },
+      batch: counts.batch,
+    };
+  };
 }
 
 /** The input as a file: a path, or stdin copied to a temp file that goes away with the run. */
@@ -135,6 +169,8 @@ export async function openRun(
     fields: plan.choice.fields ?? null,
   });
 
+  // Old run logs go before this run writes its own (a cron run every 30 minutes writes 48 a day).
+  pruneLogs(paths.logs, { ...settings.logs, nowMs: ctx.clock.now() });
   const log = stack.use(
     openJsonLog(
       paths.logs,
@@ -144,13 +180,17 @@ export async function openRun(
         ctx.io.err(`warning: cannot write the run's log (${errorMessage(e)}); the run goes on without it\n`),
     ),
   );
+  // The live figures come from the policies, composed below (the progress line starts first).
+  let figures: (() => Promise<LiveFigures>) | undefined;
   const progress = await createProgress({
     io: ctx.io,
     mode: progressMode(ctx.io, o),
-    now: () => ctx.clock.now(),
+    clock: ctx.clock,
     intervalMs: settings.progressIntervalMs,
     lastStage: pipeline.stages[pipeline.stages.length - 1]?.name ?? '',
     maxWaitMs: settings.breaker.maxWaitMs,
+    live: async () => figures?.(),
+    cost: (prompt, completion) => costOf(settings, prompt, completion),
   });
   stack.defer(() => progress.stop());
   const events = fanOut(log, progress);
@@ -186,6 +226,7 @@ export async function openRun(
     random: systemRandom,
   });
   const { job } = composed;
+  figures = liveFigures(composed, stores, batch.id, ctx.clock);
   stack.defer(() => job.cache?.close());
 
   // A deck file is written while the run goes on, so the end of a run waits for its last few

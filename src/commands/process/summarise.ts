@@ -9,6 +9,11 @@ import type { OpenRun } from './open.ts';
 import type { ProcessOptions } from './options.ts';
 import type { RunPlan } from './plan.ts';
 
+/** True when this run finished no item (done or failed). */
+function finishedNothing(s: RunSummary): boolean {
+  return s.items.total - s.items.pending - s.items.skipped <= 0;
+}
+
 /** The exit code of a run: what stopped it, else whether everything it was asked for succeeded. */
 function exitCodeOf(outcome: RunOutcome, delivery: Delivery): ExitCodeType {
   if (outcome.status === 'stopped') return outcome.reason.exitCode;
@@ -86,10 +91,14 @@ export async function summarise(
     durationMs,
     log: run.log,
     peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
-    failures: await stores.results.failures(batch.id, 50),
+    // Items as people count their rows: the first is 1.
+    failures: (await stores.results.failures(batch.id, 50)).map((f) => ({ ...f, item: f.item + 1 })),
   };
+  // A run that stopped before it finished a single item (a provider that is not there, a
+  // rejected key) has nothing to sum up: the error says it all, in a few lines.
+  const stoppedEmpty = outcome.status === 'stopped' && finishedNothing(summary);
   if (o.json) ctx.io.out(`${JSON.stringify(summary)}\n`);
-  else if (!o.quiet) await printSummary(ctx.io, summary);
+  else if (!o.quiet && !stoppedEmpty) await printSummary(ctx.io, summary);
 
   if (outcome.status === 'stopped') {
     const resume = o.newBatch
