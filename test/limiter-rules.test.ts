@@ -42,10 +42,12 @@ describe('GCRA arithmetic', () => {
   });
 
   test("the provider's remaining count restarts the shards only when it is below a burst", () => {
+    // 100 ms a request; tau 10 x 100 less 200 ms of slack.
     const bucket = bucketPlan('rpm', 600, 10, 1, 1000);
-    assert.deepEqual([bucket.intervalMs, bucket.tauMs], [100, 950]);
+    assert.deepEqual([bucket.intervalMs, bucket.tauMs], [100, 800]);
     assert.equal(remainingAheadMs(bucket, 10), null);
-    assert.equal(remainingAheadMs(bucket, 2), 750);
+    // 2 left hold 200 ms of the 800: the shard starts 600 ms ahead.
+    assert.equal(remainingAheadMs(bucket, 2), 600);
   });
 
   test('a booking writes each changed shard once: refunds first, then the charge', () => {
@@ -155,15 +157,17 @@ describe('a 429', () => {
       maxRpmTat: now + 5000,
     });
     // 6000 RPM grown for 60 s (x4) is far above what was accepted: 70% of 3000. The 24,000 RPM
-    // bucket's tau is 1 s of burst less 50 ms: the last booked send is at now + 4050.
-    assert.deepEqual([decision.aimdRpm, decision.aimdAt], [2100, now + 4050 + 1000]);
+    // bucket's tau is 1 s of burst less 200 ms: the last booked send is at now + 5000 - 800.
+    assert.deepEqual([decision.aimdRpm, decision.aimdAt], [2100, now + 4200 + 1000]);
   });
 
   test('after the pause each shard restarts one request before its tau', () => {
     const restarts = restartsAfter429(row(), { ...unknown, rpm: 600, tpm: 120_000 }, now, now + 2000);
+    // Both buckets: tau 1 s of burst less 200 ms; one request is 100 ms of RPM and 1000 tokens at
+    // 0.5 ms each of TPM.
     assert.deepEqual(restarts, [
-      { kind: 'rpm', shards: 1, aheadMs: 2000 + 950 - 100 },
-      { kind: 'tpm', shards: 1, aheadMs: 2000 + 950 - 500 },
+      { kind: 'rpm', shards: 1, aheadMs: 2000 + 800 - 100 },
+      { kind: 'tpm', shards: 1, aheadMs: 2000 + 800 - 500 },
     ]);
   });
 });
