@@ -50,6 +50,24 @@ describe('GCRA arithmetic', () => {
     assert.equal(remainingAheadMs(bucket, 2), 600);
   });
 
+  test('the slack against the provider: 200 ms from the burst, 50 ms from the spacing of a one-request burst', () => {
+    const plan = (kind: 'rpm' | 'tpm', rate: number, burst: number) => {
+      const b = bucketPlan(kind, rate, burst, 1, 1000);
+      return [b.intervalMs, b.tauMs];
+    };
+    // 600 RPM, burst 10: 10 x 100 ms less 200 ms; the spacing stays 100 ms.
+    assert.deepEqual(plan('rpm', 600, 10), [100, 800]);
+    // 60 RPM, burst 1: tau keeps one request, so the spacing gives 50 ms: 1000 + 50.
+    assert.deepEqual(plan('rpm', 60, 1), [1050, 1050]);
+    // Burst 1.02 at 60 RPM: 20 ms above one request; the spacing gives the other 30 of the 50.
+    assert.deepEqual(plan('rpm', 60, 1.02), [1030, 1030]);
+    // Burst 1.1: 100 ms above one request covers the 50 ms, so the spacing stays; tau keeps one
+    // request (1000, not 1100 - 200), the burst giving up the 100 ms it has.
+    assert.deepEqual(plan('rpm', 60, 1.1), [1000, 1000]);
+    // Tokens, 1 ms each, burst 2000: 2000 - 200; the spacing is never widened for tokens.
+    assert.deepEqual(plan('tpm', 60_000, 2000), [1, 1800]);
+  });
+
   test('a booking writes each changed shard once: refunds first, then the charge', () => {
     const { booking, writes } = decideBooking(
       { now, pausedUntil: 0, pauseReason: null, tats: [{ kind: 'tpm', shard: 1, tat: now + 1000 }] },
