@@ -165,7 +165,7 @@ export const bench: Bench = async () => {
     name: 'admitted / ideal, 1 process, 20 workers, 1200 RPM for 3 s (real clock)',
     value: single.admitted / single.ideal,
     unit: 'ratio',
-    note: `${single.admitted} of ${single.ideal} (rate x W + burst); burst is 1 s less 50 ms jitter slack`,
+    note: `${single.admitted} of ${single.ideal} (rate x W + burst); burst is 1 s less 200 ms of slack`,
   });
   const multi = await multiProcessAccuracy(1200, 3);
   rows.push({

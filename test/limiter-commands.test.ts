@@ -68,8 +68,9 @@ describe('flashcards limiter status', () => {
     assert.equal(fs.existsSync(path.join(home, 'state.db')), false);
   });
 
-  // "available" uses the booking's tau (burst less the 50 ms jitter slack): 8.5 requests, not 9, and
-  // 583.3 tokens, not 666.7, after one 1000-token booking: exactly what the next booking admits.
+  // "available" uses the booking's tau (burst less the 200 ms slack), exactly what the next booking
+  // admits after one 1000-token booking: RPM (800 - 100) / 100 ms = 7 requests, not 10 - 1 = 9;
+  // TPM (800 - 1000 x 0.6 ms) / 0.6 ms = 333.3 tokens, not 1666.7 - 1000 = 666.7.
   test('--json shows every bucket and shard with tokens available now, pauses and provider limits', async () => {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-'));
     const { ctx, io, clock } = context(home);
@@ -91,19 +92,17 @@ describe('flashcards limiter status', () => {
         rate: 600,
         burst: 10,
         configured: 600,
-        available: 8.5,
-        shards: [
-          { shard: 0, available: 8.5, tat: new Date(clock.now() + 100).toISOString(), updatedAt: now },
-        ],
+        available: 7,
+        shards: [{ shard: 0, available: 7, tat: new Date(clock.now() + 100).toISOString(), updatedAt: now }],
       },
       {
         kind: 'tpm',
         rate: 100_000,
         burst: 1666.7,
         configured: 100_000,
-        available: 583.3,
+        available: 333.3,
         shards: [
-          { shard: 0, available: 583.3, tat: new Date(clock.now() + 600).toISOString(), updatedAt: now },
+          { shard: 0, available: 333.3, tat: new Date(clock.now() + 600).toISOString(), updatedAt: now },
         ],
       },
     ]);
@@ -127,8 +126,8 @@ describe('flashcards limiter status', () => {
       text,
       /paused for 30\.0s, until 2026-01-01T00:00:30\.000Z \(429 from the provider \(Retry-After\)\)/,
     );
-    assert.match(text, /│ RPM +│ 600 +│ 600 +│ 10 +│ 8\.5 \/ 10 +│ 8\.5 +│/);
-    assert.match(text, /│ TPM +│ 100000 +│ 100000 +│ 1666\.7 +│ 583\.3 \/ 1666\.7 +│ 583\.3 +│/);
+    assert.match(text, /│ RPM +│ 600 +│ 600 +│ 10 +│ 7 \/ 10 +│ 7 +│/);
+    assert.match(text, /│ TPM +│ 100000 +│ 100000 +│ 1666\.7 +│ 333\.3 \/ 1666\.7 +│ 333\.3 +│/);
   });
 });
 

@@ -42,10 +42,30 @@ describe('GCRA arithmetic', () => {
   });
 
   test("the provider's remaining count restarts the shards only when it is below a burst", () => {
+    // 100 ms a request; tau 10 x 100 less 200 ms of slack.
     const bucket = bucketPlan('rpm', 600, 10, 1, 1000);
-    assert.deepEqual([bucket.intervalMs, bucket.tauMs], [100, 950]);
+    assert.deepEqual([bucket.intervalMs, bucket.tauMs], [100, 800]);
     assert.equal(remainingAheadMs(bucket, 10), null);
-    assert.equal(remainingAheadMs(bucket, 2), 750);
+    // 2 left hold 200 ms of the 800: the shard starts 600 ms ahead.
+    assert.equal(remainingAheadMs(bucket, 2), 600);
+  });
+
+  test('the slack against the provider: 200 ms from the burst, 50 ms from the spacing of a one-request burst', () => {
+    const plan = (kind: 'rpm' | 'tpm', rate: number, burst: number) => {
+      const b = bucketPlan(kind, rate, burst, 1, 1000);
+      return [b.intervalMs, b.tauMs];
+    };
+    // 600 RPM, burst 10: 10 x 100 ms less 200 ms; the spacing stays 100 ms.
+    assert.deepEqual(plan('rpm', 600, 10), [100, 800]);
+    // 60 RPM, burst 1: tau keeps one request, so the spacing gives 50 ms: 1000 + 50.
+    assert.deepEqual(plan('rpm', 60, 1), [1050, 1050]);
+    // Burst 1.02 at 60 RPM: 20 ms above one request; the spacing gives the other 30 of the 50.
+    assert.deepEqual(plan('rpm', 60, 1.02), [1030, 1030]);
+    // Burst 1.1: 100 ms above one request covers the 50 ms, so the spacing stays; tau keeps one
+    // request (1000, not 1100 - 200), the burst giving up the 100 ms it has.
+    assert.deepEqual(plan('rpm', 60, 1.1), [1000, 1000]);
+    // Tokens, 1 ms each, burst 2000: 2000 - 200; the spacing is never widened for tokens.
+    assert.deepEqual(plan('tpm', 60_000, 2000), [1, 1800]);
   });
 
   test('a booking writes each changed shard once: refunds first, then the charge', () => {
@@ -155,15 +175,17 @@ describe('a 429', () => {
       maxRpmTat: now + 5000,
     });
     // 6000 RPM grown for 60 s (x4) is far above what was accepted: 70% of 3000. The 24,000 RPM
-    // bucket's tau is 1 s of burst less 50 ms: the last booked send is at now + 4050.
-    assert.deepEqual([decision.aimdRpm, decision.aimdAt], [2100, now + 4050 + 1000]);
+    // bucket's tau is 1 s of burst less 200 ms: the last booked send is at now + 5000 - 800.
+    assert.deepEqual([decision.aimdRpm, decision.aimdAt], [2100, now + 4200 + 1000]);
   });
 
   test('after the pause each shard restarts one request before its tau', () => {
     const restarts = restartsAfter429(row(), { ...unknown, rpm: 600, tpm: 120_000 }, now, now + 2000);
+    // Both buckets: tau 1 s of burst less 200 ms; one request is 100 ms of RPM and 1000 tokens at
+    // 0.5 ms each of TPM.
     assert.deepEqual(restarts, [
-      { kind: 'rpm', shards: 1, aheadMs: 2000 + 950 - 100 },
-      { kind: 'tpm', shards: 1, aheadMs: 2000 + 950 - 500 },
+      { kind: 'rpm', shards: 1, aheadMs: 2000 + 800 - 100 },
+      { kind: 'tpm', shards: 1, aheadMs: 2000 + 800 - 500 },
     ]);
   });
 });

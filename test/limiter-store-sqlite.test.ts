@@ -54,8 +54,8 @@ describe('SQLite limiter state written by the previous release', () => {
     const db = openDatabase(file);
     const { now, keys } = await sqliteLimiterAdmin(db, { clock }).read();
     assert.equal(keys[0]?.row.max_request_tokens, null);
-    // tau = 10 x 100 ms - 50 ms of slack; 300 ms are booked: (950 - 300) / 100.
-    assert.equal(keyStatuses(keys, now)[0]?.buckets[0]?.available, 6.5);
+    // tau = 10 x 100 ms - 200 ms of slack; 300 ms are booked: (800 - 300) / 100.
+    assert.equal(keyStatuses(keys, now)[0]?.buckets[0]?.available, 5);
     assert.equal(
       db.prepare("SELECT version FROM schema_migrations WHERE module = 'limiter'").pluck().get(),
       2,
@@ -80,7 +80,7 @@ describe('SQLite limiter state written by the previous release', () => {
     );
     const booking = await store.book('k', {
       shards: [0, 0],
-      buckets: [{ kind: 'rpm', costMs: 100, tauMs: 950 }],
+      buckets: [{ kind: 'rpm', costMs: 100, tauMs: 800 }],
       maxWaitMs: 0,
       refunds: [],
     });

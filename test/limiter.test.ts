@@ -79,13 +79,15 @@ function worstWindowExcess(sends: { at: number; cost: number }[], perMinute: num
 }
 
 describe('token buckets', () => {
-  test('a fresh bucket allows one second of burst less 50 ms of jitter slack, then one request per interval', async () => {
+  test('a fresh bucket allows one second of burst less 200 ms of slack, then one request per interval', async () => {
     const { limiter } = setup({ rpm: 600 });
     const delays = await inOrder(13, async (i) => ok(await reserve(limiter, 0, Infinity, `j${i}`)).delayMs);
-    assert.deepEqual(delays, [0, 0, 0, 0, 0, 0, 0, 0, 0, 50, 150, 250, 350]);
+    // 100 ms a request, tau 1000 - 200 = 800: the k-th request goes at max(0, k x 100 - 800).
+    assert.deepEqual(delays, [0, 0, 0, 0, 0, 0, 0, 0, 100, 200, 300, 400, 500]);
   });
 
-  test('a burst of one request takes its 50 ms jitter slack from the spacing instead', async () => {
+  test('a burst of one request takes 50 ms of slack from the spacing instead, not the 200 ms of the burst', async () => {
+    // 30 RPM: a 1 s burst is half a request, so one; 2000 ms a request + 50 ms.
     const { limiter } = setup({ rpm: 30 });
     assert.deepEqual([ok(await reserve(limiter)).delayMs, ok(await reserve(limiter)).delayMs], [0, 2050]);
   });
@@ -138,11 +140,12 @@ describe('shared state', () => {
     const clock = new FakeClock();
     const a = setup({ rpm: 600 }, openDatabase(file), clock).limiter;
     const b = setup({ rpm: 600 }, openDatabase(file), clock).limiter;
-    const fromA = await inOrder(9, async (i) => ok(await reserve(a, 0, Infinity, `a${i}`)).delayMs);
-    assert.deepEqual(fromA, [0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    // a spends the burst of 8 (tau 800 ms at 100 ms a request); b's request is the 9th: 900 - 800.
+    const fromA = await inOrder(8, async (i) => ok(await reserve(a, 0, Infinity, `a${i}`)).delayMs);
+    assert.deepEqual(fromA, [0, 0, 0, 0, 0, 0, 0, 0]);
     assert.deepEqual(
-      [ok(await reserve(b, 0, Infinity, 'b0')).delayMs, ok(await reserve(a, 0, Infinity, 'a9')).delayMs],
-      [50, 150],
+      [ok(await reserve(b, 0, Infinity, 'b0')).delayMs, ok(await reserve(a, 0, Infinity, 'a8')).delayMs],
+      [100, 200],
     );
   });
 
@@ -229,7 +232,8 @@ describe('reservations', () => {
     ok(await reserve(limiter, 1000));
     assert.equal((await reserve(limiter, 1000, 500)).ok, false);
     const delays = await inOrder(10, async () => ok(await reserve(limiter, 0)).delayMs);
-    assert.deepEqual(delays, [0, 0, 0, 0, 0, 0, 0, 0, 50, 150]);
+    // The first request holds 100 ms of RPM; requests 2..11 go at max(0, k x 100 - 800).
+    assert.deepEqual(delays, [0, 0, 0, 0, 0, 0, 0, 100, 200, 300]);
   });
 
   test('a request held back by TPM is charged to RPM at its real send time', async () => {
@@ -321,12 +325,13 @@ describe('learning from the provider', () => {
       pausedUntil: null,
       learned: true,
     });
-    // Adopted at once: a burst of 5 (one second of 300/min, less the slack), then 200 ms apart.
+    // Adopted at once: 200 ms a request, tau one second of 300/min less the slack (1000 - 200):
+    // a burst of 4, then the k-th request at k x 200 - 800.
     const delays = await inOrder(
       7,
       async (i) => ok(await reserve(second.limiter, 0, Infinity, `j${i}`)).delayMs,
     );
-    assert.deepEqual(delays, [0, 0, 0, 0, 50, 250, 450]);
+    assert.deepEqual(delays, [0, 0, 0, 0, 200, 400, 600]);
   });
 
   test('with no limits known and none in the headers, nothing is throttled', async () => {
@@ -351,8 +356,9 @@ describe('learning from the provider', () => {
     });
     await probe.settle(0);
     assert.equal((await limiter.snapshot()).rpm, 300);
+    // 300 RPM as above (the probe was sent before there was a bucket): k x 200 - 800.
     const delays = await inOrder(6, async (i) => ok(await reserve(limiter, 0, Infinity, `j${i}`)).delayMs);
-    assert.deepEqual(delays, [0, 0, 0, 0, 50, 250]);
+    assert.deepEqual(delays, [0, 0, 0, 0, 200, 400]);
   });
 
   test('requests held back by the probe are woken as soon as it is answered or given back', async () => {

@@ -15,7 +15,7 @@ export interface BucketPlan {
   shardBurst: number;
   /** Milliseconds of TAT one unit costs on one shard: 60000 * shards / rate. */
   intervalMs: number;
-  /** How far ahead of now a shard's TAT may run: shardBurst * intervalMs, less the jitter slack. */
+  /** How far ahead of now a shard's TAT may run: shardBurst * intervalMs, less the burst slack. */
   tauMs: number;
 }
 
@@ -32,12 +32,26 @@ export interface PlanSettings {
 }
 
 /**
- * Slack kept against the provider's own bucket for network and timer jitter (GCRA's cell delay
- * variation tolerance): a stream that conforms to tau - slack still conforms to tau after being
- * delayed by up to `slack` on the way. Taken from the burst; only when the burst is a single
- * request does it come from the request spacing instead.
+ * Slack kept against the provider's own bucket (GCRA's cell delay variation tolerance): a stream
+ * that conforms to tau - slack still conforms to tau after being delayed by up to `slack` on the
+ * way. Taken from the burst (tau), so it costs a burst of requests, never the rate.
+ *
+ * 200 ms, not just timer jitter: the first requests of a run arrive late (connection set-up; a
+ * remote provider adds TLS, 100-300 ms), so the provider's bucket starts later than ours, and the
+ * later requests on warm connections arrive early relative to the first. With 50 ms a run told the
+ * provider's 600 RPM got 2 of 202 requests answered 429 in its first half second.
  */
-export const jitterSlackMs = 50;
+export const burstSlackMs = 200;
+
+/**
+ * Tau never drops below one request, so a burst of one request has no slack to give: its request
+ * spacing grows by this much instead (by what the burst above one request leaves uncovered, when
+ * it is a fraction of a request). Only 50 ms: spacing is paid on every request, so it is rate lost
+ * for the whole run; at 60 RPM the spacing is 1000 ms, and 50 ms more costs 5% of the rate where
+ * 200 ms would cost 17%. A burst too small to give up all of `burstSlackMs` (one to three requests
+ * at 600 RPM) keeps one request, and at least this much slack.
+ */
+export const spacingSlackMs = 50;
 
 /** Auto mode keeps at least this many requests of burst in every RPM shard. */
 export const minShardBurstRequests = 10;
@@ -78,7 +92,7 @@ export function shardCount(
 
 /**
  * One bucket's GCRA parameters. The booking and `limiter status` both build them here, so status
- * shows what the booking admits (tau less the jitter slack). `maxRequestTokens` bounds a TPM
+ * shows what the booking admits (tau less the burst slack). `maxRequestTokens` bounds a TPM
  * shard's tau from below: one largest request must always fit.
  */
 export function bucketPlan(
@@ -91,10 +105,12 @@ export function bucketPlan(
   const shardBurst = burst / shards;
   const oneRequest = kind === 'rpm' ? 1 : Math.min(maxRequestTokens, shardBurst);
   const nominal = (60_000 * shards) / rate;
-  // Requests: a burst of one request cannot give up slack, so its spacing grows instead.
+  // Requests: tau never drops below one request, so a burst of one request gives up no slack and
+  // its spacing grows instead, by what of `spacingSlackMs` the burst above one request leaves
+  // uncovered. A burst less than `burstSlackMs` above one request gives up only what it has.
   const intervalMs =
-    kind === 'rpm' ? nominal + Math.max(0, jitterSlackMs - (shardBurst - 1) * nominal) : nominal;
-  const tauMs = Math.max(oneRequest * intervalMs, shardBurst * nominal - jitterSlackMs);
+    kind === 'rpm' ? nominal + Math.max(0, spacingSlackMs - (shardBurst - 1) * nominal) : nominal;
+  const tauMs = Math.max(oneRequest * intervalMs, shardBurst * nominal - burstSlackMs);
   return { kind, rate, burst, shards, shardBurst, intervalMs, tauMs };
 }
 

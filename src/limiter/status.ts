@@ -79,7 +79,7 @@ export function keyStatuses(keys: readonly StoredKey[], nowMs: number): KeyStatu
 
 /**
  * A shard's available units: what conforms now, (now + tau - TAT) / interval, at most tau /
- * interval (a full shard: its burst less the jitter slack). A row stored before the largest
+ * interval (a full shard: its burst less the burst slack). A row stored before the largest
  * request was recorded is read as small requests (tau with the slack).
  */
 function bucketStatus(

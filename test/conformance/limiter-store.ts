@@ -20,8 +20,8 @@ export interface LimiterBackend {
 }
 
 const key = 'https://api.test/v1|model|0123456789ab';
-/** 600 RPM on one shard: 100 ms a request, tau 10 x 100 ms less 50 ms of slack. */
-const rpm: BucketCost = { kind: 'rpm', costMs: 100, tauMs: 950 };
+/** 600 RPM on one shard: 100 ms a request, tau 10 x 100 ms less 200 ms of slack. */
+const rpm: BucketCost = { kind: 'rpm', costMs: 100, tauMs: 800 };
 /** 60,000 TPM on one shard, 1000 tokens of burst: 1 ms a token. */
 const tpm = (tokens: number): BucketCost => ({ kind: 'tpm', costMs: tokens, tauMs: 1000 });
 
@@ -96,8 +96,9 @@ export function limiterStoreConformance(
         });
       });
 
-      it('a shard admits while TAT - send time stays within tau: 9 at once, then one per interval', async (b) => {
-        assert.deepEqual(await delays(await b.store(), 12), [0, 0, 0, 0, 0, 0, 0, 0, 0, 50, 150, 250]);
+      it('a shard admits while TAT - send time stays within tau: 8 at once, then one per interval', async (b) => {
+        // The k-th booking makes TAT k x 100 and goes at max(0, k x 100 - 800).
+        assert.deepEqual(await delays(await b.store(), 12), [0, 0, 0, 0, 0, 0, 0, 0, 100, 200, 300, 400]);
       });
 
       it('of the two shards the fuller one (earlier TAT) is charged, the first on a tie', async (b, _, t0) => {
@@ -330,8 +331,9 @@ export function limiterStoreConformance(
           key,
           observed({ info: info({ 'retry-after': '2' }), settings: { ...configured600, tpm: 60_000 } }),
         );
-        // RPM: 2 s + 950 - 100 ms; TPM (1000 tokens a shard, one request of 1000): 2 s + 0.
-        assert.deepEqual(await tats(b), { 'rpm:0': t0 + 2850, 'tpm:0': t0 + 2000 });
+        // RPM: 2 s + 800 - 100 ms; TPM (1000 tokens a shard, one request of 1000, so tau stays
+        // one request): 2 s + 0.
+        assert.deepEqual(await tats(b), { 'rpm:0': t0 + 2700, 'tpm:0': t0 + 2000 });
       });
 
       it('without limit headers and no known rate, the decrease starts from every fresh share of the key', async (b, clock, t0) => {
@@ -365,9 +367,10 @@ export function limiterStoreConformance(
           observed({ settings: unknown, share: share({ admitted: 600, measuringMs: 500 }) }),
         );
         assert.deepEqual([first.aimd_rpm, first.aimd_at], [600, t0 + 2000]);
-        // 600 RPM on one shard (100 ms, tau 950), restarted at 1850: the 30th booking goes at 3900.
+        // 600 RPM on one shard (100 ms, tau 800), restarted at 1000 + 800 - 100 = 1700: the 30th
+        // booking makes TAT 1700 + 3000 and goes at 4700 - 800 = 3900.
         for (let i = 0; i < 30; i++) await store.book(key, request());
-        assert.deepEqual(await tats(b), { 'rpm:0': t0 + 4850 });
+        assert.deepEqual(await tats(b), { 'rpm:0': t0 + 4700 });
         await clock.advance(2500);
         const second = await store.record429(
           key,
@@ -412,8 +415,9 @@ export function limiterStoreConformance(
     describe('two processes on one backend', () => {
       it('spend one budget, and see one pause and one set of learned limits', async (b, _, t0) => {
         const [one, two] = [await b.store(), await b.store()];
-        assert.deepEqual(await delays(one, 9), [0, 0, 0, 0, 0, 0, 0, 0, 0]);
-        assert.deepEqual([...(await delays(two, 1)), ...(await delays(one, 1))], [50, 150]);
+        // one spends the burst of 8; two's booking is the 9th: 900 - 800.
+        assert.deepEqual(await delays(one, 8), [0, 0, 0, 0, 0, 0, 0, 0]);
+        assert.deepEqual([...(await delays(two, 1)), ...(await delays(one, 1))], [100, 200]);
         await one.pause(key, 5000, 'paused by one');
         await one.learnLimits(key, { rpm: 300, tpm: null });
         const seen = await two.readKey(key);
