@@ -110,12 +110,12 @@ describe('breaker status', () => {
     assert.deepEqual(ctx.io.stderr, []);
   });
 
-  test('human output is a table on stderr, nothing on stdout', async () => {
+  test('human output is a table on stdout, nothing on stderr', async () => {
     const ctx = context();
     await tripBreaker(ctx, keyA);
     assert.equal(await breakerStatus(ctx, { json: false }), 0);
-    assert.deepEqual(ctx.io.stdout, []);
-    const text = ctx.io.stderr.join('');
+    assert.deepEqual(ctx.io.stderr, []);
+    const text = ctx.io.stdout.join('');
     assert.match(text, /gpt-a/);
     assert.match(text, /open/);
     assert.match(text, /10\/10 failed \(100%\)/);
@@ -126,7 +126,7 @@ describe('breaker status', () => {
     const ctx = context();
     await tripBreaker(ctx, keyA);
     await breakerStatus(ctx, { json: false, all: true });
-    const text = ctx.io.stderr.join('');
+    const text = ctx.io.stdout.join('');
     assert.match(text, /^breaker {5}https:\/\/api\.example\.com\/v1\|gpt-a\|abc123def456$/m);
     assert.match(text, /^state {7}open \(1 consecutive open\)$/m);
     assert.match(text, /^last error {2}server: provider returned HTTP 503 Service Unavailable: overloaded/m);
@@ -233,12 +233,23 @@ describe('breaker history', () => {
     assert.equal(existsSync(ctx.home), false);
   });
 
-  test('human output is a table on stderr', async () => {
+  test('human output is a table on stdout', async () => {
     const ctx = context();
     await tripBreaker(ctx, keyA);
     await breakerHistory(ctx, { json: false });
-    assert.deepEqual(ctx.io.stdout, []);
-    assert.match(ctx.io.stderr.join(''), /closed -> open/);
+    assert.deepEqual(ctx.io.stderr, []);
+    assert.match(ctx.io.stdout.join(''), /closed -> open/);
+  });
+
+  test('empty results are results too: said on stdout', async () => {
+    const ctx = context();
+    await breakerHistory(ctx, { json: false });
+    await breakerStatus(ctx, { json: false });
+    assert.deepEqual(ctx.io.stderr, []);
+    assert.deepEqual(ctx.io.stdout, [
+      'no breaker transitions recorded\n',
+      'no circuit breaker yet: nothing has been sent to a provider from this data directory (closed)\n',
+    ]);
   });
 
   test('rejects a --limit that is not a positive integer', async () => {

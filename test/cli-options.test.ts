@@ -137,6 +137,9 @@ describe('--json subcommands and counts', () => {
       ['pipelines', 'show'],
       ['doctor'],
       ['config', 'show'],
+      ['config', 'path'],
+      ['cache', 'prune'],
+      ['cache', 'clear'],
     ];
     for (const names of withJson) {
       assert.ok(

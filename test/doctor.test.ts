@@ -85,8 +85,8 @@ describe('doctor', () => {
     const { ctx, io } = setup({ OPENROUTER_API_KEY: SECRET });
     const code = await doctor(ctx, { fetch: fakeFetch(401), nodeVersion: '24.1.0' });
     assert.equal(code, 1);
-    const text = io.stderr.join('');
-    assert.deepEqual(io.stdout, []);
+    const text = io.stdout.join('');
+    assert.deepEqual(io.stderr, []);
     assert.match(text, /key rejected: GET https:\/\/openrouter\.ai\/api\/v1\/models answered HTTP 401/);
     assert.match(text, /check the key \(env OPENROUTER_API_KEY\) is valid for openrouter/);
     assert.match(text, /1 of 7 checks did not pass\n$/);

@@ -145,17 +145,17 @@ describe('first run in a fresh directory', { concurrency: 2 }, () => {
 
     const table = await runCli(['config', 'show', '--model', 'gpt-4o'], { cwd: p.cwd, env });
     assert.equal(table.code, 0, table.stderr);
-    assert.equal(table.stdout, '');
+    assert.equal(table.stderr, '');
     for (const { path } of describeKeys()) {
-      const row = table.stderr.split('\n').find((l) => l.startsWith(`│ ${path} `));
+      const row = table.stdout.split('\n').find((l) => l.startsWith(`│ ${path} `));
       assert.ok(row, `a row for ${path}`);
       const source = row.split('│').at(-2)?.trim();
       assert.ok(source, `${path} has a source`);
     }
-    assert.match(table.stderr, /│ model\s+│ gpt-4o\s+│ --model\s+│/);
-    assert.match(table.stderr, /│ concurrency\s+│ 4\s+│ env FLASHCARDS_CONCURRENCY\s+│/);
-    assert.match(table.stderr, /│ baseUrl\s+│ https:\/\/api\.openai\.com\/v1\s+│ preset openai\s+│/);
-    assert.match(table.stderr, /│ timeout\s+│ 1m\s+│ default\s+│/);
+    assert.match(table.stdout, /│ model\s+│ gpt-4o\s+│ --model\s+│/);
+    assert.match(table.stdout, /│ concurrency\s+│ 4\s+│ env FLASHCARDS_CONCURRENCY\s+│/);
+    assert.match(table.stdout, /│ baseUrl\s+│ https:\/\/api\.openai\.com\/v1\s+│ preset openai\s+│/);
+    assert.match(table.stdout, /│ timeout\s+│ 1m\s+│ default\s+│/);
   });
 
   test('doctor passes against the mock server with a key set, probing it with the key', async () => {
@@ -164,10 +164,11 @@ describe('first run in a fresh directory', { concurrency: 2 }, () => {
     const env = { ...p.env, FLASHCARDS_BASE_URL: server.url, OPENAI_API_KEY: API_KEY };
     const r = await runCli(['doctor'], { cwd: p.cwd, env });
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /^all 7 checks passed$/m);
-    assert.match(r.stderr, /│ API key\s+│ pass\s+│ set \(from env OPENAI_API_KEY\)/);
-    assert.match(r.stderr, /│ provider\s+│ pass\s+│ GET http:\/\/127\.0\.0\.1:\d+\/v1\/models: HTTP 200/);
-    assert.equal(r.stderr.includes(API_KEY), false, 'the key is never printed');
+    assert.equal(r.stderr, '');
+    assert.match(r.stdout, /^all 7 checks passed$/m);
+    assert.match(r.stdout, /│ API key\s+│ pass\s+│ set \(from env OPENAI_API_KEY\)/);
+    assert.match(r.stdout, /│ provider\s+│ pass\s+│ GET http:\/\/127\.0\.0\.1:\d+\/v1\/models: HTTP 200/);
+    assert.equal(r.stdout.includes(API_KEY), false, 'the key is never printed');
     assert.equal(server.requests.length, 1);
     assert.equal(server.requests[0]?.path, '/v1/models');
     assert.equal(server.requests[0]?.headers['authorization'], `Bearer ${API_KEY}`);
@@ -195,12 +196,12 @@ describe('first run in a fresh directory', { concurrency: 2 }, () => {
     const r = await runCli(['doctor'], { cwd: p.cwd, env: p.env });
     assert.equal(r.code, 1, r.stderr);
     assert.match(
-      r.stderr,
+      r.stdout,
       /│ API key\s+│ fail\s+│ no API key for provider openai; looked in FLASHCARDS_API_KEY, OPENAI_API_KEY/,
     );
-    assert.match(r.stderr, /export OPENAI_API_KEY=<your key>/);
-    assert.match(r.stderr, /│ provider\s+│ skip\s+│ skipped: needs an API key first/);
-    assert.match(r.stderr, /^2 of 7 checks did not pass$/m);
+    assert.match(r.stdout, /export OPENAI_API_KEY=<your key>/);
+    assert.match(r.stdout, /│ provider\s+│ skip\s+│ skipped: needs an API key first/);
+    assert.match(r.stdout, /^2 of 7 checks did not pass$/m);
 
     const json = await runCli(['doctor', '--json'], { cwd: p.cwd, env: p.env });
     assert.equal(json.code, 1);

@@ -110,8 +110,9 @@ async function configuredWindowMs(ctx: CommandContext): Promise<number> {
   }
 }
 
+/** Colours for results on stdout. */
 function painter(ctx: CommandContext): { c: ChalkInstance; state: (s: BreakerState) => string } {
-  const c = new Chalk({ level: ctx.io.color ? 1 : 0 });
+  const c = new Chalk({ level: ctx.io.outColor ? 1 : 0 });
   const colours: Record<BreakerState, (t: string) => string> = {
     closed: c.green,
     open: c.red,
@@ -152,7 +153,7 @@ export async function breakerStatus(ctx: CommandContext, opts: BreakerStatusOpti
     return 0;
   }
   if (all.length === 0) {
-    ctx.io.err(
+    ctx.io.out(
       'no circuit breaker yet: nothing has been sent to a provider from this data directory (closed)\n',
     );
     return 0;
@@ -176,7 +177,7 @@ export async function breakerStatus(ctx: CommandContext, opts: BreakerStatusOpti
         ],
       ];
       if (s.probe) lines.push(['probe', `${s.probe.owner} until ${iso(s.probe.until)}`]);
-      ctx.io.err(`${lines.map(([k, v]) => `${p.c.bold(k.padEnd(12))}${v}`).join('\n')}\n\n`);
+      ctx.io.out(`${lines.map(([k, v]) => `${p.c.bold(k.padEnd(12))}${v}`).join('\n')}\n\n`);
     }
     return 0;
   }
@@ -192,7 +193,7 @@ export async function breakerStatus(ctx: CommandContext, opts: BreakerStatusOpti
       s.lastError ? clip(`${s.lastError.kind}: ${s.lastError.message}`, 50) : '-',
     ]);
   }
-  ctx.io.err(`${t.toString()}\n`);
+  ctx.io.out(`${t.toString()}\n`);
   return 0;
 }
 
@@ -261,7 +262,7 @@ export async function breakerHistory(ctx: CommandContext, opts: BreakerHistoryOp
     return 0;
   }
   if (entries.length === 0) {
-    ctx.io.err('no breaker transitions recorded\n');
+    ctx.io.out('no breaker transitions recorded\n');
     return 0;
   }
   const p = painter(ctx);
@@ -269,6 +270,6 @@ export async function breakerHistory(ctx: CommandContext, opts: BreakerHistoryOp
   for (const e of entries) {
     t.push([iso(e.at) ?? '', e.key, `${p.state(e.from)} -> ${p.state(e.to)}`, clip(e.cause, 90)]);
   }
-  ctx.io.err(`${t.toString()}\n`);
+  ctx.io.out(`${t.toString()}\n`);
   return 0;
 }

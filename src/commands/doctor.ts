@@ -99,10 +99,11 @@ export async function doctor(ctx: CommandContext, opts: DoctorOptions): Promise<
   }
 
   const failed = checks.filter((c) => c.status === 'fail' || c.status === 'skip').length;
+  // The report is the command's result: stdout, table or JSON; the exit code says whether it passed.
   if (opts.json) {
     ctx.io.out(`${JSON.stringify({ ok: failed === 0, checks })}\n`);
   } else {
-    const c = new Chalk({ level: ctx.io.color ? 1 : 0 });
+    const c = new Chalk({ level: ctx.io.outColor ? 1 : 0 });
     const paint: Record<CheckStatus, (s: string) => string> = {
       pass: c.green,
       warn: c.yellow,
@@ -110,8 +111,8 @@ export async function doctor(ctx: CommandContext, opts: DoctorOptions): Promise<
       skip: c.dim,
     };
     const rows = checks.map((k) => [k.name, paint[k.status](k.status), k.detail, k.fix ?? '']);
-    ctx.io.err(renderTable(['check', 'status', 'detail', 'fix'], rows, ctx.io.color));
-    ctx.io.err(
+    ctx.io.out(renderTable(['check', 'status', 'detail', 'fix'], rows, ctx.io.outColor));
+    ctx.io.out(
       failed === 0
         ? `all ${checks.length} checks passed\n`
         : `${failed} of ${checks.length} checks did not pass\n`,
