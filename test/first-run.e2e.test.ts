@@ -56,7 +56,12 @@ interface DryRun {
 describe('first run in a fresh directory', { concurrency: 2 }, () => {
   let server: MockServer;
   before(async () => {
-    server = await startMockServer({ seed: 3, requireAuth: true });
+    // Lists the models a provider would, so doctor can check the configured one.
+    server = await startMockServer({
+      seed: 3,
+      requireAuth: true,
+      models: ['gpt-4o', 'gpt-4o-mini', 'o3-mini'],
+    });
   });
   after(async () => {
     await server.close();
