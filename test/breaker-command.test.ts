@@ -3,7 +3,13 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
-import { breakerClose, breakerHistory, breakerIsolate, breakerStatus } from '../src/commands/breaker.ts';
+import {
+  breakerClose,
+  breakerHistory,
+  breakerIsolate,
+  breakerRm,
+  breakerStatus,
+} from '../src/commands/breaker.ts';
 import { type CommandContext, memoryIo } from '../src/commands/context.ts';
 import { FakeClock } from '../src/core/clock.ts';
 import { isFlashcardsError } from '../src/core/errors.ts';
@@ -194,6 +200,87 @@ describe('breaker isolate and close', () => {
       assert.equal(e.hint, `known keys: ${keyA}`);
       return true;
     });
+  });
+
+  test('isolate refuses a --key no breaker has (exit 2, did you mean, the known keys) and creates nothing', async () => {
+    const ctx = context();
+    await tripBreaker(ctx, keyA);
+    const typo = keyA.replace('gpt-a', 'gpt-q');
+    await assert.rejects(breakerIsolate(ctx, { key: typo, defaultKey: keyB }), (e) => {
+      assert.ok(isFlashcardsError(e));
+      assert.equal(e.exitCode, 2);
+      assert.equal(e.message, `no circuit breaker with key "${typo}" (did you mean ${keyA}?)`);
+      assert.equal(e.hint, `known keys: ${keyA}; pass --create to isolate a breaker no run has used yet`);
+      return true;
+    });
+    await breakerStatus(ctx, { json: true });
+    assert.deepEqual(
+      (json(ctx)['breakers'] as { key: string; state: string }[]).map((b) => [b.key, b.state]),
+      [[keyA, 'open']],
+    );
+  });
+
+  test('isolate --key nope before any run leaves no data directory behind', async () => {
+    const ctx = context();
+    await assert.rejects(breakerIsolate(ctx, { key: 'nope' }), {
+      exitCode: 2,
+      hint: /^no breaker exists yet/,
+    });
+    assert.equal(existsSync(ctx.home), false);
+  });
+
+  test("isolate --key takes the configured provider's key, or any key with --create", async () => {
+    const ctx = context();
+    await tripBreaker(ctx, keyA);
+    assert.equal(await breakerIsolate(ctx, { key: keyB, defaultKey: keyB }), 0);
+    const other = 'https://other.example/v1|m|0123456789ab';
+    assert.equal(await breakerIsolate(ctx, { key: other, create: true }), 0);
+    await breakerStatus(ctx, { json: true });
+    const states = Object.fromEntries(
+      (json(ctx)['breakers'] as { key: string; state: string }[]).map((b) => [b.key, b.state]),
+    );
+    assert.deepEqual(states, { [keyA]: 'open', [keyB]: 'isolated', [other]: 'isolated' });
+  });
+});
+
+describe('breaker rm', () => {
+  test('forgets one breaker, by argument or --key; the others stay', async () => {
+    const ctx = context();
+    await tripBreaker(ctx, keyA);
+    await tripBreaker(ctx, keyB);
+    assert.equal(await breakerRm(ctx, { key: keyA }), 0);
+    assert.match(
+      ctx.io.stderr.join(''),
+      /^removed breaker https:\/\/api\.example\.com\/v1\|gpt-a\|abc123def456 \(was open\)/,
+    );
+    assert.equal(await breakerRm(ctx, { keyOption: keyB }), 0);
+    await breakerStatus(ctx, { json: true });
+    assert.deepEqual(json(ctx), { state: 'closed', breakers: [] });
+  });
+
+  test('an unknown key is refused with exit 2, a did-you-mean and the known keys', async () => {
+    const ctx = context();
+    await tripBreaker(ctx, keyA);
+    const typo = keyA.replace('gpt-a', 'gpt-b');
+    await assert.rejects(breakerRm(ctx, { key: typo }), {
+      exitCode: 2,
+      message: `no circuit breaker with key "${typo}" (did you mean ${keyA}?)`,
+      hint: `known keys: ${keyA}`,
+    });
+  });
+
+  test('without a key, with two different keys, or with no state at all: exit 2, nothing created', async () => {
+    const ctx = context();
+    await assert.rejects(breakerRm(ctx, {}), { exitCode: 2, message: /needs the key/ });
+    await assert.rejects(breakerRm(ctx, { key: keyA, keyOption: keyB }), {
+      exitCode: 2,
+      message: /two different keys/,
+    });
+    await assert.rejects(breakerRm(ctx, { key: keyA }), {
+      exitCode: 2,
+      hint: 'no breaker exists yet; nothing to remove',
+    });
+    assert.equal(existsSync(ctx.home), false);
   });
 });
 
