@@ -213,8 +213,8 @@ describe('config init', () => {
     ]);
     assert.equal(await configInit(ctx, { prompts }), 0);
     assert.deepEqual(prompts.asked.slice(5, 7), [
-      'Requests per minute your plan allows (empty = no limit)',
-      'Tokens per minute your plan allows (empty = no limit)',
+      "Requests per minute your plan allows (empty = learn it from the provider's rate-limit headers and 429s)",
+      "Tokens per minute your plan allows (empty = learn it from the provider's rate-limit headers and 429s)",
     ]);
     assert.equal(fs.existsSync(path.join(dir, '.flashcardrc')), false);
     assert.equal(io.stderr.at(-1), 'nothing written\n');

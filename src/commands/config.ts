@@ -311,6 +311,9 @@ export async function configInit(ctx: CommandContext, opts: ConfigInitOptions): 
   return 0;
 }
 
+/** What leaving a rate limit empty in the wizard means (README: "unset = learn from its headers and 429s"). */
+const LEARNED = "empty = learn it from the provider's rate-limit headers and 429s";
+
 async function ask(given: InitAnswers, prompts: InitPrompts): Promise<InitAnswers> {
   const provider = await prompts.select({
     message: 'Which provider?',
@@ -355,12 +358,13 @@ async function ask(given: InitAnswers, prompts: InitPrompts): Promise<InitAnswer
   });
   let { rpm, tpm } = given;
   if (!preset.local) {
+    // An unset limit is not "no limit": the limiter starts carefully and learns the provider's.
     rpm = await prompts.number({
-      message: 'Requests per minute your plan allows (empty = no limit)',
+      message: `Requests per minute your plan allows (${LEARNED})`,
       default: rpm,
     });
     tpm = await prompts.number({
-      message: 'Tokens per minute your plan allows (empty = no limit)',
+      message: `Tokens per minute your plan allows (${LEARNED})`,
       default: tpm,
     });
   }
