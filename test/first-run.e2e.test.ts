@@ -258,6 +258,85 @@ describe('first run in a fresh directory', { concurrency: 2 }, () => {
     assert.equal(server.requests.length, 0, 'a dry run sends nothing');
   });
 
+  test('after a run, the inspecting commands print their results on stdout, one line per row, so pipes work', async (t) => {
+    // A provider of its own: the other tests count the requests theirs receives.
+    const own = await startMockServer({ seed: 4 });
+    t.after(() => own.close());
+    const p = await freshProject();
+    const env = { ...p.env, FLASHCARDS_BASE_URL: own.url, OPENAI_API_KEY: API_KEY };
+    const run = await runCli(
+      ['process', fixture, '-o', join(p.cwd, 'deck.tsv'), '--json', '--rpm', '60000'],
+      {
+        cwd: p.cwd,
+        env,
+      },
+    );
+    assert.equal(run.code, 0, run.stderr);
+    const { batchId } = JSON.parse(run.stdout) as { batchId: string };
+
+    for (const args of [
+      ['batches', 'list'],
+      ['batches', 'show', batchId.slice(0, 6)],
+      ['cache', 'stats'],
+      ['config', 'show'],
+      ['config', 'path'],
+      ['limiter', 'status'],
+      ['breaker', 'status'],
+      ['breaker', 'history'],
+      ['pipelines', 'list'],
+    ]) {
+      const r = await runCli(args, { cwd: p.cwd, env });
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+      assert.notEqual(r.stdout, '', `${args.join(' ')} prints its result on stdout`);
+      assert.equal(r.stdout.includes('\u001b['), false, `${args.join(' ')}: no colour in a pipe`);
+      if (args[0] !== 'pipelines') assert.equal(r.stderr, '', `${args.join(' ')}: nothing on stderr`);
+    }
+    // `flashcards batches list | grep <id>`: the batch's row is one line with its status and cost.
+    const list = await runCli(['batches', 'list'], { cwd: p.cwd, env });
+    const row = list.stdout.split('\n').filter((l) => l.includes(batchId));
+    assert.equal(row.length, 1, list.stdout);
+    assert.match(
+      row[0] ?? '',
+      new RegExp(
+        `│ ${batchId} │ \\S*korean-20\\.csv │ .* │ done +│ 20/0/20 +│ \\d+ +│ \\$\\d+\\.\\d{4} │ gpt-4o-mini │`,
+      ),
+    );
+    const listed = JSON.parse((await runCli(['batches', 'list', '--json'], { cwd: p.cwd, env })).stdout) as {
+      batches: { cost: number | null }[];
+    };
+    assert.equal(typeof listed.batches[0]?.cost, 'number');
+
+    const path = await runCli(['config', 'path', '--json'], { cwd: p.cwd, env });
+    assert.equal(path.code, 0, path.stderr);
+    assert.deepEqual(JSON.parse(path.stdout), {
+      configFile: join(p.cwd, '.flashcardrc'),
+      dataDir: p.home,
+      searchedFrom: p.cwd,
+    });
+  });
+
+  test('doctor with a model the provider does not list fails (exit 1), naming the close match', async () => {
+    const p = await freshProject();
+    const env = { ...p.env, FLASHCARDS_BASE_URL: server.url, OPENAI_API_KEY: API_KEY };
+    const r = await runCli(['doctor', '--model', 'gpt-4o-mnii'], { cwd: p.cwd, env });
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(
+      r.stdout,
+      /│ provider\s+│ fail\s+│ GET http:\/\/127\.0\.0\.1:\d+\/v1\/models: HTTP 200, but the model gpt-4o-mnii is not among the 3 it lists \(did you mean gpt-4o-mini\?\)/,
+    );
+    assert.match(r.stdout, /use --model gpt-4o-mini \(the model comes from --model\)/);
+    assert.match(r.stdout, /^1 of 7 checks did not pass$/m);
+  });
+
+  test('breaker isolate --key with a key no breaker has exits 2 and creates nothing', async () => {
+    const p = await freshProject();
+    const r = await runCli(['breaker', 'isolate', '--key', 'nope'], { cwd: p.cwd, env: p.env });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^error: no circuit breaker with key "nope"$/m);
+    assert.match(r.stderr, /^hint: no breaker exists yet; pass --create/m);
+    assert.equal(existsSync(join(p.home, 'state.db')), false);
+  });
+
   test('a CSV piped on stdin is read as CSV by process, as by the dry run', async () => {
     const p = await freshProject();
     const csv = readFileSync(fixture, 'utf8');
