@@ -5,7 +5,7 @@ import { registerBreaker } from './commands/breaker.cli.ts';
 import { registerCache } from './commands/cache.cli.ts';
 import { registerCompletion } from './commands/completion.cli.ts';
 import { registerConfig } from './commands/config.cli.ts';
-import type { CommandContext } from './commands/context.ts';
+import { type CommandContext, colorAllowed } from './commands/context.ts';
 import { registerDoctor } from './commands/doctor.cli.ts';
 import { registerLimiter } from './commands/limiter.cli.ts';
 import { registerPipelines } from './commands/pipelines.cli.ts';
@@ -55,6 +55,8 @@ export function buildProgram(): Command {
     .option('--config <file>', 'config file (default: .flashcardrc searched from the current directory up)')
     .option('--verbose', 'show stack traces and debug detail')
     .showHelpAfterError('(run with --help for usage)')
+    // commander's own parse errors ("error: unknown option") get the same red label as ours.
+    .configureOutput({ outputError: (text, write) => write(text.replace(/^error:/, errorLabel())) })
     .exitOverride();
 
   // Every action goes through here: the context is built at the edge, the handler's result is the exit code.
@@ -121,8 +123,16 @@ function installSignalHandlers(ctx: CommandContext): StopSignals {
   };
 }
 
+/**
+ * "error:" in red when stderr is a terminal that takes colour (default: as processIo decides), so
+ * the line stands out from the output before it; plain in a pipe, a file, or with NO_COLOR.
+ */
+export function errorLabel(color = colorAllowed(process.stderr)): string {
+  return color ? '\u001b[31merror:\u001b[39m' : 'error:';
+}
+
 function printError(e: FlashcardsError, verbose: boolean): void {
-  process.stderr.write(`error: ${e.message}\n`);
+  process.stderr.write(`${errorLabel()} ${e.message}\n`);
   if (e.hint) process.stderr.write(`hint: ${e.hint}\n`);
   if (verbose && e.stack) process.stderr.write(`${e.stack}\n`);
 }

@@ -3,7 +3,13 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, test } from 'node:test';
-import { breakerClose, breakerHistory, breakerIsolate, breakerStatus } from '../src/commands/breaker.ts';
+import {
+  breakerClose,
+  breakerHistory,
+  breakerIsolate,
+  breakerRm,
+  breakerStatus,
+} from '../src/commands/breaker.ts';
 import { type CommandContext, memoryIo } from '../src/commands/context.ts';
 import { FakeClock } from '../src/core/clock.ts';
 import { isFlashcardsError } from '../src/core/errors.ts';
@@ -110,12 +116,12 @@ describe('breaker status', () => {
     assert.deepEqual(ctx.io.stderr, []);
   });
 
-  test('human output is a table on stderr, nothing on stdout', async () => {
+  test('human output is a table on stdout, nothing on stderr', async () => {
     const ctx = context();
     await tripBreaker(ctx, keyA);
     assert.equal(await breakerStatus(ctx, { json: false }), 0);
-    assert.deepEqual(ctx.io.stdout, []);
-    const text = ctx.io.stderr.join('');
+    assert.deepEqual(ctx.io.stderr, []);
+    const text = ctx.io.stdout.join('');
     assert.match(text, /gpt-a/);
     assert.match(text, /open/);
     assert.match(text, /10\/10 failed \(100%\)/);
@@ -126,7 +132,7 @@ describe('breaker status', () => {
     const ctx = context();
     await tripBreaker(ctx, keyA);
     await breakerStatus(ctx, { json: false, all: true });
-    const text = ctx.io.stderr.join('');
+    const text = ctx.io.stdout.join('');
     assert.match(text, /^breaker {5}https:\/\/api\.example\.com\/v1\|gpt-a\|abc123def456$/m);
     assert.match(text, /^state {7}open \(1 consecutive open\)$/m);
     assert.match(text, /^last error {2}server: provider returned HTTP 503 Service Unavailable: overloaded/m);
@@ -195,6 +201,87 @@ describe('breaker isolate and close', () => {
       return true;
     });
   });
+
+  test('isolate refuses a --key no breaker has (exit 2, did you mean, the known keys) and creates nothing', async () => {
+    const ctx = context();
+    await tripBreaker(ctx, keyA);
+    const typo = keyA.replace('gpt-a', 'gpt-q');
+    await assert.rejects(breakerIsolate(ctx, { key: typo, defaultKey: keyB }), (e) => {
+      assert.ok(isFlashcardsError(e));
+      assert.equal(e.exitCode, 2);
+      assert.equal(e.message, `no circuit breaker with key "${typo}" (did you mean ${keyA}?)`);
+      assert.equal(e.hint, `known keys: ${keyA}; pass --create to isolate a breaker no run has used yet`);
+      return true;
+    });
+    await breakerStatus(ctx, { json: true });
+    assert.deepEqual(
+      (json(ctx)['breakers'] as { key: string; state: string }[]).map((b) => [b.key, b.state]),
+      [[keyA, 'open']],
+    );
+  });
+
+  test('isolate --key nope before any run leaves no data directory behind', async () => {
+    const ctx = context();
+    await assert.rejects(breakerIsolate(ctx, { key: 'nope' }), {
+      exitCode: 2,
+      hint: /^no breaker exists yet/,
+    });
+    assert.equal(existsSync(ctx.home), false);
+  });
+
+  test("isolate --key takes the configured provider's key, or any key with --create", async () => {
+    const ctx = context();
+    await tripBreaker(ctx, keyA);
+    assert.equal(await breakerIsolate(ctx, { key: keyB, defaultKey: keyB }), 0);
+    const other = 'https://other.example/v1|m|0123456789ab';
+    assert.equal(await breakerIsolate(ctx, { key: other, create: true }), 0);
+    await breakerStatus(ctx, { json: true });
+    const states = Object.fromEntries(
+      (json(ctx)['breakers'] as { key: string; state: string }[]).map((b) => [b.key, b.state]),
+    );
+    assert.deepEqual(states, { [keyA]: 'open', [keyB]: 'isolated', [other]: 'isolated' });
+  });
+});
+
+describe('breaker rm', () => {
+  test('forgets one breaker, by argument or --key; the others stay', async () => {
+    const ctx = context();
+    await tripBreaker(ctx, keyA);
+    await tripBreaker(ctx, keyB);
+    assert.equal(await breakerRm(ctx, { key: keyA }), 0);
+    assert.match(
+      ctx.io.stderr.join(''),
+      /^removed breaker https:\/\/api\.example\.com\/v1\|gpt-a\|abc123def456 \(was open\)/,
+    );
+    assert.equal(await breakerRm(ctx, { keyOption: keyB }), 0);
+    await breakerStatus(ctx, { json: true });
+    assert.deepEqual(json(ctx), { state: 'closed', breakers: [] });
+  });
+
+  test('an unknown key is refused with exit 2, a did-you-mean and the known keys', async () => {
+    const ctx = context();
+    await tripBreaker(ctx, keyA);
+    const typo = keyA.replace('gpt-a', 'gpt-b');
+    await assert.rejects(breakerRm(ctx, { key: typo }), {
+      exitCode: 2,
+      message: `no circuit breaker with key "${typo}" (did you mean ${keyA}?)`,
+      hint: `known keys: ${keyA}`,
+    });
+  });
+
+  test('without a key, with two different keys, or with no state at all: exit 2, nothing created', async () => {
+    const ctx = context();
+    await assert.rejects(breakerRm(ctx, {}), { exitCode: 2, message: /needs the key/ });
+    await assert.rejects(breakerRm(ctx, { key: keyA, keyOption: keyB }), {
+      exitCode: 2,
+      message: /two different keys/,
+    });
+    await assert.rejects(breakerRm(ctx, { key: keyA }), {
+      exitCode: 2,
+      hint: 'no breaker exists yet; nothing to remove',
+    });
+    assert.equal(existsSync(ctx.home), false);
+  });
 });
 
 describe('breaker history', () => {
@@ -233,12 +320,23 @@ describe('breaker history', () => {
     assert.equal(existsSync(ctx.home), false);
   });
 
-  test('human output is a table on stderr', async () => {
+  test('human output is a table on stdout', async () => {
     const ctx = context();
     await tripBreaker(ctx, keyA);
     await breakerHistory(ctx, { json: false });
-    assert.deepEqual(ctx.io.stdout, []);
-    assert.match(ctx.io.stderr.join(''), /closed -> open/);
+    assert.deepEqual(ctx.io.stderr, []);
+    assert.match(ctx.io.stdout.join(''), /closed -> open/);
+  });
+
+  test('empty results are results too: said on stdout', async () => {
+    const ctx = context();
+    await breakerHistory(ctx, { json: false });
+    await breakerStatus(ctx, { json: false });
+    assert.deepEqual(ctx.io.stderr, []);
+    assert.deepEqual(ctx.io.stdout, [
+      'no breaker transitions recorded\n',
+      'no circuit breaker yet: nothing has been sent to a provider from this data directory (closed)\n',
+    ]);
   });
 
   test('rejects a --limit that is not a positive integer', async () => {

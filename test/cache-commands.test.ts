@@ -134,12 +134,12 @@ describe('cache stats', () => {
     assert.ok(bigStored < bigBytes / 2);
   });
 
-  test('without --json writes a summary to stderr and nothing to stdout', async () => {
+  test('without --json writes a summary to stdout and nothing to stderr', async () => {
     const { ctx, io, open } = setup();
     open().close();
     assert.equal(await cacheStats(ctx, {}), 0);
-    assert.deepEqual(io.stdout, []);
-    assert.match(io.stderr.join(''), /entries {3}0 \(0 live, 0 expired\)/);
+    assert.deepEqual(io.stderr, []);
+    assert.match(io.stdout.join(''), /entries {3}0 \(0 live, 0 expired\)/);
   });
 });
 

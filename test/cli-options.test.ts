@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { Command } from 'commander';
-import { buildProgram } from '../src/cli.ts';
+import { buildProgram, errorLabel } from '../src/cli.ts';
 import { addSettingOptions, settingFlags } from '../src/commands/register.ts';
 import { defaultHelp, flagName, SETTING_ENTRIES } from '../src/config/settings-table.ts';
 import { isFlashcardsError } from '../src/core/errors.ts';
@@ -137,6 +137,9 @@ describe('--json subcommands and counts', () => {
       ['pipelines', 'show'],
       ['doctor'],
       ['config', 'show'],
+      ['config', 'path'],
+      ['cache', 'prune'],
+      ['cache', 'clear'],
     ];
     for (const names of withJson) {
       assert.ok(
@@ -183,5 +186,12 @@ describe('start-up', () => {
       assert.ok(!loaded.some((u) => u.endsWith(`/src/commands/${name}.ts`)), `${name}.ts loaded at start-up`);
     }
     assert.ok(loaded.some((u) => u.endsWith('/src/config/settings-table.ts')));
+  });
+});
+
+describe('errors', () => {
+  test('"error:" is red where colour is allowed (a terminal), plain otherwise', () => {
+    assert.equal(errorLabel(true), '\u001b[31merror:\u001b[39m');
+    assert.equal(errorLabel(false), 'error:');
   });
 });

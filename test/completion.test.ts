@@ -118,6 +118,7 @@ describe('completionScript for bash', () => {
       assert.ok(opts.includes(o), `${o} offered`);
     }
     assert.deepEqual(bashComplete(file, '_flashcards', ['flashcards', 'cache', 'clear', '-']), [
+      '--json',
       '--model',
       '--older-than',
       '-y',

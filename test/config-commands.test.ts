@@ -213,8 +213,8 @@ describe('config init', () => {
     ]);
     assert.equal(await configInit(ctx, { prompts }), 0);
     assert.deepEqual(prompts.asked.slice(5, 7), [
-      'Requests per minute your plan allows (empty = no limit)',
-      'Tokens per minute your plan allows (empty = no limit)',
+      "Requests per minute your plan allows (empty = learn it from the provider's rate-limit headers and 429s)",
+      "Tokens per minute your plan allows (empty = learn it from the provider's rate-limit headers and 429s)",
     ]);
     assert.equal(fs.existsSync(path.join(dir, '.flashcardrc')), false);
     assert.equal(io.stderr.at(-1), 'nothing written\n');
@@ -255,9 +255,9 @@ describe('config show', () => {
       FLASHCARDS_CACHE_TTL: '7d',
     });
     assert.equal(await configShow(ctx, {}), 0);
-    const text = io.stderr.join('');
-    assert.deepEqual(io.stdout, []);
-    assert.equal(io.stderr[0], `no config file found; searched from ${dir} up (using defaults)\n`);
+    const text = io.stdout.join('');
+    assert.deepEqual(io.stderr, []);
+    assert.equal(io.stdout[0], `no config file found; searched from ${dir} up (using defaults)\n`);
     assert.match(text, /│ apiKey +│ abc…wxyz +│ env FLASHCARDS_API_KEY +│/);
     assert.match(text, /│ cache\.ttl +│ 7d +│ env FLASHCARDS_CACHE_TTL +│/);
     assert.match(text, /│ timeout +│ 1m +│ default +│/);
@@ -269,12 +269,12 @@ describe('config show', () => {
     const dir = tempDir();
     const base = 'https://x.openai.azure.com/openai/deployments/d?api-version=2024-10-21';
     const { ctx, io } = context(dir, { FLASHCARDS_BASE_URL: `${base}&api-key=QUERY-SECRET-1234` });
-    await configShow(ctx, {});
     await configShow(ctx, { json: true });
+    await configShow(ctx, {});
     const text = io.stderr.join('') + io.stdout.join('');
     assert.equal(text.includes('QUERY-SECRET'), false);
     assert.match(
-      io.stderr.join(''),
+      io.stdout.slice(1).join(''),
       /│ baseUrl +│ https:\/\/x\.openai\.azure\.com\/.*api-version=2024-10-21&api-key=\*\*\* +│/,
     );
     assert.equal(JSON.parse(io.stdout[0] ?? '').settings.baseUrl, `${base}&api-key=***`);
@@ -283,7 +283,7 @@ describe('config show', () => {
   test('without any key the table says (not set)', async () => {
     const { ctx, io } = context(tempDir());
     await configShow(ctx, {});
-    assert.match(io.stderr.join(''), /│ apiKey +│ \(not set\) +│ default +│/);
+    assert.match(io.stdout.join(''), /│ apiKey +│ \(not set\) +│ default +│/);
   });
 });
 
@@ -311,11 +311,12 @@ describe('config validate and config path', () => {
     assert.deepEqual(io.stderr, ['ok: .flashcardrc\n']);
   });
 
-  test('path prints the file in effect and the data directory', async () => {
+  test('path prints the file in effect and the data directory on stdout', async () => {
     const dir = tempDir();
     const none = context(dir);
     await configPath(none.ctx, {});
-    assert.deepEqual(none.io.stderr, [
+    assert.deepEqual(none.io.stderr, []);
+    assert.deepEqual(none.io.stdout, [
       `no config file found; searched from ${dir} up\n`,
       `data directory: ${path.join(dir, '.home')}\n`,
     ]);
@@ -327,5 +328,37 @@ describe('config validate and config path', () => {
       dataDir: path.join(dir, '.home'),
       searchedFrom: dir,
     });
+  });
+
+  test('path --json without a config file says null, so `jq -r .configFile` works either way', async () => {
+    const dir = tempDir();
+    const { ctx, io } = context(dir);
+    assert.equal(await configPath(ctx, { json: true }), 0);
+    assert.deepEqual(io.stderr, []);
+    assert.deepEqual(JSON.parse(io.stdout.join('')), {
+      configFile: null,
+      dataDir: path.join(dir, '.home'),
+      searchedFrom: dir,
+    });
+  });
+});
+
+describe('config show piped or in a terminal', () => {
+  const pricesRow = (text: string): string[] =>
+    text.split('\n').filter((l) => /gpt-4o-mini 0\.15\/0\.6/.test(l));
+
+  test('piped, every key stays on one line (the price list too), so grep finds whole rows', async () => {
+    const { ctx, io } = context(tempDir());
+    await configShow(ctx, {});
+    const rows = pricesRow(io.stdout.join(''));
+    assert.equal(rows.length, 1);
+    assert.match(rows[0] ?? '', /^│ prices +│ .*gpt-4o-mini 0\.15\/0\.6; .*│ default +│$/);
+  });
+
+  test('in a terminal the price list takes a line per model', async () => {
+    const { ctx, io } = context(tempDir());
+    io.outColumns = 120;
+    await configShow(ctx, {});
+    assert.ok(pricesRow(io.stdout.join('')).length >= 2);
   });
 });

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { type CommandContext, memoryIo } from '../src/commands/context.ts';
-import { type CheckResult, checkNode, doctor } from '../src/commands/doctor.ts';
+import { type CheckResult, checkNode, doctor, findModel, modelIds } from '../src/commands/doctor.ts';
 import { FakeClock } from '../src/core/clock.ts';
 import { openDatabase } from '../src/db/open.ts';
 
@@ -29,13 +29,23 @@ interface Call {
   authorization: string | null;
 }
 
-/** A fetch that answers every request with `status` and records what was asked. */
-function fakeFetch(answer: number | Error): typeof fetch & { calls: Call[] } {
+/** The models list of an OpenAI-compatible provider, as `GET /models` answers it. */
+const modelList = (...ids: string[]): string =>
+  JSON.stringify({ object: 'list', data: ids.map((id) => ({ id })) });
+
+/**
+ * A fetch that answers every request with `status` and records what was asked; a 200 lists the
+ * default (openrouter) preset's model among others unless given another body.
+ */
+function fakeFetch(
+  answer: number | Error,
+  body = modelList('anthropic/claude-3.5-haiku', 'openai/gpt-4o-mini', 'openai/gpt-4o'),
+): typeof fetch & { calls: Call[] } {
   const calls: Call[] = [];
   const fn = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     calls.push({ url: String(input), authorization: new Headers(init?.headers).get('authorization') });
     if (answer instanceof Error) throw answer;
-    return new Response('{"data": []}', { status: answer });
+    return new Response(body, { status: answer });
   };
   return Object.assign(fn, { calls }) as typeof fetch & { calls: Call[] };
 }
@@ -85,8 +95,8 @@ describe('doctor', () => {
     const { ctx, io } = setup({ OPENROUTER_API_KEY: SECRET });
     const code = await doctor(ctx, { fetch: fakeFetch(401), nodeVersion: '24.1.0' });
     assert.equal(code, 1);
-    const text = io.stderr.join('');
-    assert.deepEqual(io.stdout, []);
+    const text = io.stdout.join('');
+    assert.deepEqual(io.stderr, []);
     assert.match(text, /key rejected: GET https:\/\/openrouter\.ai\/api\/v1\/models answered HTTP 401/);
     assert.match(text, /check the key \(env OPENROUTER_API_KEY\) is valid for openrouter/);
     assert.match(text, /1 of 7 checks did not pass\n$/);
@@ -250,5 +260,126 @@ describe('doctor', () => {
     assert.equal(code, 1);
     assert.equal(checks['data directory']?.status, 'fail');
     assert.equal(checks['data directory']?.fix, 'set FLASHCARDS_HOME or --home to a writable directory');
+  });
+
+  test('a model the provider does not list fails, with the close match it does list (exit 1)', async () => {
+    const { ctx, io } = setup({ OPENAI_API_KEY: SECRET });
+    const fetch = fakeFetch(200, modelList('gpt-4o', 'gpt-4o-mini', 'o3-mini'));
+    const flags = { provider: 'openai', model: 'gpt-4o-mnii' };
+    const { code, ok, checks } = await runJson(ctx, io, { fetch, flags });
+    assert.equal(code, 1);
+    assert.equal(ok, false);
+    assert.deepEqual(checks['provider'], {
+      name: 'provider',
+      status: 'fail',
+      detail:
+        'GET https://api.openai.com/v1/models: HTTP 200, but the model gpt-4o-mnii is not among the 3 it lists (did you mean gpt-4o-mini?)',
+      fix: 'use --model gpt-4o-mini (the model comes from --model)',
+    });
+    assert.equal(fetch.calls.length, 1, 'the same GET /models answers both questions');
+  });
+
+  test('the table and its verdict go to stdout: a listed model passes, the summary counts it', async () => {
+    const { ctx, io } = setup({ OPENAI_API_KEY: SECRET });
+    const fetch = fakeFetch(200, modelList('gpt-4o-mini'));
+    assert.equal(await doctor(ctx, { fetch, nodeVersion: '24.1.0', flags: { provider: 'openai' } }), 0);
+    const text = io.stdout.join('');
+    assert.deepEqual(io.stderr, []);
+    assert.match(
+      text,
+      /│ provider +│ pass +│ GET https:\/\/api\.openai\.com\/v1\/models: HTTP 200, lists the model gpt-4o-mini +│/,
+    );
+    assert.match(text, /^all 7 checks passed$/m);
+  });
+
+  test('a model nothing is close to: the fix names some of the listed models', async () => {
+    const { ctx, io } = setup({ FLASHCARDS_API_KEY: SECRET });
+    const ids = Array.from({ length: 10 }, (_, i) => `model-${i}`);
+    const { checks } = await runJson(ctx, io, {
+      fetch: fakeFetch(200, modelList(...ids)),
+      flags: { provider: 'custom', baseUrl: 'https://llm.example.com/v1', model: 'unrelated' },
+    });
+    assert.equal(checks['provider']?.status, 'fail');
+    assert.equal(
+      checks['provider']?.fix,
+      'use a model it lists: model-0, model-1, model-2, model-3, model-4, model-5, model-6, model-7, ... (the model comes from --model)',
+    );
+  });
+
+  test('a provider without a models list (404) is a warning, not a failure: exit 0', async () => {
+    const { ctx, io } = setup({ OPENROUTER_API_KEY: SECRET });
+    const { code, ok, checks } = await runJson(ctx, io, { fetch: fakeFetch(404, 'Not Found') });
+    assert.equal(code, 0);
+    assert.equal(ok, true);
+    assert.deepEqual(checks['provider'], {
+      name: 'provider',
+      status: 'warn',
+      detail:
+        'reachable, but GET https://openrouter.ai/api/v1/models answered HTTP 404: no models list, so the model openai/gpt-4o-mini was not checked',
+      fix: 'if runs fail with HTTP 404 too, check baseUrl: most OpenAI-compatible servers expect it to end in /v1',
+    });
+  });
+
+  test('an answer that is not a models list, or an empty one, leaves the model unchecked: a warning', async () => {
+    for (const body of ['<html>hello</html>', modelList()]) {
+      const { ctx, io } = setup({ OPENROUTER_API_KEY: SECRET });
+      const { code, checks } = await runJson(ctx, io, { fetch: fakeFetch(200, body) });
+      assert.equal(code, 0, body);
+      assert.equal(checks['provider']?.status, 'warn', body);
+      assert.match(checks['provider']?.detail ?? '', /the model openai\/gpt-4o-mini was not checked$/);
+    }
+  });
+
+  test('llama-server answers with its one model whatever the name: a mismatch is a warning', async () => {
+    const { ctx, io } = setup({ FLASHCARDS_PROVIDER: 'llamacpp' });
+    const { code, checks } = await runJson(ctx, io, {
+      fetch: fakeFetch(200, modelList('/models/qwen2.5-7b-instruct-q4_k_m.gguf')),
+    });
+    assert.equal(code, 0);
+    assert.equal(checks['provider']?.status, 'warn');
+  });
+});
+
+describe('doctor: which listed model a name means', () => {
+  test('modelIds reads {data: [{id}]} and a bare array; anything else is not a list', () => {
+    assert.deepEqual(modelIds('{"object":"list","data":[{"id":"a"},{"id":"b"},{"name":"c"}]}'), ['a', 'b']);
+    assert.deepEqual(modelIds('[{"id":"x"}]'), ['x']);
+    assert.equal(modelIds('{"models":[]}'), undefined);
+    assert.equal(modelIds('not json'), undefined);
+    assert.equal(modelIds(undefined), undefined);
+  });
+
+  test("findModel: exact, Ollama's :latest, OpenRouter variants, then the closest name", () => {
+    assert.deepEqual(findModel('gpt-4o-mini', ['gpt-4o', 'gpt-4o-mini']), {
+      listed: true,
+      as: 'gpt-4o-mini',
+    });
+    assert.deepEqual(findModel('llama3.1', ['llama3.1:latest', 'qwen2.5:7b']), {
+      listed: true,
+      as: 'llama3.1:latest',
+    });
+    assert.deepEqual(
+      findModel('meta-llama/llama-3.1-8b-instruct:nitro', ['meta-llama/llama-3.1-8b-instruct']),
+      {
+        listed: true,
+        as: 'meta-llama/llama-3.1-8b-instruct',
+      },
+    );
+    assert.deepEqual(findModel('llama3.1:70b', ['llama3.1:latest']), {
+      listed: false,
+      suggestion: 'llama3.1:latest',
+    });
+    assert.deepEqual(findModel('gpt-4o-mini', ['openai/gpt-4o-mini', 'openai/gpt-4o']), {
+      listed: false,
+      suggestion: 'openai/gpt-4o-mini',
+    });
+    assert.deepEqual(findModel('gpt-4o-mnii', ['gpt-4o', 'gpt-4o-mini']), {
+      listed: false,
+      suggestion: 'gpt-4o-mini',
+    });
+    assert.deepEqual(findModel('claude', ['gpt-4o', 'gpt-4o-mini']), {
+      listed: false,
+      suggestion: undefined,
+    });
   });
 });

@@ -629,14 +629,19 @@ describe('durable batches: identity and the batches commands', () => {
     for (const f of shown.failures) {
       assert.equal(f.errorKind, 'server');
       assert.match(f.message, /HTTP 500/);
-      assert.equal(f.term, h.words[f.item]);
+      // Items are numbered as in the input: the first row is item 1.
+      assert.equal(f.term, h.words[f.item - 1]);
     }
     for (const p of ['p50', 'p90', 'p99', 'max'] as const) assert.equal(typeof shown.timingMs[p], 'number');
     const human = await runCli(['batches', 'show', s1.batchId], { env: h.env });
     assert.equal(human.code, 0, human.stderr);
-    assert.match(human.stderr, /analyze/);
-    assert.match(human.stderr, /request time: p50/);
-    assert.match(human.stderr, /failed item \d+ ".+": server: /);
+    assert.match(human.stdout, /analyze/);
+    assert.match(human.stdout, /request time: p50/);
+    assert.match(human.stdout, /failed item \d+ ".+": server: /);
+    const first = shown.failures[0];
+    assert.ok(first);
+    const term = first.term.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    assert.match(human.stdout, new RegExp(`^failed item ${first.item} "${term}": server: `, 'm'));
 
     const retry = await runCli(['batches', 'retry', s1.batchId], { env: h.env });
     assert.equal(retry.code, 0, retry.stderr);

@@ -56,7 +56,12 @@ interface DryRun {
 describe('first run in a fresh directory', { concurrency: 2 }, () => {
   let server: MockServer;
   before(async () => {
-    server = await startMockServer({ seed: 3, requireAuth: true });
+    // Lists the models a provider would, so doctor can check the configured one.
+    server = await startMockServer({
+      seed: 3,
+      requireAuth: true,
+      models: ['gpt-4o', 'gpt-4o-mini', 'o3-mini'],
+    });
   });
   after(async () => {
     await server.close();
@@ -145,17 +150,17 @@ describe('first run in a fresh directory', { concurrency: 2 }, () => {
 
     const table = await runCli(['config', 'show', '--model', 'gpt-4o'], { cwd: p.cwd, env });
     assert.equal(table.code, 0, table.stderr);
-    assert.equal(table.stdout, '');
+    assert.equal(table.stderr, '');
     for (const { path } of describeKeys()) {
-      const row = table.stderr.split('\n').find((l) => l.startsWith(`│ ${path} `));
+      const row = table.stdout.split('\n').find((l) => l.startsWith(`│ ${path} `));
       assert.ok(row, `a row for ${path}`);
       const source = row.split('│').at(-2)?.trim();
       assert.ok(source, `${path} has a source`);
     }
-    assert.match(table.stderr, /│ model\s+│ gpt-4o\s+│ --model\s+│/);
-    assert.match(table.stderr, /│ concurrency\s+│ 4\s+│ env FLASHCARDS_CONCURRENCY\s+│/);
-    assert.match(table.stderr, /│ baseUrl\s+│ https:\/\/api\.openai\.com\/v1\s+│ preset openai\s+│/);
-    assert.match(table.stderr, /│ timeout\s+│ 1m\s+│ default\s+│/);
+    assert.match(table.stdout, /│ model\s+│ gpt-4o\s+│ --model\s+│/);
+    assert.match(table.stdout, /│ concurrency\s+│ 4\s+│ env FLASHCARDS_CONCURRENCY\s+│/);
+    assert.match(table.stdout, /│ baseUrl\s+│ https:\/\/api\.openai\.com\/v1\s+│ preset openai\s+│/);
+    assert.match(table.stdout, /│ timeout\s+│ 1m\s+│ default\s+│/);
   });
 
   test('doctor passes against the mock server with a key set, probing it with the key', async () => {
@@ -164,10 +169,11 @@ describe('first run in a fresh directory', { concurrency: 2 }, () => {
     const env = { ...p.env, FLASHCARDS_BASE_URL: server.url, OPENAI_API_KEY: API_KEY };
     const r = await runCli(['doctor'], { cwd: p.cwd, env });
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stderr, /^all 7 checks passed$/m);
-    assert.match(r.stderr, /│ API key\s+│ pass\s+│ set \(from env OPENAI_API_KEY\)/);
-    assert.match(r.stderr, /│ provider\s+│ pass\s+│ GET http:\/\/127\.0\.0\.1:\d+\/v1\/models: HTTP 200/);
-    assert.equal(r.stderr.includes(API_KEY), false, 'the key is never printed');
+    assert.equal(r.stderr, '');
+    assert.match(r.stdout, /^all 7 checks passed$/m);
+    assert.match(r.stdout, /│ API key\s+│ pass\s+│ set \(from env OPENAI_API_KEY\)/);
+    assert.match(r.stdout, /│ provider\s+│ pass\s+│ GET http:\/\/127\.0\.0\.1:\d+\/v1\/models: HTTP 200/);
+    assert.equal(r.stdout.includes(API_KEY), false, 'the key is never printed');
     assert.equal(server.requests.length, 1);
     assert.equal(server.requests[0]?.path, '/v1/models');
     assert.equal(server.requests[0]?.headers['authorization'], `Bearer ${API_KEY}`);
@@ -195,12 +201,12 @@ describe('first run in a fresh directory', { concurrency: 2 }, () => {
     const r = await runCli(['doctor'], { cwd: p.cwd, env: p.env });
     assert.equal(r.code, 1, r.stderr);
     assert.match(
-      r.stderr,
+      r.stdout,
       /│ API key\s+│ fail\s+│ no API key for provider openai; looked in FLASHCARDS_API_KEY, OPENAI_API_KEY/,
     );
-    assert.match(r.stderr, /export OPENAI_API_KEY=<your key>/);
-    assert.match(r.stderr, /│ provider\s+│ skip\s+│ skipped: needs an API key first/);
-    assert.match(r.stderr, /^2 of 7 checks did not pass$/m);
+    assert.match(r.stdout, /export OPENAI_API_KEY=<your key>/);
+    assert.match(r.stdout, /│ provider\s+│ skip\s+│ skipped: needs an API key first/);
+    assert.match(r.stdout, /^2 of 7 checks did not pass$/m);
 
     const json = await runCli(['doctor', '--json'], { cwd: p.cwd, env: p.env });
     assert.equal(json.code, 1);
@@ -250,6 +256,85 @@ describe('first run in a fresh directory', { concurrency: 2 }, () => {
     assert.match(human.stderr, /│ jobs\s+│ 40 \(40 answered by the cache\)\s+│/);
     assert.match(human.stderr, /│ calls needed\s+│ 0\s+│/);
     assert.equal(server.requests.length, 0, 'a dry run sends nothing');
+  });
+
+  test('after a run, the inspecting commands print their results on stdout, one line per row, so pipes work', async (t) => {
+    // A provider of its own: the other tests count the requests theirs receives.
+    const own = await startMockServer({ seed: 4 });
+    t.after(() => own.close());
+    const p = await freshProject();
+    const env = { ...p.env, FLASHCARDS_BASE_URL: own.url, OPENAI_API_KEY: API_KEY };
+    const run = await runCli(
+      ['process', fixture, '-o', join(p.cwd, 'deck.tsv'), '--json', '--rpm', '60000'],
+      {
+        cwd: p.cwd,
+        env,
+      },
+    );
+    assert.equal(run.code, 0, run.stderr);
+    const { batchId } = JSON.parse(run.stdout) as { batchId: string };
+
+    for (const args of [
+      ['batches', 'list'],
+      ['batches', 'show', batchId.slice(0, 6)],
+      ['cache', 'stats'],
+      ['config', 'show'],
+      ['config', 'path'],
+      ['limiter', 'status'],
+      ['breaker', 'status'],
+      ['breaker', 'history'],
+      ['pipelines', 'list'],
+    ]) {
+      const r = await runCli(args, { cwd: p.cwd, env });
+      assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+      assert.notEqual(r.stdout, '', `${args.join(' ')} prints its result on stdout`);
+      assert.equal(r.stdout.includes('\u001b['), false, `${args.join(' ')}: no colour in a pipe`);
+      if (args[0] !== 'pipelines') assert.equal(r.stderr, '', `${args.join(' ')}: nothing on stderr`);
+    }
+    // `flashcards batches list | grep <id>`: the batch's row is one line with its status and cost.
+    const list = await runCli(['batches', 'list'], { cwd: p.cwd, env });
+    const row = list.stdout.split('\n').filter((l) => l.includes(batchId));
+    assert.equal(row.length, 1, list.stdout);
+    assert.match(
+      row[0] ?? '',
+      new RegExp(
+        `│ ${batchId} │ \\S*korean-20\\.csv │ .* │ done +│ 20/0/20 +│ \\d+ +│ \\$\\d+\\.\\d{4} │ gpt-4o-mini │`,
+      ),
+    );
+    const listed = JSON.parse((await runCli(['batches', 'list', '--json'], { cwd: p.cwd, env })).stdout) as {
+      batches: { cost: number | null }[];
+    };
+    assert.equal(typeof listed.batches[0]?.cost, 'number');
+
+    const path = await runCli(['config', 'path', '--json'], { cwd: p.cwd, env });
+    assert.equal(path.code, 0, path.stderr);
+    assert.deepEqual(JSON.parse(path.stdout), {
+      configFile: join(p.cwd, '.flashcardrc'),
+      dataDir: p.home,
+      searchedFrom: p.cwd,
+    });
+  });
+
+  test('doctor with a model the provider does not list fails (exit 1), naming the close match', async () => {
+    const p = await freshProject();
+    const env = { ...p.env, FLASHCARDS_BASE_URL: server.url, OPENAI_API_KEY: API_KEY };
+    const r = await runCli(['doctor', '--model', 'gpt-4o-mnii'], { cwd: p.cwd, env });
+    assert.equal(r.code, 1, r.stdout);
+    assert.match(
+      r.stdout,
+      /│ provider\s+│ fail\s+│ GET http:\/\/127\.0\.0\.1:\d+\/v1\/models: HTTP 200, but the model gpt-4o-mnii is not among the 3 it lists \(did you mean gpt-4o-mini\?\)/,
+    );
+    assert.match(r.stdout, /use --model gpt-4o-mini \(the model comes from --model\)/);
+    assert.match(r.stdout, /^1 of 7 checks did not pass$/m);
+  });
+
+  test('breaker isolate --key with a key no breaker has exits 2 and creates nothing', async () => {
+    const p = await freshProject();
+    const r = await runCli(['breaker', 'isolate', '--key', 'nope'], { cwd: p.cwd, env: p.env });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^error: no circuit breaker with key "nope"$/m);
+    assert.match(r.stderr, /^hint: no breaker exists yet; pass --create/m);
+    assert.equal(existsSync(join(p.home, 'state.db')), false);
   });
 
   test('a CSV piped on stdin is read as CSV by process, as by the dry run', async () => {

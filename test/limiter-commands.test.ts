@@ -38,7 +38,7 @@ describe('flashcards limiter status', () => {
     const home = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'fc-')), 'missing');
     const { ctx, io } = context(home);
     assert.equal(await limiterStatus(ctx, { json: false }), 0);
-    assert.deepEqual(io.stderr, ['no limiter state yet\n']);
+    assert.deepEqual(io.stdout, ['no limiter state yet\n']);
     assert.equal(fs.existsSync(home), false);
   });
 
@@ -47,7 +47,7 @@ describe('flashcards limiter status', () => {
     openDatabase(path.join(home, 'state.db')).close();
     const { ctx, io } = context(home);
     assert.equal(await limiterStatus(ctx, { json: false }), 0);
-    assert.deepEqual(io.stderr, ['no limiter state yet\n']);
+    assert.deepEqual(io.stdout, ['no limiter state yet\n']);
     const db = openDatabase(path.join(home, 'state.db'));
     assert.equal(
       db.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name LIKE 'limiter%'").pluck().get(),
@@ -113,13 +113,13 @@ describe('flashcards limiter status', () => {
     assert.equal(JSON.stringify(out).includes('sk-'), false);
   });
 
-  test('the human view names each key, its pause and its buckets on stderr only', async () => {
+  test('the human view names each key, its pause and its buckets on stdout only', async () => {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'fc-'));
     const { ctx, io, clock } = context(home);
     await seed(home, clock);
     assert.equal(await limiterStatus(ctx, { json: false }), 0);
-    assert.deepEqual(io.stdout, []);
-    const text = io.stderr.join('');
+    assert.deepEqual(io.stderr, []);
+    const text = io.stdout.join('');
     assert.match(text, new RegExp(`${keyA.replace(/[|.]/g, '\\$&')}\\n  provider says: nothing yet`));
     assert.match(text, /provider says: 300 requests\/min \(seen 0ms ago\)/);
     assert.match(
@@ -193,10 +193,10 @@ describe('flashcards limiter status: what runs saw', () => {
     db.close();
     await clock.advance(2000);
     assert.equal(await limiterStatus(ctx, { json: false }), 0);
-    const text = io.stderr.join('');
+    const text = io.stdout.join('');
     assert.match(text, /latency: 3\.1s median, 3\.9s p75 \(seen 2\.0s ago\)/);
     assert.match(text, /token budget: prompt \+ max_tokens booked when a request arrives/);
-    io.stderr.length = 0;
+    io.stdout.length = 0;
     await limiterStatus(ctx, { json: true });
     const json = JSON.parse(io.stdout.join('')) as { keys: { latency: unknown; tokenAccounting: string }[] };
     assert.deepEqual(json.keys[0]?.latency, {

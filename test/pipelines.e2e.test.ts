@@ -90,7 +90,7 @@ describe('user-defined pipelines, output options and AnkiConnect, through the bu
     );
     const list = await runCli(['pipelines', 'list', '--json'], { env: env(home) });
     assert.deepEqual(
-      (JSON.parse(list.stdout) as Array<{ name: string }>).map((p) => p.name),
+      (JSON.parse(list.stdout) as { pipelines: { name: string }[] }).pipelines.map((p) => p.name),
       ['cloze', 'topics', 'vocabulary'],
     );
   });

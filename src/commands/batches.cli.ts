@@ -22,7 +22,7 @@ export function registerBatches(program: Command, run: Run): void {
       `
 Examples:
   $ flashcards batches list
-  $ flashcards batches show b1a2b3c4d5e6
+  $ flashcards batches show b1a2
   $ flashcards batches retry b1a2b3c4d5e6
   $ flashcards batches export b1a2b3c4d5e6 -o deck.tsv
   $ flashcards batches rm b1a2b3c4d5e6`,
@@ -35,7 +35,7 @@ Examples:
   });
   jsonCommand(batches, run, {
     usage: 'show <id>',
-    description: 'Per-stage counts, failures and timings of one batch',
+    description: 'Per-stage counts, failures and timings of one batch (its id or a unique prefix)',
     handler: handlers,
     call: (m, ctx, { json, arg }) => m.batchesShow(ctx, { id: arg, json }),
   });

@@ -3,10 +3,17 @@ import { resolve } from 'node:path';
 import { emptyItemsWarning, exportBatch } from '../batch/export.ts';
 import { isOwnerAlive, newOwnerId, ownerPid } from '../batch/owner.ts';
 import { openSqliteBatchStores } from '../batch/sqlite-stores.ts';
-import { type BatchRecord, type BatchStores, joinRun } from '../batch/store.ts';
-import { parseSetting, settingDefault } from '../config/index.ts';
+import { type BatchOverview, type BatchRecord, type BatchStores, joinRun } from '../batch/store.ts';
+import {
+  costOf,
+  DEFAULT_PRICES,
+  loadSettings,
+  type Price,
+  parseSetting,
+  settingDefault,
+} from '../config/index.ts';
 import { formatDuration } from '../core/duration.ts';
-import { ExitCode, FlashcardsError } from '../core/errors.ts';
+import { ExitCode, errorMessage, FlashcardsError } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
 import { openDatabase } from '../db/open.ts';
 import { deckMeta } from '../output/deck-meta.ts';
@@ -32,14 +39,22 @@ async function withStores<T>(
   }
 }
 
-/** Runs `fn` on one batch, or fails with exit 2 when there is no such batch. */
+/** How many failed items `batches show` lists; --json has them all (up to the store's page). */
+const FAILURES_SHOWN = 20;
+/** How many candidates an ambiguous id prefix names. */
+const AMBIGUOUS_SHOWN = 5;
+
+/**
+ * Runs `fn` on one batch, named by its id or a unique prefix of it (as `cache show` takes a key
+ * prefix); fails with exit 2 when no batch or several match.
+ */
 function withBatch<T>(
   ctx: CommandContext,
   id: string,
   fn: (stores: BatchStores, batch: BatchRecord) => Promise<T>,
 ): Promise<T> {
   return withStores(ctx, async (stores) => {
-    const batch = await stores?.catalog.get(id);
+    const batch = stores && (await findBatch(stores, id));
     if (!stores || !batch) {
       throw new FlashcardsError('usage', `no batch ${id}`, {
         hint: 'list batches with `flashcards batches list`',
@@ -49,63 +64,108 @@ function withBatch<T>(
   });
 }
 
+/** The batch with this id, else the one batch whose id starts with it; undefined when none does. */
+async function findBatch(stores: BatchStores, id: string): Promise<BatchRecord | undefined> {
+  const wanted = id.trim().toLowerCase();
+  const exact = await stores.catalog.get(wanted);
+  if (exact || wanted === '') return exact;
+  const matches = (await stores.catalog.overview()).filter((o) => o.batch.id.startsWith(wanted));
+  const [only, second] = matches;
+  if (second) {
+    const shown = matches.slice(0, AMBIGUOUS_SHOWN).map((m) => `${m.batch.id} (${m.batch.inputName})`);
+    throw new FlashcardsError(
+      'usage',
+      `batch id prefix "${wanted}" is ambiguous: it matches ${shown.join(', ')}${matches.length > AMBIGUOUS_SHOWN ? ', ...' : ''}`,
+      { hint: 'give more characters of the id' },
+    );
+  }
+  return only?.batch;
+}
+
 async function table(head: string[]): Promise<{ push(row: string[]): void; toString(): string }> {
   const { default: Table } = await import('cli-table3');
   return new Table({ head, style: { head: [], border: [] } });
 }
 
-export async function batchesList(ctx: CommandContext, opts: { json: boolean }): Promise<number> {
-  return withStores(ctx, async (stores) => {
-    const rows = ((await stores?.catalog.overview()) ?? []).map(({ batch: b, ...c }) => ({
-      id: b.id,
-      input: b.inputName,
-      created: new Date(b.createdAt).toISOString(),
-      status: b.status,
-      done: c.done,
-      failed: c.failed,
-      total: c.total,
-      tokens: c.tokens,
-      requests: c.requests,
-      model: b.model,
-      output: b.outputPath,
-    }));
-    if (opts.json) {
-      ctx.io.out(`${JSON.stringify({ batches: rows })}\n`);
-      return ExitCode.ok;
-    }
-    if (rows.length === 0) {
-      ctx.io.err('no batches yet\n');
-      return ExitCode.ok;
-    }
-    const t = await table(['id', 'input', 'created', 'status', 'done/failed/total', 'tokens', 'model']);
-    for (const r of rows) {
-      t.push([
-        r.id,
-        r.input,
-        r.created.slice(0, 16).replace('T', ' '),
-        r.status,
-        `${r.done}/${r.failed}/${r.total}`,
-        String(r.tokens),
-        r.model,
-      ]);
-    }
-    ctx.io.err(`${t.toString()}\n`);
-    return ExitCode.ok;
-  });
+/**
+ * What a batch's tokens cost at its model's price (the configured prices over the built-in ones),
+ * in USD; null when the model has no price. A broken config file must not hide the batches: then
+ * the built-in prices apply, with a warning.
+ */
+async function batchPricer(ctx: CommandContext): Promise<(b: BatchOverview) => number | null> {
+  let prices: Record<string, Price> = { ...DEFAULT_PRICES };
+  try {
+    ({ prices } = (await loadSettings({ cwd: ctx.cwd, env: ctx.env, configFile: ctx.configFile })).settings);
+  } catch (e) {
+    ctx.io.err(`warning: costs use the built-in prices: ${errorMessage(e)}\n`);
+  }
+  return (o) => costOf({ model: o.batch.model, prices }, o.promptTokens, o.completionTokens);
 }
 
+/** `batches list [--json]`: every batch, newest first, on stdout. */
+export async function batchesList(ctx: CommandContext, opts: { json: boolean }): Promise<number> {
+  const overview = await withStores(ctx, async (stores) => (await stores?.catalog.overview()) ?? []);
+  // Prices come from the configuration: read only when there is something to price.
+  const costOfBatch = overview.length > 0 ? await batchPricer(ctx) : () => null;
+  const rows = overview.map((o) => ({
+    id: o.batch.id,
+    input: o.batch.inputName,
+    created: new Date(o.batch.createdAt).toISOString(),
+    status: o.batch.status,
+    done: o.done,
+    failed: o.failed,
+    total: o.total,
+    tokens: o.tokens,
+    promptTokens: o.promptTokens,
+    completionTokens: o.completionTokens,
+    // USD at the model's price; null when the model has no price.
+    cost: costOfBatch(o),
+    requests: o.requests,
+    model: o.batch.model,
+    output: o.batch.outputPath,
+  }));
+  if (opts.json) {
+    ctx.io.out(`${JSON.stringify({ batches: rows })}\n`);
+    return ExitCode.ok;
+  }
+  if (rows.length === 0) {
+    ctx.io.out('no batches yet\n');
+    return ExitCode.ok;
+  }
+  const t = await table(['id', 'input', 'created', 'status', 'done/failed/total', 'tokens', 'cost', 'model']);
+  for (const r of rows) {
+    t.push([
+      r.id,
+      r.input,
+      r.created.slice(0, 16).replace('T', ' '),
+      r.status,
+      `${r.done}/${r.failed}/${r.total}`,
+      String(r.tokens),
+      r.cost === null ? '-' : `$${r.cost.toFixed(4)}`,
+      r.model,
+    ]);
+  }
+  ctx.io.out(`${t.toString()}\n`);
+  return ExitCode.ok;
+}
+
+/**
+ * `batches show <id> [--json]`: one batch's counts, stages, timings and failures, on stdout. Items
+ * are numbered as the user sees them in the input: the first row is item 1, in the text and in
+ * the JSON `item` field alike.
+ */
 export async function batchesShow(ctx: CommandContext, opts: { id: string; json: boolean }): Promise<number> {
   return withBatch(ctx, opts.id, async ({ catalog, results }, batch) => {
     const stages = await catalog.stageStats(batch.id);
     const timing = await catalog.requestTimes(batch.id);
-    const failures = await results.failures(batch.id, 1000);
+    const failures = (await results.failures(batch.id, 1000)).map((f) => ({ ...f, item: f.item + 1 }));
     const counts = await results.counts(batch.id);
     const result = { ...batch, counts, stages, timingMs: timing, failures };
     if (opts.json) {
       ctx.io.out(`${JSON.stringify(result)}\n`);
       return ExitCode.ok;
     }
-    ctx.io.err(
+    ctx.io.out(
       `batch ${batch.id} (${batch.status}) · input ${batch.inputName} · ${batch.model} · created ${new Date(batch.createdAt).toISOString()}\n` +
         `items: ${counts.done} done, ${counts.failed} failed, ${counts.pending} pending of ${counts.total}\n`,
     );
@@ -121,13 +181,16 @@ export async function batchesShow(ctx: CommandContext, opts: { id: string; json:
         `${s.promptTokens}/${s.completionTokens}`,
       ]);
     }
-    ctx.io.err(`${t.toString()}\n`);
+    ctx.io.out(`${t.toString()}\n`);
     const fmt = (v: number | null): string => (v === null ? '-' : formatDuration(v));
-    ctx.io.err(
+    ctx.io.out(
       `request time: p50 ${fmt(timing.p50)} · p90 ${fmt(timing.p90)} · p99 ${fmt(timing.p99)} · max ${fmt(timing.max)}\n`,
     );
-    for (const f of failures.slice(0, 20))
-      ctx.io.err(`failed item ${f.item + 1} "${f.term}": ${f.errorKind}: ${f.message}\n`);
+    for (const f of failures.slice(0, FAILURES_SHOWN))
+      ctx.io.out(`failed item ${f.item} "${f.term}": ${f.errorKind}: ${f.message}\n`);
+    if (counts.failed > FAILURES_SHOWN) {
+      ctx.io.out(`... and ${counts.failed - FAILURES_SHOWN} more failed items (see --json)\n`);
+    }
     return ExitCode.ok;
   });
 }

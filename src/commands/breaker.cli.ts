@@ -11,7 +11,7 @@ import {
 
 const handlers = () => import('./breaker.ts');
 
-/** `flashcards breaker status|isolate|close|history`. */
+/** `flashcards breaker status|isolate|close|rm|history`. */
 export function registerBreaker(program: Command, run: Run): void {
   const breaker = program
     .command('breaker')
@@ -23,6 +23,7 @@ Examples:
   $ flashcards breaker status
   $ flashcards breaker isolate --reason 'provider maintenance'
   $ flashcards breaker close
+  $ flashcards breaker rm 'https://api.example.com/v1|old-model|0123456789ab'
   $ flashcards breaker history --limit 10`,
     );
   jsonCommand(breaker, run, {
@@ -37,13 +38,15 @@ Examples:
       .command('isolate')
       .description('Hold the breaker open until closed by hand (stops running batches within a second)')
       .option('--reason <text>', 'why, shown in status')
-      .option('--key <key>', 'only this breaker (default: all)'),
+      .option('--key <key>', 'only this breaker (default: all)')
+      .option('--create', 'isolate --key even though no breaker has it yet'),
     'provider',
   ).action(
-    run(async (ctx, opts: { reason?: string; key?: string }, cmd: Command) =>
+    run(async (ctx, opts: { reason?: string; key?: string; create?: boolean }, cmd: Command) =>
       (await handlers()).breakerIsolate(ctx, {
         reason: opts.reason,
         key: opts.key,
+        create: Boolean(opts.create),
         defaultKey: await currentProviderKey(ctx, cmd),
       }),
     ),
@@ -59,6 +62,16 @@ Examples:
       (await handlers()).breakerClose(ctx, { key: opts.key, defaultKey: await currentProviderKey(ctx, cmd) }),
     ),
   );
+  breaker
+    .command('rm')
+    .description('Forget one breaker (state and window), e.g. of a provider no longer used')
+    .argument('[key]', 'the breaker key, as `breaker status` shows it')
+    .option('--key <key>', 'the same, as an option')
+    .action(
+      run(async (ctx, key: string | undefined, opts: { key?: string }) =>
+        (await handlers()).breakerRm(ctx, { key, keyOption: opts.key }),
+      ),
+    );
   jsonCommand(breaker, run, {
     usage: 'history',
     description: 'Recent breaker transitions with time and cause',

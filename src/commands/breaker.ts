@@ -2,14 +2,16 @@ import { Chalk, type ChalkInstance } from 'chalk';
 import Table from 'cli-table3';
 import { loadSettings } from '../config/index.ts';
 import { formatDuration } from '../core/duration.ts';
-import { usageError } from '../core/errors.ts';
+import { type FlashcardsError, usageError } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
+import { didYouMeanSuffix } from '../core/suggest.ts';
 import {
   type BreakerStatus,
   closeBreaker,
   isolateBreaker,
   listBreakers,
   breakerHistory as readHistory,
+  removeBreaker,
 } from '../resilience/breaker-admin.ts';
 import { type BreakerState, defaultBreakerSettings } from '../resilience/breaker-machine.ts';
 import type { BreakerAdmin, BreakerStore } from '../resilience/breaker-store.ts';
@@ -29,6 +31,15 @@ export interface BreakerIsolateOptions {
   key?: string | undefined;
   /** The configured provider's key, used when no breaker exists yet so isolating before a run works. */
   defaultKey?: string | undefined;
+  /** Isolate `key` even though no breaker has it yet (a provider not configured here, before its first run). */
+  create?: boolean | undefined;
+}
+
+export interface BreakerRmOptions {
+  /** The breaker to forget, by its exact key: `breaker rm <key>`, */
+  key?: string | undefined;
+  /** or `breaker rm --key <key>` (the spelling isolate and close take). */
+  keyOption?: string | undefined;
 }
 
 export interface BreakerCloseOptions {
@@ -110,8 +121,9 @@ async function configuredWindowMs(ctx: CommandContext): Promise<number> {
   }
 }
 
+/** Colours for results on stdout. */
 function painter(ctx: CommandContext): { c: ChalkInstance; state: (s: BreakerState) => string } {
-  const c = new Chalk({ level: ctx.io.color ? 1 : 0 });
+  const c = new Chalk({ level: ctx.io.outColor ? 1 : 0 });
   const colours: Record<BreakerState, (t: string) => string> = {
     closed: c.green,
     open: c.red,
@@ -152,7 +164,7 @@ export async function breakerStatus(ctx: CommandContext, opts: BreakerStatusOpti
     return 0;
   }
   if (all.length === 0) {
-    ctx.io.err(
+    ctx.io.out(
       'no circuit breaker yet: nothing has been sent to a provider from this data directory (closed)\n',
     );
     return 0;
@@ -176,7 +188,7 @@ export async function breakerStatus(ctx: CommandContext, opts: BreakerStatusOpti
         ],
       ];
       if (s.probe) lines.push(['probe', `${s.probe.owner} until ${iso(s.probe.until)}`]);
-      ctx.io.err(`${lines.map(([k, v]) => `${p.c.bold(k.padEnd(12))}${v}`).join('\n')}\n\n`);
+      ctx.io.out(`${lines.map(([k, v]) => `${p.c.bold(k.padEnd(12))}${v}`).join('\n')}\n\n`);
     }
     return 0;
   }
@@ -192,7 +204,7 @@ export async function breakerStatus(ctx: CommandContext, opts: BreakerStatusOpti
       s.lastError ? clip(`${s.lastError.kind}: ${s.lastError.message}`, 50) : '-',
     ]);
   }
-  ctx.io.err(`${t.toString()}\n`);
+  ctx.io.out(`${t.toString()}\n`);
   return 0;
 }
 
@@ -212,7 +224,25 @@ async function targetKeys(
   );
 }
 
+/**
+ * Refuses a --key no breaker has (and that is not the configured provider's): a typo would
+ * otherwise isolate, or act on, a breaker no run ever uses.
+ */
+function unknownKey(key: string, known: readonly string[], what: string): FlashcardsError {
+  return usageError(
+    `no circuit breaker with key "${key}"${didYouMeanSuffix(key, known)}`,
+    known.length > 0 ? `known keys: ${known.join(', ')}${what}` : `no breaker exists yet${what}`,
+  );
+}
+
 export async function breakerIsolate(ctx: CommandContext, opts: BreakerIsolateOptions): Promise<number> {
+  if (opts.key && !opts.create && opts.key !== opts.defaultKey) {
+    // Checked before anything is written: a refused key leaves no data directory behind.
+    const known = await readBreakers(ctx, async (b) => (await listBreakers(b)).map((s) => s.key), []);
+    if (!known.includes(opts.key)) {
+      throw unknownKey(opts.key, known, '; pass --create to isolate a breaker no run has used yet');
+    }
+  }
   await changeBreakers(ctx, async (breakers) => {
     for (const key of await targetKeys(breakers, opts.key, opts.defaultKey)) {
       const { before } = await isolateBreaker(breakers, key, opts.reason ?? '');
@@ -229,10 +259,7 @@ export async function breakerClose(ctx: CommandContext, opts: BreakerCloseOption
   await changeBreakers(ctx, async (breakers) => {
     const known = (await listBreakers(breakers)).map((s) => s.key);
     if (opts.key && !known.includes(opts.key) && opts.key !== opts.defaultKey) {
-      throw usageError(
-        `no circuit breaker with key "${opts.key}"`,
-        known.length > 0 ? `known keys: ${known.join(', ')}` : 'no breaker exists yet; nothing to close',
-      );
+      throw unknownKey(opts.key, known, known.length > 0 ? '' : '; nothing to close');
     }
     for (const key of await targetKeys(breakers, opts.key, opts.defaultKey)) {
       const { before } = await closeBreaker(breakers, key);
@@ -243,6 +270,46 @@ export async function breakerClose(ctx: CommandContext, opts: BreakerCloseOption
       );
     }
   });
+  return 0;
+}
+
+/**
+ * `breaker rm <key>`: forgets one breaker's state and window (its history lines stay), e.g. one
+ * left by a provider no longer used or a stray `isolate --create`. A run still using the key
+ * starts it again, closed.
+ */
+export async function breakerRm(ctx: CommandContext, opts: BreakerRmOptions): Promise<number> {
+  if (opts.key !== undefined && opts.keyOption !== undefined && opts.key !== opts.keyOption) {
+    throw usageError(
+      `two different keys given: "${opts.key}" and --key "${opts.keyOption}"`,
+      'give the key once',
+    );
+  }
+  const key = opts.key ?? opts.keyOption;
+  if (!key) {
+    throw usageError('breaker rm needs the key of the breaker to forget', 'see `flashcards breaker status`');
+  }
+  const removed = await readBreakers(
+    ctx,
+    async (breakers) => {
+      const all = await listBreakers(breakers);
+      const found = all.find((s) => s.key === key);
+      if (!found)
+        throw unknownKey(
+          key,
+          all.map((s) => s.key),
+          all.length > 0 ? '' : '; nothing to remove',
+        );
+      await removeBreaker(breakers, key);
+      return found;
+    },
+    undefined,
+  );
+  // No state.db at all: no breaker either.
+  if (!removed) throw unknownKey(key, [], '; nothing to remove');
+  ctx.io.err(
+    `removed breaker ${key} (was ${removed.state}); a run on this provider starts a new one, closed\n`,
+  );
   return 0;
 }
 
@@ -261,7 +328,7 @@ export async function breakerHistory(ctx: CommandContext, opts: BreakerHistoryOp
     return 0;
   }
   if (entries.length === 0) {
-    ctx.io.err('no breaker transitions recorded\n');
+    ctx.io.out('no breaker transitions recorded\n');
     return 0;
   }
   const p = painter(ctx);
@@ -269,6 +336,6 @@ export async function breakerHistory(ctx: CommandContext, opts: BreakerHistoryOp
   for (const e of entries) {
     t.push([iso(e.at) ?? '', e.key, `${p.state(e.from)} -> ${p.state(e.to)}`, clip(e.cause, 90)]);
   }
-  ctx.io.err(`${t.toString()}\n`);
+  ctx.io.out(`${t.toString()}\n`);
   return 0;
 }

@@ -37,23 +37,20 @@ Examples:
     handler: handlers,
     call: (m, ctx, { json, arg }) => m.cacheShow(ctx, { prefix: arg, json }),
   });
-  cache
-    .command('prune')
-    .description('Delete expired entries and reclaim space')
-    .action(run(async (ctx) => (await handlers()).cachePrune(ctx, {})));
-  cache
-    .command('clear')
-    .description('Delete cached responses (all, or by model / age)')
+  jsonCommand(cache, run, {
+    usage: 'prune',
+    description: 'Delete expired entries and reclaim space',
+    handler: handlers,
+    call: (m, ctx, { json }) => m.cachePrune(ctx, { json }),
+  });
+  jsonCommand(cache, run, {
+    usage: 'clear',
+    description: 'Delete cached responses (all, or by model / age)',
+    handler: handlers,
+    call: (m, ctx, { json, opts }: JsonInput<{ model?: string; olderThan?: string; yes?: boolean }>) =>
+      m.cacheClear(ctx, { json, model: opts.model, olderThan: opts.olderThan, yes: Boolean(opts.yes) }),
+  })
     .option('--model <id>', 'only this model')
     .option('--older-than <duration>', 'only entries older than this, e.g. 30d')
-    .option('-y, --yes', 'do not ask for confirmation')
-    .action(
-      run(async (ctx, opts: { model?: string; olderThan?: string; yes?: boolean }) =>
-        (await handlers()).cacheClear(ctx, {
-          model: opts.model,
-          olderThan: opts.olderThan,
-          yes: Boolean(opts.yes),
-        }),
-      ),
-    );
+    .option('-y, --yes', 'do not ask for confirmation');
 }

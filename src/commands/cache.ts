@@ -90,10 +90,10 @@ export async function cacheList(ctx: CommandContext, opts: CacheListOptions): Pr
     return ExitCode.ok;
   }
   if (entries.length === 0) {
-    ctx.io.err('no cached responses\n');
+    ctx.io.out('no cached responses\n');
     return ExitCode.ok;
   }
-  const c = colours(ctx);
+  const c = colours(ctx.io.outColor);
   const table = newTable(c, ['key', 'model', 'term', 'stage', 'size', 'codec', 'created', 'expires']);
   for (const e of entries) {
     table.push([
@@ -107,7 +107,7 @@ export async function cacheList(ctx: CommandContext, opts: CacheListOptions): Pr
       expiryText(c, e.expiresAt, now),
     ]);
   }
-  ctx.io.err(`${table.toString()}\n`);
+  ctx.io.out(`${table.toString()}\n`);
   return ExitCode.ok;
 }
 
@@ -142,7 +142,9 @@ export async function cacheShow(ctx: CommandContext, opts: CacheShowOptions): Pr
     ctx.io.out(`${JSON.stringify({ ...entryJson(entry, now), body })}\n`);
     return ExitCode.ok;
   }
-  const c = colours(ctx);
+  // The entry's description is for the person reading (stderr); the response itself is the
+  // result (stdout), so `cache show 3fa9 > answer.json` saves the answer alone.
+  const c = colours(ctx.io.color);
   ctx.io.err(
     [
       `${c.bold('key')}      ${entry.key}`,
@@ -154,7 +156,6 @@ export async function cacheShow(ctx: CommandContext, opts: CacheShowOptions): Pr
       '',
     ].join('\n'),
   );
-  // The response itself is the command's result: stdout, so it can be piped or redirected.
   ctx.io.out(`${prettyIfJson(body)}\n`);
   return ExitCode.ok;
 }
@@ -279,7 +280,7 @@ function describeFilter(opts: CacheClearOptions): string {
 }
 
 function printStats(ctx: CommandContext, s: CacheStats, file: string, size: number, now: number): void {
-  const c = colours(ctx);
+  const c = colours(ctx.io.outColor);
   const lookups = s.hits + s.misses;
   const lines = [
     `${c.bold('cache')}     ${file} (${formatBytes(size)} on disk)`,
@@ -291,7 +292,7 @@ function printStats(ctx: CommandContext, s: CacheStats, file: string, size: numb
     `${c.bold('recent')}    ${s.hits} hits, ${s.misses} misses over ${s.recentRuns.length} ${plural(s.recentRuns.length, 'run', 'runs')}` +
       (lookups ? ` (${((100 * s.hits) / lookups).toFixed(1)}% hit rate)` : ''),
   ];
-  ctx.io.err(`${lines.join('\n')}\n`);
+  ctx.io.out(`${lines.join('\n')}\n`);
   const models = Object.entries(s.perModel);
   if (models.length) {
     const table = newTable(c, ['model', 'entries', 'live', 'expired', 'original', 'stored']);
@@ -305,7 +306,7 @@ function printStats(ctx: CommandContext, s: CacheStats, file: string, size: numb
         formatBytes(m.storedBytes),
       ]);
     }
-    ctx.io.err(`${table.toString()}\n`);
+    ctx.io.out(`${table.toString()}\n`);
   }
   if (s.recentRuns.length) {
     const table = newTable(c, ['run', 'started', 'model', 'hits', 'misses', 'hit rate']);
@@ -320,7 +321,7 @@ function printStats(ctx: CommandContext, s: CacheStats, file: string, size: numb
         total ? `${((100 * r.hits) / total).toFixed(1)}%` : '-',
       ]);
     }
-    ctx.io.err(`${table.toString()}\n`);
+    ctx.io.out(`${table.toString()}\n`);
   }
 }
 
@@ -339,12 +340,13 @@ function entryJson(e: EntrySummary, now: number): Record<string, unknown> {
   };
 }
 
-function colours(ctx: CommandContext): ChalkInstance {
-  return new Chalk({ level: ctx.io.color ? 1 : 0 });
+/** Colour for the stream written to: `ctx.io.outColor` for results, `ctx.io.color` for stderr. */
+function colours(allowed: boolean): ChalkInstance {
+  return new Chalk({ level: allowed ? 1 : 0 });
 }
 
 function newTable(c: ChalkInstance, head: string[]): Table.Table {
-  // cli-table3 colours headers on its own; colour goes through chalk so ctx.io.color decides.
+  // cli-table3 colours headers on its own; colour goes through chalk so the Io decides.
   return new Table({
     head: head.map((h) => c.bold(h)),
     style: { head: [], border: [] },

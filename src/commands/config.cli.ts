@@ -26,7 +26,8 @@ Examples:
   $ flashcards config init --yes --provider openai --model gpt-4o-mini --rpm 500
   $ flashcards config show
   $ flashcards config validate .flashcardrc
-  $ flashcards config path`,
+  $ flashcards config path
+  $ flashcards config path --json`,
     );
   const init = addSettingOptions(
     config
@@ -59,8 +60,10 @@ Examples:
     .description('Check a config file (default: the one found)')
     .argument('[file]')
     .action(run(async (ctx, file: string | undefined) => (await handlers()).configValidate(ctx, { file })));
-  config
-    .command('path')
-    .description('Show which config file and data directory are in effect')
-    .action(run(async (ctx) => (await handlers()).configPath(ctx, {})));
+  jsonCommand(config, run, {
+    usage: 'path',
+    description: 'Show which config file and data directory are in effect',
+    handler: handlers,
+    call: (m, ctx, { json }) => m.configPath(ctx, { json }),
+  });
 }

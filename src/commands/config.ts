@@ -40,13 +40,14 @@ export function redactKey(key: string | undefined): string {
   return key.length >= 12 ? `${key.slice(0, 3)}…${key.slice(-4)}` : '(set)';
 }
 
-function render(path: string, value: unknown): string {
+/** A value as the table shows it; `lineBreak` separates the entries of a price table (one row per line when piped). */
+function render(path: string, value: unknown, lineBreak: string): string {
   if (value === undefined) return '(not set)';
   if (schemaIndex().leaves.get(path)?.info.duration && typeof value === 'number') return formatMs(value);
   if (path === 'prices' && typeof value === 'object' && value !== null) {
     return Object.entries(value as Record<string, { input: number; output: number }>)
       .map(([model, p]) => `${model} ${p.input}/${p.output}`)
-      .join('\n');
+      .join(lineBreak);
   }
   if (Array.isArray(value)) return value.join(', ');
   return typeof value === 'string' ? value : JSON.stringify(value);
@@ -75,7 +76,10 @@ export interface ConfigShowOptions {
   flags?: Record<string, unknown>;
 }
 
-/** `flashcards config show`: every resolved value with where it came from; the API key redacted. */
+/**
+ * `flashcards config show`: every resolved value with where it came from, the API key redacted;
+ * the table (or --json) on stdout, warnings about the configuration on stderr.
+ */
 export async function configShow(ctx: CommandContext, opts: ConfigShowOptions): Promise<number> {
   const loaded = await load(ctx, opts.flags);
   const { settings, sources, configFile, warnings } = loaded;
@@ -84,18 +88,20 @@ export async function configShow(ctx: CommandContext, opts: ConfigShowOptions): 
     ctx.io.out(`${JSON.stringify(out)}\n`);
     return 0;
   }
-  ctx.io.err(
+  ctx.io.out(
     configFile
       ? `config file: ${configFile}\n`
       : `no config file found; searched from ${ctx.cwd} up (using defaults)\n`,
   );
   const shown = redacted(settings);
+  // In a terminal the price list takes a line per model; piped, every key stays on one line for grep.
+  const lineBreak = ctx.io.outColumns === undefined ? '; ' : '\n';
   const rows = describeKeys().map(({ path }) => {
     const source = sources[path];
-    const value = render(path, settingValue(shown, path));
+    const value = render(path, settingValue(shown, path), lineBreak);
     return [path, value, source ? describeSource(source) : 'default'];
   });
-  ctx.io.err(renderTable(['key', 'value', 'source'], rows, ctx.io.color));
+  ctx.io.out(renderTable(['key', 'value', 'source'], rows, ctx.io.outColor));
   printWarnings(ctx, warnings);
   return 0;
 }
@@ -118,15 +124,17 @@ export async function configValidate(ctx: CommandContext, opts: ConfigValidateOp
   return 0;
 }
 
-/** `flashcards config path`: the config file in effect and the data directory. */
+/** `flashcards config path [--json]`: the config file in effect and the data directory, on stdout. */
 export async function configPath(ctx: CommandContext, opts: { json?: boolean }): Promise<number> {
   const found = await findConfig({ cwd: ctx.cwd, env: ctx.env, configFile: ctx.configFile });
   if (opts.json) {
-    ctx.io.out(`${JSON.stringify({ configFile: found?.path, dataDir: ctx.home, searchedFrom: ctx.cwd })}\n`);
+    ctx.io.out(
+      `${JSON.stringify({ configFile: found?.path ?? null, dataDir: ctx.home, searchedFrom: ctx.cwd })}\n`,
+    );
     return 0;
   }
-  ctx.io.err(found ? `config file: ${found.path}\n` : `no config file found; searched from ${ctx.cwd} up\n`);
-  ctx.io.err(`data directory: ${ctx.home}\n`);
+  ctx.io.out(found ? `config file: ${found.path}\n` : `no config file found; searched from ${ctx.cwd} up\n`);
+  ctx.io.out(`data directory: ${ctx.home}\n`);
   return 0;
 }
 
@@ -303,6 +311,9 @@ export async function configInit(ctx: CommandContext, opts: ConfigInitOptions): 
   return 0;
 }
 
+/** What leaving a rate limit empty in the wizard means (README: "unset = learn from its headers and 429s"). */
+const LEARNED = "empty = learn it from the provider's rate-limit headers and 429s";
+
 async function ask(given: InitAnswers, prompts: InitPrompts): Promise<InitAnswers> {
   const provider = await prompts.select({
     message: 'Which provider?',
@@ -347,12 +358,13 @@ async function ask(given: InitAnswers, prompts: InitPrompts): Promise<InitAnswer
   });
   let { rpm, tpm } = given;
   if (!preset.local) {
+    // An unset limit is not "no limit": the limiter starts carefully and learns the provider's.
     rpm = await prompts.number({
-      message: 'Requests per minute your plan allows (empty = no limit)',
+      message: `Requests per minute your plan allows (${LEARNED})`,
       default: rpm,
     });
     tpm = await prompts.number({
-      message: 'Tokens per minute your plan allows (empty = no limit)',
+      message: `Tokens per minute your plan allows (${LEARNED})`,
       default: tpm,
     });
   }

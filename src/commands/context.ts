@@ -1,15 +1,23 @@
 import type { Clock } from '../core/clock.ts';
 
-/** Where a command writes: stdout for machine output (--json) and results, stderr for people. */
+/**
+ * Where a command writes: its result on stdout (a table for people, or --json), everything about
+ * the doing (progress, warnings, hints, errors, prompts) on stderr. Each stream is a terminal or
+ * not on its own (`flashcards batches list | grep done`), so each has its own colour and width.
+ */
 export interface Io {
   out(text: string): void;
   err(text: string): void;
   /** stderr is a terminal: spinners and prompts are allowed. */
   isTTY: boolean;
-  /** Colour allowed (a TTY and no NO_COLOR). */
+  /** Colour allowed on stderr (a TTY and no NO_COLOR). */
   color: boolean;
-  /** Width of the terminal on stderr, when it is one: tables wrap to fit it. */
+  /** Width of the terminal on stderr, when it is one: the progress line fits it. */
   columns?: number | undefined;
+  /** Colour allowed on stdout (a TTY and no NO_COLOR): never in a pipe or a file. */
+  outColor: boolean;
+  /** Width of the terminal on stdout, when it is one: result tables wrap to fit it; piped, they do not wrap. */
+  outColumns?: number | undefined;
 }
 
 /** The environment every command handler receives, filled in once at the CLI edge. */
@@ -25,14 +33,22 @@ export interface CommandContext {
   configFile?: string | undefined;
 }
 
+/** Colour on a stream: a terminal, and neither NO_COLOR nor TERM=dumb. */
+export function colorAllowed(stream: NodeJS.WriteStream, env: NodeJS.ProcessEnv = process.env): boolean {
+  return Boolean(stream.isTTY) && !env['NO_COLOR'] && env['TERM'] !== 'dumb';
+}
+
 export function processIo(): Io {
   const isTTY = Boolean(process.stderr.isTTY);
+  const outTTY = Boolean(process.stdout.isTTY);
   return {
     out: (text) => void process.stdout.write(text),
     err: (text) => void process.stderr.write(text),
     isTTY,
-    color: isTTY && !process.env['NO_COLOR'] && process.env['TERM'] !== 'dumb',
+    color: colorAllowed(process.stderr),
     columns: isTTY ? process.stderr.columns : undefined,
+    outColor: colorAllowed(process.stdout),
+    outColumns: outTTY ? process.stdout.columns : undefined,
   };
 }
 
@@ -47,5 +63,6 @@ export function memoryIo(): Io & { stdout: string[]; stderr: string[] } {
     err: (t) => void stderr.push(t),
     isTTY: false,
     color: false,
+    outColor: false,
   };
 }

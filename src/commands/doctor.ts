@@ -15,6 +15,7 @@ import { errorMessage, isFlashcardsError } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
 import { packageFile } from '../core/package-root.ts';
 import { publicUrl } from '../core/provider-key.ts';
+import { didYouMean } from '../core/suggest.ts';
 import { renderTable } from './config.ts';
 import type { CommandContext } from './context.ts';
 
@@ -55,6 +56,8 @@ const PROBE_TIMEOUT_MS = 5000;
 /**
  * `flashcards doctor`: checks what a first run needs, prints pass/fail with a fix for each
  * failure. Exit 0 when nothing failed (warnings allowed), 1 otherwise. Never prints the key.
+ * The provider check also asks whether the provider lists the configured model, from the same
+ * `GET /models` answer: a typo fails here, not on the first paid request.
  */
 export async function doctor(ctx: CommandContext, opts: DoctorOptions): Promise<number> {
   const checks: CheckResult[] = [
@@ -99,10 +102,11 @@ export async function doctor(ctx: CommandContext, opts: DoctorOptions): Promise<
   }
 
   const failed = checks.filter((c) => c.status === 'fail' || c.status === 'skip').length;
+  // The report is the command's result: stdout, table or JSON; the exit code says whether it passed.
   if (opts.json) {
     ctx.io.out(`${JSON.stringify({ ok: failed === 0, checks })}\n`);
   } else {
-    const c = new Chalk({ level: ctx.io.color ? 1 : 0 });
+    const c = new Chalk({ level: ctx.io.outColor ? 1 : 0 });
     const paint: Record<CheckStatus, (s: string) => string> = {
       pass: c.green,
       warn: c.yellow,
@@ -110,8 +114,8 @@ export async function doctor(ctx: CommandContext, opts: DoctorOptions): Promise<
       skip: c.dim,
     };
     const rows = checks.map((k) => [k.name, paint[k.status](k.status), k.detail, k.fix ?? '']);
-    ctx.io.err(renderTable(['check', 'status', 'detail', 'fix'], rows, ctx.io.color));
-    ctx.io.err(
+    ctx.io.out(renderTable(['check', 'status', 'detail', 'fix'], rows, ctx.io.outColor));
+    ctx.io.out(
       failed === 0
         ? `all ${checks.length} checks passed\n`
         : `${failed} of ${checks.length} checks did not pass\n`,
@@ -227,7 +231,8 @@ function checkApiKey({ settings, sources, apiKeyInFile }: LoadedSettings): Check
   };
 }
 
-async function checkProvider({ settings }: LoadedSettings, transport: Transport): Promise<CheckResult> {
+async function checkProvider(loaded: LoadedSettings, transport: Transport): Promise<CheckResult> {
+  const { settings } = loaded;
   const name = 'provider';
   if (settings.provider === 'mock' || settings.baseUrl.startsWith('mock:')) {
     return { name, status: 'pass', detail: 'mock provider (offline, no network needed)' };
@@ -262,10 +267,11 @@ async function checkProvider({ settings }: LoadedSettings, transport: Transport)
         : 'check your network connection and baseUrl',
     };
   }
-  // Read (and drop) the body so the connection is released.
-  await response.text().catch(() => undefined);
-  if (response.status >= 200 && response.status < 300)
-    return { name, status: 'pass', detail: `GET ${shown}: HTTP ${response.status}` };
+  // Read the body in any case, so the connection is released.
+  const body = await response.text().catch(() => undefined);
+  if (response.status >= 200 && response.status < 300) {
+    return checkModel(loaded, `GET ${shown}: HTTP ${response.status}`, modelIds(body));
+  }
   const keyVar = settings.apiKeySource ?? suggestedKeyVar(settings.provider);
   if (response.status === 401 || response.status === 403) {
     return {
@@ -283,13 +289,109 @@ async function checkProvider({ settings }: LoadedSettings, transport: Transport)
       fix: 'wait a minute, or lower limiter.rpm / concurrency',
     };
   }
+  if (response.status === 404) {
+    // Some OpenAI-compatible servers have no models list; the provider answered, so only the model
+    // goes unchecked. A base URL without /v1 gives the same 404, and then every request would.
+    return {
+      name,
+      status: 'warn',
+      detail: `reachable, but GET ${shown} answered HTTP 404: no models list, so the model ${settings.model} was not checked`,
+      fix: 'if runs fail with HTTP 404 too, check baseUrl: most OpenAI-compatible servers expect it to end in /v1',
+    };
+  }
   return {
     name,
     status: 'fail',
     detail: `GET ${shown} answered HTTP ${response.status}`,
-    fix:
-      response.status === 404
-        ? 'check baseUrl: most OpenAI-compatible servers expect it to end in /v1'
-        : 'the provider may be down; try again later',
+    fix: 'the provider may be down; try again later',
+  };
+}
+
+/** How many of the listed models a fix names when nothing is close to the configured one. */
+const MODELS_SHOWN = 8;
+
+/**
+ * The model ids of an OpenAI-compatible `GET /models` answer: `{"data": [{"id": ...}]}`, or the
+ * bare array a few servers send. Undefined when the body is not such a list.
+ */
+export function modelIds(body: string | undefined): string[] | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body ?? '');
+  } catch {
+    return undefined;
+  }
+  const list: unknown = Array.isArray(parsed)
+    ? parsed
+    : typeof parsed === 'object' && parsed !== null
+      ? (parsed as { data?: unknown }).data
+      : undefined;
+  if (!Array.isArray(list)) return undefined;
+  return list.flatMap((m: unknown) => {
+    const id = typeof m === 'object' && m !== null ? (m as { id?: unknown }).id : undefined;
+    return typeof id === 'string' ? [id] : [];
+  });
+}
+
+export type ModelMatch = { listed: true; as: string } | { listed: false; suggestion: string | undefined };
+
+/**
+ * Whether a provider that lists `ids` serves `model`: listed as is, as Ollama's `name:latest`, or
+ * as a variant of a listed model (OpenRouter's `vendor/model:nitro`). When not, the closest listed
+ * name: the one listed under a vendor prefix (`gpt-4o-mini` on OpenRouter is `openai/gpt-4o-mini`),
+ * else the one other tag of the same model, else a did-you-mean.
+ */
+export function findModel(model: string, ids: readonly string[]): ModelMatch {
+  if (ids.includes(model)) return { listed: true, as: model };
+  if (ids.includes(`${model}:latest`)) return { listed: true, as: `${model}:latest` };
+  const base = model.replace(/:[^:/]+$/, '');
+  if (base !== model && ids.includes(base)) return { listed: true, as: base };
+  const vendored = ids.filter((id) => id.endsWith(`/${model}`));
+  if (vendored.length === 1) return { listed: false, suggestion: vendored[0] };
+  // Another tag of the same model (Ollama's llama3.1:70b when only llama3.1:latest was pulled).
+  const tagged = ids.filter((id) => id.replace(/:[^:/]+$/, '') === base);
+  if (tagged.length === 1) return { listed: false, suggestion: tagged[0] };
+  return { listed: false, suggestion: didYouMean(model, ids) };
+}
+
+/** The provider check once `GET /models` answered 2xx: does the provider list the configured model? */
+function checkModel(
+  { settings, sources }: LoadedSettings,
+  answered: string,
+  ids: string[] | undefined,
+): CheckResult {
+  const name = 'provider';
+  const model = settings.model;
+  if (ids === undefined || ids.length === 0) {
+    return {
+      name,
+      status: 'warn',
+      detail: `${answered}, but ${ids === undefined ? 'not a models list' : 'an empty models list'}: the model ${model} was not checked`,
+      fix: 'a wrong model name fails the first request of a run; check it with your provider',
+    };
+  }
+  const match = findModel(model, ids);
+  if (match.listed) {
+    return { name, status: 'pass', detail: `${answered}, lists the model ${match.as}` };
+  }
+  const source = sources['model'];
+  const from = source ? ` (the model comes from ${describeSource(source)})` : '';
+  const notListed = `${answered}, but the model ${model} is not among the ${ids.length} it lists`;
+  if (settings.provider === 'llamacpp') {
+    // llama-server serves the one model it loaded whatever name a request gives.
+    return {
+      name,
+      status: 'warn',
+      detail: `${notListed}; llama-server answers with the model it loaded (${ids.slice(0, MODELS_SHOWN).join(', ')}) whatever the name`,
+    };
+  }
+  const shown = ids.slice(0, MODELS_SHOWN).join(', ') + (ids.length > MODELS_SHOWN ? ', ...' : '');
+  return {
+    name,
+    status: 'fail',
+    detail: `${notListed}${match.suggestion ? ` (did you mean ${match.suggestion}?)` : ''}`,
+    fix: match.suggestion
+      ? `use --model ${match.suggestion}${from}`
+      : `use a model it lists: ${shown}${from}`,
   };
 }

@@ -19,7 +19,7 @@ export interface LimiterResetOptions {
   key?: string | undefined;
 }
 
-/** `flashcards limiter status [--json]`: every key's buckets and shards as they stand now. */
+/** `flashcards limiter status [--json]`: every key's buckets and shards as they stand now, on stdout. */
 export async function limiterStatus(ctx: CommandContext, opts: LimiterStatusOptions): Promise<number> {
   const stored = await withAdmin(ctx, (admin) => admin.read());
   const now = stored?.now ?? ctx.clock.now();
@@ -29,10 +29,10 @@ export async function limiterStatus(ctx: CommandContext, opts: LimiterStatusOpti
     return ExitCode.ok;
   }
   if (keys.length === 0) {
-    ctx.io.err('no limiter state yet\n');
+    ctx.io.out('no limiter state yet\n');
     return ExitCode.ok;
   }
-  const c = new Chalk({ level: ctx.io.color ? 1 : 0 });
+  const c = new Chalk({ level: ctx.io.outColor ? 1 : 0 });
   for (const k of keys) printKey(ctx, c, k, now);
   return ExitCode.ok;
 }
@@ -134,9 +134,9 @@ function printKey(ctx: CommandContext, c: ChalkInstance, k: KeyStatus, now: numb
     );
   }
   lines.push(`  updated ${ago(k.updatedAt, now)}`);
-  ctx.io.err(`${lines.join('\n')}\n`);
+  ctx.io.out(`${lines.join('\n')}\n`);
   if (k.buckets.length === 0) {
-    ctx.io.err('  no buckets: limits unknown, requests are not paced\n\n');
+    ctx.io.out('  no buckets: limits unknown, requests are not paced\n\n');
     return;
   }
   const table = new Table({
@@ -160,7 +160,7 @@ function printKey(ctx: CommandContext, c: ChalkInstance, k: KeyStatus, now: numb
       shardList(b),
     ]);
   }
-  ctx.io.err(`${table.toString()}\n\n`);
+  ctx.io.out(`${table.toString()}\n\n`);
 }
 
 function shardList(b: BucketStatus): string {

@@ -16,24 +16,33 @@ function summary(def: LoadedDefinition) {
   };
 }
 
-/** `pipelines list`: the built-in pipelines. Tables are for people (stderr); --json is for programs (stdout). */
+/** Widths of `pipelines list`'s columns but the description, which takes the rest of the terminal. */
+const FIXED_WIDTHS = [12, 18, 18] as const;
+
+/**
+ * `pipelines list`: the built-in pipelines, on stdout (`--json`: `{pipelines: [...]}`). In a
+ * terminal the descriptions wrap to its width; piped, each pipeline stays on one line.
+ */
 export async function pipelinesList(ctx: CommandContext, opts: { json: boolean }): Promise<number> {
   const rows = builtinPipelineNames().map((name) => summary(loadPipelineDefinition(name, ctx.cwd)));
   if (opts.json) {
-    ctx.io.out(`${JSON.stringify(rows)}\n`);
+    ctx.io.out(`${JSON.stringify({ pipelines: rows })}\n`);
     return ExitCode.ok;
   }
   const { default: Table } = await import('cli-table3');
+  const width = ctx.io.outColumns;
+  // Each column takes its width plus a border; the description gets what is left, 30 at least.
+  const description =
+    width === undefined ? undefined : Math.max(30, width - 1 - FIXED_WIDTHS.reduce((a, w) => a + w + 1, 0));
   const table = new Table({
     head: ['name', 'stages', 'card fields', 'description'],
     style: { head: [], border: [] },
-    wordWrap: true,
-    colWidths: [12, 18, 18, 50],
+    ...(description === undefined ? {} : { wordWrap: true, colWidths: [...FIXED_WIDTHS, description] }),
   });
   for (const row of rows) {
     table.push([row.name, row.stages.join(' → '), row.fields.join(', '), row.description]);
   }
-  ctx.io.err(`${table.toString()}\n`);
+  ctx.io.out(`${table.toString()}\n`);
   ctx.io.err('Use one with --pipeline <name>; copy one with `flashcards pipelines show <name> > my.yaml`.\n');
   return ExitCode.ok;
 }

@@ -260,7 +260,11 @@ export const DEFAULT_PRICES: Readonly<Record<string, Price>> = {
 };
 
 /** What a batch's tokens cost at the model's price, in USD; null when the price is unknown. */
-export function costOf(settings: Settings, prompt: number, completion: number): number | null {
+export function costOf(
+  settings: Pick<Settings, 'model' | 'prices'>,
+  prompt: number,
+  completion: number,
+): number | null {
   const price = settings.prices[settings.model];
   if (!price) return null;
   return Math.round(prompt * price.input + completion * price.output) / 1_000_000;

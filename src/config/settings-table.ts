@@ -183,7 +183,8 @@ export const SETTINGS = {
     field: 'maxDurationMs',
   },
   'limiter.rpm': {
-    description: 'Requests per minute allowed by your plan; unset = no limit',
+    description:
+      "Requests per minute allowed by your plan; unset = learned from the provider's headers and 429s",
     env: 'FLASHCARDS_RPM',
     flag: {
       flags: '--rpm <n>',
@@ -192,7 +193,8 @@ export const SETTINGS = {
     },
   },
   'limiter.tpm': {
-    description: 'Tokens per minute allowed by your plan; unset = no limit',
+    description:
+      "Tokens per minute allowed by your plan; unset = learned from the provider's headers and 429s",
     env: 'FLASHCARDS_TPM',
     flag: {
       flags: '--tpm <n>',

@@ -62,6 +62,8 @@ export interface MockOptions {
   requireAuth?: boolean;
   /** Keep every request in `server.requests` (default true; turn off for long soak runs). */
   record?: boolean;
+  /** The model ids `GET /v1/models` lists (default: mockModelList's). Chat requests take any model. */
+  models?: readonly string[];
 }
 
 export type MockSettings = Omit<MockOptions, 'port' | 'clock'>;
@@ -656,7 +658,8 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
     changed();
     const route = mockRoute(record.method, record.path);
     if (route === 'models') {
-      send(res, record, 200, mockModelList);
+      const listed = settings.models?.map((id) => ({ id, object: 'model', created: 0, owned_by: 'mock' }));
+      send(res, record, 200, listed ? { object: 'list', data: listed } : mockModelList);
       return;
     }
     if (route === undefined) {
