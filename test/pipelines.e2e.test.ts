@@ -72,6 +72,23 @@ describe('user-defined pipelines, output options and AnkiConnect, through the bu
     );
   });
 
+  test('a .tsv deck of a pipeline with its own note type warns that Anki may not have it, and says what to do', async () => {
+    const home = tempDir();
+    const r = await runCli(['process', grammarInput, '--pipeline', grammar, '-o', join(home, 'g.tsv')], {
+      env: env(home),
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stderr,
+      /^warning: the deck's note type "Grammar Practice" .* write an \.apkg instead \(-o deck\.apkg\)/m,
+    );
+    const apkg = await runCli(['process', grammarInput, '--pipeline', grammar, '-o', join(home, 'g.apkg')], {
+      env: env(home),
+    });
+    assert.equal(apkg.code, 0, apkg.stderr);
+    assert.doesNotMatch(apkg.stderr, /warning: the deck's note type/);
+  });
+
   test('pipelines show prints a self-contained file that runs as it is', async () => {
     const home = tempDir();
     const shown = await runCli(['pipelines', 'show', 'topics'], { env: env(home) });

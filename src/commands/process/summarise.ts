@@ -2,6 +2,7 @@ import { emptyItemsWarning } from '../../batch/export.ts';
 import type { RunOutcome } from '../../batch/runner.ts';
 import { costOf } from '../../config/index.ts';
 import { ExitCode, type ExitCode as ExitCodeType, FlashcardsError } from '../../core/errors.ts';
+import { noteTypeHint } from '../../output/note-type-hint.ts';
 import { printSummary, type RunSummary } from '../../ui/summary.ts';
 import type { CommandContext } from '../context.ts';
 import type { Delivery } from './deliver.ts';
@@ -41,6 +42,9 @@ export async function summarise(
   const { stores, batch, events } = run;
   const emptyWarning = delivery.tally ? emptyItemsWarning(delivery.tally, plan.pipeline) : undefined;
   if (emptyWarning && !o.json) ctx.io.err(`warning: ${emptyWarning}\n`);
+  // A text deck names its note type, but Anki cannot create one from a text import.
+  const noteType = delivery.written ? noteTypeHint(plan.format, plan.meta) : undefined;
+  if (noteType && !o.json && !o.quiet) ctx.io.err(`warning: ${noteType}\n`);
   const exitCode = exitCodeOf(outcome, delivery);
   const status =
     outcome.status === 'complete'
