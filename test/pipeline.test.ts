@@ -407,4 +407,165 @@ describe('pipeline files', () => {
     writeFileSync(file, 'name: x\n');
     assert.throws(() => loadPipelineDefinition(file, root), /pipeline .*x\.yaml: stages: /);
   });
+
+  /** The base pipeline with `schema` as its one stage's schema. */
+  const withSchema = (schema: Record<string, unknown>): string =>
+    JSON.stringify({ ...base, stages: [{ ...base.stages[0], schema }] });
+
+  test('an unknown JSON Schema keyword is refused at any depth, with its place and a suggestion', () => {
+    const meanings = (item: Record<string, unknown>) =>
+      withSchema({
+        type: 'object',
+        properties: { a: { type: 'string' }, meanings: { type: 'array', items: item } },
+      });
+    assert.equal(
+      problem(meanings({ type: 'object', propertes: { gloss: { type: 'string' } } })),
+      'pipeline p.yaml: stages[0].schema.properties.meanings.items.propertes: unknown JSON Schema keyword "propertes" (did you mean "properties"?)',
+    );
+    assert.match(
+      problem(withSchema({ typ: 'object', properties: { a: { type: 'string' } } })),
+      /^pipeline p\.yaml: stages\[0\]\.schema\.typ: unknown JSON Schema keyword "typ" \(did you mean "type"\?\)$/,
+    );
+    assert.match(
+      problem(
+        withSchema({
+          type: 'object',
+          properties: { a: { anyOf: [{ type: 'string' }, { type: 'number', mininum: 0 }] } },
+        }),
+      ),
+      /stages\[0\]\.schema\.properties\.a\.anyOf\[1\]\.mininum: unknown JSON Schema keyword "mininum" \(did you mean "minimum"\?\)/,
+    );
+    assert.match(
+      problem(
+        withSchema({
+          type: 'object',
+          properties: { a: { $ref: '#/$defs/x' } },
+          $defs: { x: { type: 'string', maxLenght: 3 } },
+        }),
+      ),
+      /stages\[0\]\.schema\.\$defs\.x\.maxLenght: .*\(did you mean "maxLength"\?\)/,
+    );
+    assert.match(
+      problem(withSchema({ type: 'object', properties: { a: { type: 'string', colour: 'red' } } })),
+      /stages\[0\]\.schema\.properties\.a\.colour: unknown JSON Schema keyword "colour"$/,
+    );
+  });
+
+  test('property names, enum values, defaults and examples are data, and every keyword providers or the validator know passes', () => {
+    const def = parseDefinition(
+      withSchema({
+        $schema: 'https://json-schema.org/draft/2020-12/schema',
+        title: 'Answer',
+        description: 'an answer',
+        $comment: 'property names that look like keywords are names',
+        type: 'object',
+        properties: {
+          a: { type: 'string', minLength: 1, maxLength: 80, pattern: '^\\S', format: 'email', default: 'x' },
+          propertes: { type: ['string', 'null'], examples: [{ propertes: 1 }] },
+          type: { enum: [{ colour: 'red' }, 'plain'], deprecated: false, readOnly: false, writeOnly: false },
+          n: {
+            type: 'number',
+            minimum: 0,
+            maximum: 10,
+            exclusiveMinimum: -1,
+            exclusiveMaximum: 11,
+            multipleOf: 0.5,
+          },
+          list: {
+            type: 'array',
+            items: { $ref: '#/$defs/entry' },
+            minItems: 0,
+            maxItems: 3,
+            uniqueItems: true,
+            contains: { type: 'object' },
+            minContains: 0,
+            maxContains: 3,
+          },
+          tuple: { type: 'array', prefixItems: [{ type: 'string' }], items: false },
+          map: {
+            type: 'object',
+            patternProperties: { '^x': { type: 'string' } },
+            propertyNames: { pattern: '^[a-z]' },
+            minProperties: 0,
+            maxProperties: 5,
+            additionalProperties: { type: 'string' },
+          },
+          either: { oneOf: [{ const: 1 }, { type: 'string', nullable: true }], allOf: [{}] },
+        },
+        required: ['a'],
+        $defs: { entry: { type: 'object', properties: { b: { type: 'string' } } } },
+      }),
+      'p.yaml',
+      dir,
+    );
+    assert.equal(def.stages.length, 1);
+  });
+
+  test('cards.from must name a list of objects or an object in its stage’s schema', () => {
+    const shapes = {
+      type: 'object',
+      properties: {
+        a: { type: 'string' },
+        words: { type: 'array', items: { type: 'string' } },
+        rows: { type: 'array', items: { type: 'array', items: { type: 'string' } } },
+        card: { type: 'object', properties: { front: { type: 'string' } } },
+        maybe: { type: ['array', 'null'], items: { anyOf: [{ type: 'object' }, { type: 'null' }] } },
+      },
+    };
+    const from = (path: string): string =>
+      JSON.stringify({
+        ...base,
+        stages: [{ ...base.stages[0], schema: shapes }],
+        cards: { from: path, fields: { Front: '{{term}}' } },
+      });
+    assert.equal(
+      problem(from('one.words')),
+      `pipeline p.yaml: cards.from: "one.words" is a list of strings in the one stage's schema; cards come from a list of objects (a card each) or an object (one card)`,
+    );
+    assert.match(problem(from('one.a')), /cards\.from: "one\.a" is a string in the one stage's schema/);
+    assert.match(problem(from('one.rows')), /"one\.rows" is a list of lists/);
+    for (const usable of ['one', 'one.card', 'one.maybe'])
+      assert.doesNotThrow(() => parseDefinition(from(usable), 'p.yaml', dir), usable);
+  });
+
+  test('a .json pipeline file with a syntax error says so, with the line and column', () => {
+    const json = (text: string): string => {
+      try {
+        parseDefinition(text, 'p.json', dir);
+      } catch (e) {
+        assert.ok(isFlashcardsError(e), String(e));
+        assert.equal(e.exitCode, 2);
+        return e.message;
+      }
+      assert.fail('the definition was accepted');
+    };
+    const pretty = JSON.stringify(base, null, 2);
+    assert.equal(
+      json(pretty.replace('"mine",', '"mine",,')),
+      'pipeline p.json: line 2, column 18: JSON syntax error: expected a key in double quotes, got ","',
+    );
+    assert.equal(
+      json(pretty.replace(/\n\s*\}\n\s*\]/, ',\n}]')),
+      'pipeline p.json: line 15, column 1: JSON syntax error: a comma before "}": JSON allows no comma after the last entry',
+    );
+    assert.match(
+      json(pretty.replace('"one"', 'one')),
+      /^pipeline p\.json: line 5, column 15: JSON syntax error: unexpected one: text needs double quotes/,
+    );
+    assert.match(
+      json(pretty.replace('"mine"', '"mine')),
+      /^pipeline p\.json: line 2, column 11: JSON syntax error: a string is not closed/,
+    );
+    assert.match(
+      json(`{"name": "x", ${pretty.slice(1)}`),
+      /^pipeline p\.json: line 2, column 3: JSON syntax error: the key "name" is given twice in the same object$/,
+    );
+    assert.match(
+      json(pretty.slice(0, -1)),
+      /line 24, column 1: JSON syntax error: .*got the end of the file/,
+    );
+    // A byte order mark is not a mistake; YAML files stay YAML.
+    assert.equal(parseDefinition(`\uFEFF${pretty}`, 'p.json', dir).name, 'mine');
+    assert.match(problem('name: [unclosed'), /^pipeline p\.yaml: line 1, column \d+: /);
+  });
 });

@@ -165,6 +165,45 @@ describe('user-defined pipelines, output options and AnkiConnect, through the bu
     assert.doesNotMatch(shown.stderr, /SECRET/);
   });
 
+  test('a schema keyword misspelt at any depth (propertes:) fails at once, naming the place, exit 2', async () => {
+    const home = tempDir();
+    server.clear();
+    writeFileSync(
+      join(home, 'typo.yaml'),
+      [
+        'name: typo',
+        'stages:',
+        '  - name: analyze',
+        '    user: "Term: {{term}}"',
+        '    schema:',
+        '      type: object',
+        '      properties:',
+        '        meanings:',
+        '          type: array',
+        '          items:',
+        '            type: object',
+        '            propertes: { gloss: { type: string } }',
+        'cards:',
+        '  from: analyze.meanings',
+        '  fields: { Front: "{{term}}", Back: "{{card.gloss}}" }',
+        '',
+      ].join('\n'),
+    );
+    const r = await runCli(['process', grammarInput, '--pipeline', 'typo.yaml', '-q'], {
+      env: env(home),
+      cwd: home,
+    });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(
+      r.stderr,
+      /^error: pipeline typo\.yaml: stages\[0\]\.schema\.properties\.meanings\.items\.propertes: unknown JSON Schema keyword "propertes" \(did you mean "properties"\?\)$/m,
+    );
+    assert.equal(r.stderr.match(/^error: /gm)?.length, 1);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+    assert.equal(r.stdout, '');
+    assert.equal(server.requests.length, 0, 'nothing was sent');
+  });
+
   test('--fields, --tags and --deck shape the output', async () => {
     const home = tempDir();
     const r = await runCli(

@@ -5,7 +5,9 @@ import { z } from 'zod';
 import { errorMessage, FlashcardsError } from '../core/errors.ts';
 import { didYouMean, didYouMeanSuffix } from '../core/suggest.ts';
 import { ankiFieldsProblem } from '../output/field-names.ts';
-import { elementSchema, schemaAt } from './schema-path.ts';
+import { jsonSyntaxProblem } from './json-syntax.ts';
+import { unknownKeyword } from './schema-keywords.ts';
+import { cardSourceProblem, elementSchema, schemaAt } from './schema-path.ts';
 import { responseValidator } from './schemas.ts';
 import { compileTemplate } from './template.ts';
 
@@ -119,23 +121,37 @@ export function loadDefinition(
       'check the pipeline path (--pipeline, FLASHCARDS_PIPELINE or `pipeline` in the config file, which is read relative to that file)',
     );
   }
-  return parseDefinition(text, shownAs, dirname(resolve(file)), options.compiled ? 'json' : 'yaml');
+  return parseDefinition(
+    text,
+    shownAs,
+    dirname(resolve(file)),
+    options.compiled ? 'compiled' : formatOf(file),
+  );
+}
+
+/** How a pipeline file is read: JSON by its `.json` name, YAML otherwise; `compiled` is a built-in from dist/. */
+export type DocumentFormat = 'compiled' | 'json' | 'yaml';
+
+function formatOf(file: string): DocumentFormat {
+  return /\.json$/i.test(file) ? 'json' : 'yaml';
 }
 
 /**
  * The document as plain data. A built-in pipeline compiled into dist/ (JSON written by the build
  * from its YAML) is read natively: on a cold start the YAML parser needs ~20 ms for the same
- * file. Anything else goes through the YAML parser (JSON is YAML), which says where a mistake is
- * and refuses a key given twice.
+ * file. A `.json` file is held to JSON's grammar, so a mistake is reported as JSON (the YAML
+ * parser would accept some, such as a trailing comma, and word others as YAML). Anything else goes
+ * through the YAML parser, which says where a mistake is and refuses a key given twice.
  */
-function readDocument(text: string, file: string, format: 'json' | 'yaml'): unknown {
-  if (format === 'json') {
+function readDocument(text: string, file: string, format: DocumentFormat): unknown {
+  if (format === 'compiled') {
     try {
       return JSON.parse(text);
     } catch {
       // Located by the YAML parser below (JSON is YAML).
     }
   }
+  if (format === 'json') return readJson(text, file);
   // Loaded here, not at the top: a run with a built-in pipeline (compiled JSON) never needs the
   // YAML parser, whose loading costs ~15-20 ms of every start.
   const { parseDocument } = createRequire(import.meta.url)('yaml') as typeof import('yaml');
@@ -150,11 +166,27 @@ function readDocument(text: string, file: string, format: 'json' | 'yaml'): unkn
   return doc.toJS();
 }
 
+/** A `.json` pipeline file: its first syntax mistake (or a key given twice) with line and column. */
+function readJson(text: string, file: string): unknown {
+  // Editors on Windows may start a UTF-8 file with a byte order mark, which JSON.parse refuses.
+  const body = text.startsWith('\uFEFF') ? text.slice(1) : text;
+  const problem = jsonSyntaxProblem(body);
+  if (problem) {
+    throw definitionError(
+      file,
+      `line ${problem.line}, column ${problem.column}`,
+      `JSON syntax error: ${problem.message}`,
+      'a .json pipeline file must be strict JSON; write it as YAML (.yaml) for comments and unquoted text',
+    );
+  }
+  return JSON.parse(body);
+}
+
 export function parseDefinition(
   text: string,
   file: string,
   baseDir: string,
-  format: 'json' | 'yaml' = 'yaml',
+  format: DocumentFormat = formatOf(file),
 ): LoadedDefinition {
   const raw = readDocument(text, file, format);
   // Parsed once a run: not worth zod compiling a fast path for (see loadSettings).
@@ -242,6 +274,16 @@ function checkNames(def: LoadedDefinition): void {
 /** Checks every stage's schema by building its validator, which the compiled stage then uses. */
 function validatorsOf(def: LoadedDefinition): z.ZodType[] {
   return def.stages.map((stage, i) => {
+    // First, so that a misspelt `typ:` at the top is named as the typo it is.
+    const unknown = unknownKeyword(stage.schema, `stages[${i}].schema`);
+    if (unknown) {
+      throw definitionError(
+        def.source,
+        unknown.at,
+        `unknown JSON Schema keyword "${unknown.keyword}"${unknown.guess ? ` (did you mean "${unknown.guess}"?)` : ''}`,
+        "a schema holds JSON Schema keywords (type, properties, items, required, enum, description, ...); the names of an answer's fields go under properties",
+      );
+    }
     if (stage.schema['type'] !== 'object')
       throw definitionError(
         def.source,
@@ -279,6 +321,15 @@ function checkVariables(def: LoadedDefinition): void {
   }
   const from = schemaAt(schemas.get(fromRoot), fromPath.slice(1));
   if (!from.found) throw missingPath(def.source, 'cards.from', def.cards.from, fromRoot, from);
+  // A list of strings (or a string) gives cards whose {{card.x}} are all empty: no card at all.
+  const notCards = cardSourceProblem(from.schema);
+  if (notCards) {
+    throw definitionError(
+      def.source,
+      'cards.from',
+      `"${def.cards.from}" is ${notCards} in the ${fromRoot} stage's schema; cards come from a list of objects (a card each) or an object (one card)`,
+    );
+  }
   schemas.set('card', elementSchema(from.schema));
 
   const check = (template: string, where: string, roots: readonly string[]): void => {

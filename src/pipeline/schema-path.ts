@@ -50,3 +50,37 @@ export function elementSchema(schema: unknown): unknown {
   const node = asNode(schema);
   return node && isArraySchema(node) ? (node['items'] ?? {}) : (schema ?? {});
 }
+
+/** What a schema node declares itself to be; 'open' when it does not say (or says it through a union). */
+type Shape = 'object' | 'array' | 'open' | { scalar: string };
+
+function shapeOf(node: Node): Shape {
+  if ('anyOf' in node || 'oneOf' in node || 'allOf' in node || '$ref' in node) return 'open';
+  const type = node['type'];
+  const types = (Array.isArray(type) ? type : type === undefined ? [] : [type]).filter(
+    (t): t is string => typeof t === 'string',
+  );
+  if (types.includes('object') || (types.length === 0 && 'properties' in node)) return 'object';
+  if (isArraySchema(node)) return 'array';
+  const scalar = types.find((t) => t !== 'null') ?? types[0];
+  return scalar === undefined ? 'open' : { scalar };
+}
+
+const article = (word: string): string => (/^[aeiou]/.test(word) ? `an ${word}` : `a ${word}`);
+
+/**
+ * Why the schema `cards.from` points at cannot give cards, in words ("a list of strings");
+ * undefined when it can: an object (one card), a list of objects (a card each), or a schema that
+ * does not say what it holds.
+ */
+export function cardSourceProblem(schema: unknown): string | undefined {
+  const node = asNode(schema);
+  if (!node) return undefined;
+  const shape = shapeOf(node);
+  if (shape === 'object' || shape === 'open') return undefined;
+  if (shape !== 'array') return article(shape.scalar);
+  const items = asNode(node['items']);
+  const element = items ? shapeOf(items) : 'open';
+  if (element === 'object' || element === 'open') return undefined;
+  return `a list of ${element === 'array' ? 'lists' : `${element.scalar}s`}`;
+}
