@@ -75,7 +75,27 @@ function statements(db: SqliteBatchDb['db']) {
        WHERE i.batch_id = ? AND i.status = 'done' AND i.idx >= ?
        GROUP BY i.idx ORDER BY i.idx LIMIT ?`,
     ),
+    unfinishedPage: db.prepare<
+      [{ batchId: string; failed: number; from: number; limit: number }],
+      { idx: number; data: string; results: string | null }
+    >(
+      `SELECT i.idx AS idx, i.data AS data, group_concat(j.stage || char(31) || j.result, char(30)) AS results
+       FROM items i LEFT JOIN jobs j ON j.batch_id = i.batch_id AND j.idx = i.idx AND j.status = 'done'
+       WHERE i.batch_id = @batchId AND (i.status = 'pending' OR (@failed AND i.status = 'failed')) AND i.idx >= @from
+       GROUP BY i.idx ORDER BY i.idx LIMIT @limit`,
+    ),
   };
+}
+
+/** Stage results as the page queries concatenate them: stage US result RS stage US result ... */
+function splitResults(text: string | null): Record<string, unknown> {
+  const results: Record<string, unknown> = {};
+  if (text === null) return results;
+  for (const part of text.split('\x1e')) {
+    const cut = part.indexOf('\x1f');
+    results[part.slice(0, cut)] = JSON.parse(part.slice(cut + 1));
+  }
+  return results;
 }
 
 /**
@@ -166,12 +186,21 @@ export class SqliteBatchResults implements BatchResults {
     for (let from = fromIdx; ; ) {
       const page = this.#s.afterQueued(() => this.#stmts.finishedPage.all(batchId, from, PAGE));
       for (const row of page) {
-        const results: Record<string, unknown> = {};
-        for (const part of row.results.split('\x1e')) {
-          const cut = part.indexOf('\x1f');
-          results[part.slice(0, cut)] = JSON.parse(part.slice(cut + 1));
-        }
-        yield { idx: row.idx, item: JSON.parse(row.data) as ItemData, results };
+        yield { idx: row.idx, item: JSON.parse(row.data) as ItemData, results: splitResults(row.results) };
+      }
+      if (page.length < PAGE) return;
+      from = page[page.length - 1]!.idx + 1;
+    }
+  }
+
+  async *unfinishedItems(batchId: string, options: { failed: boolean }): AsyncGenerator<FinishedItem> {
+    const failed = options.failed ? 1 : 0;
+    for (let from = 0; ; ) {
+      const page = this.#s.afterQueued(() =>
+        this.#stmts.unfinishedPage.all({ batchId, failed, from, limit: PAGE }),
+      );
+      for (const row of page) {
+        yield { idx: row.idx, item: JSON.parse(row.data) as ItemData, results: splitResults(row.results) };
       }
       if (page.length < PAGE) return;
       from = page[page.length - 1]!.idx + 1;

@@ -143,7 +143,7 @@ export interface ItemFailure {
 export interface FinishedItem {
   idx: number;
   item: ItemData;
-  /** Every stage's validated result, by stage name. */
+  /** Every finished stage's validated result, by stage name (every stage, for a finished item). */
   results: Record<string, unknown>;
 }
 
@@ -233,6 +233,12 @@ export interface BatchResults {
   requeueFailed(batchId: string): Promise<number>;
   /** Finished items in input order (from item `fromIdx` on) with their stage results, read in pages. */
   finishedItems(batchId: string, fromIdx?: number): AsyncIterable<FinishedItem>;
+  /**
+   * The items a run of the batch has still to do, in input order, each with the results of the
+   * stages it finished (what a dry run estimates): the pending ones, and the failed ones too when
+   * `failed` (a run with --retry-failed). Read in pages.
+   */
+  unfinishedItems(batchId: string, options: { failed: boolean }): AsyncIterable<FinishedItem>;
 }
 
 /** The three stores on one backend connection. */

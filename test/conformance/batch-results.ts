@@ -120,6 +120,34 @@ export function batchResultsConformance(label: string, open: OpenBatchBackend): 
       assert.deepEqual(await collect(a.results.finishedItems(id, 5)), []);
     });
 
+    test('unfinishedItems yields the items still to do in input order with their finished stages; failed ones when asked', async () => {
+      const { a, id } = await setup(5);
+      await a.queue.claim(id, 'A', 60_000, 5);
+      await a.results.completeJob(outcome(id, 0, 'analyze'), { a: 0 }, false);
+      await a.results.completeJob(outcome(id, 0, 'cards'), { c: 0 }, true);
+      await a.results.completeJob(outcome(id, 2, 'analyze'), { a: 2 }, false);
+      await a.results.completeJob(outcome(id, 3, 'analyze'), { a: 3 }, false);
+      await a.results.failJob(outcome(id, 3, 'cards'), 'server', 'HTTP 503');
+      const pending = await collect(a.results.unfinishedItems(id, { failed: false }));
+      assert.deepEqual(
+        pending.map((r) => [r.idx, r.item.term, r.results]),
+        [
+          [1, 'w1', {}],
+          [2, 'w2', { analyze: { a: 2 } }],
+          [4, 'w4', {}],
+        ],
+      );
+      assert.deepEqual(
+        (await collect(a.results.unfinishedItems(id, { failed: true }))).map((r) => [r.idx, r.results]),
+        [
+          [1, {}],
+          [2, { analyze: { a: 2 } }],
+          [3, { analyze: { a: 3 } }],
+          [4, {}],
+        ],
+      );
+    });
+
     test('finishedItems reads a large batch whole, each item once, in order', async () => {
       const n = 1000;
       const { a, id } = await setup(n);
