@@ -344,7 +344,8 @@ describe('usage errors show help and exit 2; asking for help exits 0', { concurr
     assert.equal(r.code, 2, r.stderr);
     assert.equal(r.stdout, '');
     assert.match(r.stderr, /^Usage: flashcards /m);
-    assert.match(r.stderr, /^\s+process \[options\] <input>/m);
+    // The input is optional when --batch <id> names a batch (issue 18).
+    assert.match(r.stderr, /^\s+process \[options\] \[input\]/m);
   });
 
   test('an unknown command is named and exits 2', async () => {

@@ -41,7 +41,8 @@ export function batchIdFor(inputDigest: string, settingsHash: string): string {
 export interface PrepareOptions {
   catalog: BatchCatalog;
   meta: BatchMeta;
-  inputPath: string;
+  /** Where a new batch's items are read from; undefined for a named batch, which must exist. */
+  inputPath: string | undefined;
   displayName: string;
   owner: string;
   clock: Clock;
@@ -80,6 +81,12 @@ export async function prepareBatch(o: PrepareOptions): Promise<{ batch: BatchRec
 }
 
 async function loadItems(o: PrepareOptions): Promise<number> {
+  if (o.inputPath === undefined) {
+    // A named batch removed (`batches rm`) between being found and being resumed.
+    throw new FlashcardsError('usage', `no batch ${o.meta.id}`, {
+      hint: 'list batches with `flashcards batches list`',
+    });
+  }
   // The parsers (csv-parse) load only when a batch is new: a resumed run never reads its input again.
   const { openInput } = await import('../input/index.ts');
   const source = await openInput(o.inputPath, { name: o.displayName });

@@ -40,7 +40,8 @@ export function registerProcess(
   const cmd = program
     .command('process')
     .description('Make flashcards for every term in a word list (CSV, TSV or text; - for stdin)')
-    .argument('<input>', 'word list file, or - for stdin')
+    .argument('[input]', 'word list file, or - for stdin (not needed with --batch <id>)')
+    .usage('[options] (<input> | --batch <id>)')
     .option('-o, --output <file>', 'output file (- for stdout; default <input>.deck.tsv)')
     .option('--stdout', 'write the deck to stdout (same as -o -)')
     .addOption(
@@ -51,10 +52,13 @@ export function registerProcess(
     )
     .option('--refresh', 'ignore cached responses and store fresh ones')
     .option('--new', 'start a fresh batch instead of resuming the matching one')
-    .option('--batch <id>', 'resume a named batch')
+    .option('--batch <id>', 'resume a named batch from its stored items (the input is not read)')
     .option('--retry-failed', 'queue the failed items of the batch again')
     .option('--lock', 'exit 4 at once if another run works on the same batch, instead of cooperating')
-    .option('--dry-run', 'read and check the input, estimate calls, tokens, cost and time; call nothing')
+    .option(
+      '--dry-run',
+      'check the input (or --batch) and the output path, estimate calls, tokens, cost and time; call nothing',
+    )
     .option('--json', 'print one JSON summary object on stdout and nothing else')
     .option('--no-progress', 'no progress display')
     .option('-q, --quiet', 'print nothing but errors (for cron)')
@@ -65,10 +69,15 @@ Examples:
   $ flashcards process words.csv -o deck.tsv
   $ flashcards process words.txt --provider mock             # offline, placeholder cards
   $ cat words.txt | flashcards process - --format jsonl -o -
-  $ flashcards process words.csv --rpm 500 --max-duration 25m --quiet   # from cron`,
+  $ flashcards process words.csv --rpm 500 --max-duration 25m --quiet   # from cron
+  $ flashcards process --batch b1a2b3c4d5e6 -o deck.tsv      # resume a batch by its id`,
     );
   addSettingOptions(cmd, 'all', SETTINGS_HEADING).action(
-    run(async (ctx, input: string, opts: ProcessFlags) => {
+    run(async (ctx, input: string | undefined, opts: ProcessFlags) => {
+      // A named batch holds its items; anything else needs the word list (commander's wording).
+      if (input === undefined && opts.batch === undefined) {
+        throw usageError("missing required argument 'input'");
+      }
       // Contradictory flags are refused before anything heavy is loaded.
       if (opts.stdout && opts.output !== undefined && opts.output !== '-') {
         throw usageError('--stdout and -o name two outputs; use one of them');
@@ -78,7 +87,15 @@ Examples:
       }
       const flags = settingFlags(cmd);
       if (opts.dryRun) {
-        return (await import('./dry-run.ts')).dryRun(ctx, { input, flags, json: Boolean(opts.json) });
+        return (await import('./dry-run.ts')).dryRun(ctx, {
+          input,
+          batch: opts.batch,
+          retryFailed: Boolean(opts.retryFailed),
+          output: opts.stdout ? '-' : opts.output,
+          to: opts.to,
+          flags,
+          json: Boolean(opts.json),
+        });
       }
       const { processCommand } = await import('./process.ts');
       const signals = installSignals(ctx);

@@ -79,8 +79,16 @@ function liveFigures(
   };
 }
 
-/** The input as a file: a path, or stdin copied to a temp file that goes away with the run. */
-async function inputFile(ctx: CommandContext, o: ProcessOptions, stack: DisposerStack): Promise<string> {
+/**
+ * The input as a file: a path, or stdin copied to a temp file that goes away with the run. None
+ * for a named batch (`--batch <id>`), which is resumed from its stored items: its input is not read.
+ */
+async function inputFile(
+  ctx: CommandContext,
+  o: ProcessOptions,
+  stack: DisposerStack,
+): Promise<string | undefined> {
+  if (o.batch !== undefined || o.input === undefined) return undefined;
   if (o.input !== '-') return resolve(ctx.cwd, o.input);
   const spooled = await spoolStdin(ctx.home, o.stdin ?? process.stdin);
   stack.defer(() => rmSync(spooled, { force: true }));

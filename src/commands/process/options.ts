@@ -1,5 +1,6 @@
 export interface ProcessOptions {
-  input: string;
+  /** A word list path or '-' for stdin; undefined only with `batch` (a named batch is not read again). */
+  input: string | undefined;
   output?: string | undefined;
   /** Where the cards go: a file (default), or a running Anki through AnkiConnect. */
   to?: 'file' | 'anki-connect' | undefined;

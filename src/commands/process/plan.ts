@@ -1,19 +1,19 @@
-import { basename, extname, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { namedBatch, noBatch } from '../../batch/identify.ts';
+import { openSqliteBatchStores } from '../../batch/sqlite-stores.ts';
+import type { BatchRecord } from '../../batch/store.ts';
 import type { Settings } from '../../config/index.ts';
 import { apiKeyVars, loadSettings, needsApiKey, PRESETS, suggestedKeyVar } from '../../config/index.ts';
 import { FlashcardsError, usageError } from '../../core/errors.ts';
+import { dataPaths } from '../../core/home.ts';
 import { publicUrl } from '../../core/provider-key.ts';
-import { checkOutputPath } from '../../output/atomic.ts';
+import { openDatabase } from '../../db/open.ts';
 import { type DeckChoice, deckMeta } from '../../output/deck-meta.ts';
-import {
-  type DeckMeta,
-  type OutputFormat,
-  outputFormatFromPath,
-  parseOutputFormat,
-} from '../../output/index.ts';
+import type { DeckMeta, OutputFormat } from '../../output/index.ts';
 import { loadPipeline, pipelineBaseDir, pipelineRef } from '../../pipeline/registry.ts';
 import type { Pipeline } from '../../pipeline/types.ts';
 import type { CommandContext } from '../context.ts';
+import { deckFormat, deckOutput } from './deck-output.ts';
 import type { ProcessOptions } from './options.ts';
 
 /** What a run will do, settled before anything is opened, read from stdin or paid for. */
@@ -33,21 +33,6 @@ export interface RunPlan {
   started: number;
 }
 
-const extensions: Record<OutputFormat, string> = {
-  anki: '.deck.tsv',
-  csv: '.cards.csv',
-  jsonl: '.cards.jsonl',
-  json: '.cards.json',
-  apkg: '.apkg',
-};
-
-/** words.csv -> words.deck.tsv (or .cards.csv, .apkg, ...); stdin -> deck.tsv / cards.csv / ... */
-function defaultOutput(input: string, format: OutputFormat, cwd: string): string {
-  const name =
-    input === '-' ? extensions[format].slice(1) : `${basename(input, extname(input))}${extensions[format]}`;
-  return resolve(cwd, name);
-}
-
 /** Options that contradict each other are a usage error, not a silent choice. */
 function checkOptions(o: ProcessOptions, settings: Settings): void {
   if (o.batch && o.newBatch)
@@ -60,6 +45,26 @@ function checkOptions(o: ProcessOptions, settings: Settings): void {
       '--json and -o - both write to stdout',
       'write the deck to a file with -o, or drop --json',
     );
+  }
+}
+
+/**
+ * The batch `--batch <id>` names, looked up before the run opens state.db for work, so a wrong id
+ * or other settings fail before anything else; creates nothing (no data directory, no state.db).
+ */
+async function lookUpBatch(
+  ctx: CommandContext,
+  id: string,
+  settings: Settings,
+  pipeline: Pipeline,
+): Promise<BatchRecord> {
+  const file = dataPaths(ctx.home).stateDb;
+  if (!existsSync(file)) throw noBatch(id);
+  const db = openDatabase(file);
+  try {
+    return await namedBatch(openSqliteBatchStores(db, ctx.clock).catalog, id, settings, pipeline);
+  } finally {
+    db.close();
   }
 }
 
@@ -84,7 +89,8 @@ async function checkAnkiConnect(url: string): Promise<void> {
 /**
  * Settles what the run will do and checks everything that can be checked before a request is paid
  * for: settings, contradictory options, the pipeline file, the API key, AnkiConnect, the output
- * path. Reads nothing but the configuration and the pipeline; opens nothing.
+ * path. Reads nothing but the configuration, the pipeline and (for `--batch <id>`) that batch's
+ * record; opens nothing for the run.
  */
 export async function planRun(ctx: CommandContext, o: ProcessOptions): Promise<RunPlan> {
   const started = ctx.clock.now();
@@ -94,15 +100,12 @@ export async function planRun(ctx: CommandContext, o: ProcessOptions): Promise<R
     configFile: ctx.configFile,
     flags: o.flags,
   });
-  // `-o deck.apkg` means apkg whatever the config file or environment say: the path is the more
-  // specific wish. Only --format on the same command line overrides it.
-  const fromPath = o.output && o.output !== '-' ? outputFormatFromPath(o.output) : undefined;
-  const format =
-    fromPath && sources['format']?.kind !== 'flag' ? fromPath : parseOutputFormat(settings.format);
   checkOptions(o, settings);
   // A pipeline file's problems are reported before anything else is asked of the user.
   const pipelineDir = pipelineBaseDir(sources['pipeline'], ctx.cwd);
   const pipeline = loadPipeline(settings.pipeline, pipelineDir, settings);
+  const named = o.batch === undefined ? undefined : await lookUpBatch(ctx, o.batch, settings, pipeline);
+  const format = deckFormat(o, settings, sources, named);
   requireApiKey(settings);
   const isDefault = (key: string): boolean => (sources[key]?.kind ?? 'default') === 'default';
   const choice: DeckChoice = {
@@ -113,16 +116,7 @@ export async function planRun(ctx: CommandContext, o: ProcessOptions): Promise<R
   };
   const meta = deckMeta(pipeline, choice);
   if (o.to === 'anki-connect') await checkAnkiConnect(settings.ankiConnectUrl);
-  const output =
-    o.output === '-'
-      ? '-'
-      : o.to === 'anki-connect' && o.output === undefined
-        ? null
-        : resolve(ctx.cwd, o.output ?? defaultOutput(o.input, format, ctx.cwd));
-  if (output === '-' && format === 'apkg')
-    throw usageError('an .apkg package cannot be written to stdout', 'give a file with -o deck.apkg');
-  // A typo in -o must not surface after the whole run.
-  if (output !== null && output !== '-') await checkOutputPath(output, o.output ?? output);
+  const output = await deckOutput(ctx, o, format, named);
   return {
     settings,
     pipeline,
@@ -131,7 +125,7 @@ export async function planRun(ctx: CommandContext, o: ProcessOptions): Promise<R
     output,
     choice,
     meta,
-    displayName: o.input === '-' ? 'stdin' : o.input,
+    displayName: o.input === undefined ? (named?.inputName ?? '') : o.input === '-' ? 'stdin' : o.input,
     started,
   };
 }
