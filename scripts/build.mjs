@@ -103,6 +103,9 @@ await build({
   // Native code, or loaded only at run time and only in a terminal or with a config file:
   // imported from node_modules as they are.
   external: ['better-sqlite3', 'cosmiconfig', 'ora', 'chalk', 'cli-table3', '@inquirer/prompts'],
+  // jsonc-parser's "main" is a UMD build whose require() calls esbuild cannot follow: take its ES
+  // module build instead ("module").
+  mainFields: ['module', 'main'],
   // Bundled CommonJS dependencies (commander) call require() for Node's own modules.
   plugins: [englishOnlyZod, lazyChildProcess, builtinModules],
   banner: {

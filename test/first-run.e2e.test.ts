@@ -88,16 +88,15 @@ describe('first run in a fresh directory', { concurrency: 2 }, () => {
     const p = await freshProject();
     const r = await runCli(['process', fixture, '--dry-run'], { cwd: p.cwd, env: p.env });
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, '');
-    assert.match(r.stderr, /^dry run: nothing was sent$/m);
-    assert.match(r.stderr, /│ input\s+│ .*korean-20\.csv \(csv\), 20 items\s+│/);
-    assert.match(r.stderr, /│ jobs\s+│ 40 \(0 answered by the cache\)\s+│/);
-    assert.match(r.stderr, /│ calls needed\s+│ 40\s+│/);
-    assert.match(r.stderr, /│ tokens\s+│ ~\d+ \(\d+ in, \d+ out\)\s+│/);
-    assert.match(r.stderr, /│ cost\s+│ ~\$\d+\.\d{4}\s+│/);
+    assert.equal(r.stderr, 'dry run: nothing was sent\n');
+    assert.match(r.stdout, /│ input\s+│ .*korean-20\.csv \(csv\), 20 items\s+│/);
+    assert.match(r.stdout, /│ jobs\s+│ 40 \(0 answered by the cache\)\s+│/);
+    assert.match(r.stdout, /│ calls needed\s+│ 40\s+│/);
+    assert.match(r.stdout, /│ tokens\s+│ ~\d+ \(\d+ in, \d+ out\)\s+│/);
+    assert.match(r.stdout, /│ cost\s+│ ~\$\d+\.\d{4}\s+│/);
     // --rpm 60 from the config is the binding limit: 40 calls take 40 s.
-    assert.match(r.stderr, /│ time\s+│ ~40(\.0)?s at ~60 requests\/min\s+│/);
-    assert.match(r.stderr, /│ model\s+│ gpt-4o-mini at https:\/\/api\.openai\.com\/v1\s+│/);
+    assert.match(r.stdout, /│ time\s+│ ~40(\.0)?s at ~60 requests\/min\s+│/);
+    assert.match(r.stdout, /│ model\s+│ gpt-4o-mini at https:\/\/api\.openai\.com\/v1\s+│/);
     // A dry run leaves no trace in the data directory.
     assert.equal(existsSync(join(p.home, 'state.db')), false);
     assert.equal(existsSync(join(p.home, 'cache.db')), false);
@@ -253,8 +252,8 @@ describe('first run in a fresh directory', { concurrency: 2 }, () => {
 
     const human = await runCli(['process', fixture, '--dry-run'], { cwd: p.cwd, env });
     assert.equal(human.code, 0, human.stderr);
-    assert.match(human.stderr, /│ jobs\s+│ 40 \(40 answered by the cache\)\s+│/);
-    assert.match(human.stderr, /│ calls needed\s+│ 0\s+│/);
+    assert.match(human.stdout, /│ jobs\s+│ 40 \(40 answered by the cache\)\s+│/);
+    assert.match(human.stdout, /│ calls needed\s+│ 0\s+│/);
     assert.equal(server.requests.length, 0, 'a dry run sends nothing');
   });
 

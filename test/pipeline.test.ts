@@ -542,15 +542,15 @@ describe('pipeline files', () => {
     const pretty = JSON.stringify(base, null, 2);
     assert.equal(
       json(pretty.replace('"mine",', '"mine",,')),
-      'pipeline p.json: line 2, column 18: JSON syntax error: expected a key in double quotes, got ","',
+      'pipeline p.json: line 2, column 18: JSON syntax error: expected a key in double quotes (JSON allows no comma after the last entry)',
     );
     assert.equal(
       json(pretty.replace(/\n\s*\}\n\s*\]/, ',\n}]')),
-      'pipeline p.json: line 15, column 1: JSON syntax error: a comma before "}": JSON allows no comma after the last entry',
+      'pipeline p.json: line 15, column 1: JSON syntax error: expected a key in double quotes (JSON allows no comma after the last entry)',
     );
     assert.match(
       json(pretty.replace('"one"', 'one')),
-      /^pipeline p\.json: line 5, column 15: JSON syntax error: unexpected one: text needs double quotes/,
+      /^pipeline p\.json: line 5, column 15: JSON syntax error: unexpected text here \(strings and keys need double quotes\)/,
     );
     assert.match(
       json(pretty.replace('"mine"', '"mine')),
@@ -562,7 +562,7 @@ describe('pipeline files', () => {
     );
     assert.match(
       json(pretty.slice(0, -1)),
-      /line 24, column 1: JSON syntax error: .*got the end of the file/,
+      /line \d+, column 1: JSON syntax error: expected "}" to close the object; got the end of the file/,
     );
     // A byte order mark is not a mistake; YAML files stay YAML.
     assert.equal(parseDefinition(`\uFEFF${pretty}`, 'p.json', dir).name, 'mine');

@@ -112,7 +112,7 @@ describe('process --batch <id>: no input needed, none read', () => {
     const human = await p.run(['process', '--batch', s1.batchId, '--dry-run']);
     assert.equal(human.code, 0, human.stderr);
     assert.match(
-      human.stderr,
+      human.stdout,
       new RegExp(
         `│ input\\s+│ batch ${s1.batchId} \\(words\\.txt\\): 0 of 12 items to do \\(${s1.items.failed} failed, not counted: add --retry-failed\\)\\s+│`,
       ),
@@ -185,16 +185,16 @@ describe('process --dry-run: the limit it runs at, and the output path', () => {
     assert.deepEqual({ value: d.pace.rpm?.value, from: d.pace.rpm?.from }, { value: 6000, from: 'headers' });
     assert.equal(d.estimatedDurationMs, 60);
     const table = await p.run(['process', 'more.txt', '--dry-run']);
-    assert.match(table.stderr, /│ time\s+│ ~60ms at ~6000 requests\/min\s+│/);
+    assert.match(table.stdout, /│ time\s+│ ~60ms at ~6000 requests\/min\s+│/);
     assert.match(
-      table.stderr,
+      table.stdout,
       /│ limit\s+│ 6000 requests\/min, learned from the provider's headers on \d{4}-\d{2}-\d{2}\s+│/,
     );
 
     // A configured limit above the provider's is a ceiling the provider lowers; one below it holds.
     const told = await p.run(['process', 'more.txt', '--dry-run', '--rpm', '60']);
-    assert.match(told.stderr, /│ time\s+│ ~6\.0s at ~60 requests\/min\s+│/);
-    assert.match(told.stderr, /│ limit\s+│ 60 requests\/min, told by --rpm\s+│/);
+    assert.match(told.stdout, /│ time\s+│ ~6\.0s at ~60 requests\/min\s+│/);
+    assert.match(told.stdout, /│ limit\s+│ 60 requests\/min, told by --rpm\s+│/);
   });
 
   test('an output path the run could not write fails the dry run the same way, creating nothing', async () => {

@@ -157,7 +157,7 @@ export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<num
       return ExitCode.ok;
     }
     const { default: Table } = await import('cli-table3');
-    const t = new Table({ style: { head: [], border: [] }, ...keyValueWidths(ctx.io.columns) });
+    const t = new Table({ style: { head: [], border: [] }, ...keyValueWidths(ctx.io.outColumns) });
     const failedLeft = progress && !o.retryFailed && progress.failed > 0 ? progress.failed : 0;
     t.push(
       {
@@ -185,7 +185,9 @@ export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<num
       },
       { model: `${settings.model} at ${publicUrl(settings.baseUrl)}` },
     );
-    ctx.io.err(`dry run: nothing was sent\n${t.toString()}\n`);
+    // The estimate is the command's result (stdout, like every table); the note is about the doing.
+    ctx.io.err('dry run: nothing was sent\n');
+    ctx.io.out(`${t.toString()}\n`);
     return ExitCode.ok;
   } finally {
     state?.close();
