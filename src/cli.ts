@@ -10,7 +10,7 @@ import { registerDoctor } from './commands/doctor.cli.ts';
 import { registerLimiter } from './commands/limiter.cli.ts';
 import { registerPipelines } from './commands/pipelines.cli.ts';
 import { registerProcess, type StopSignals } from './commands/process.cli.ts';
-import type { Run } from './commands/register.ts';
+import { type Run, settingOption } from './commands/register.ts';
 import { ExitCode, FlashcardsError, isFlashcardsError, storageError } from './core/errors.ts';
 import { packageFile } from './core/package-root.ts';
 
@@ -23,6 +23,7 @@ import { packageFile } from './core/package-root.ts';
 interface GlobalOptions {
   home?: string;
   config?: string;
+  store?: string;
   verbose?: boolean;
 }
 
@@ -44,6 +45,7 @@ async function context(program: Command): Promise<CommandContext> {
     clock: systemClock,
     verbose: Boolean(globals.verbose) || process.env['FLASHCARDS_DEBUG'] === '1',
     configFile: globals.config,
+    store: globals.store,
   };
 }
 
@@ -53,6 +55,7 @@ export function buildProgram(): Command {
     .version(version, '-V, --version')
     .option('--home <dir>', 'data directory (env FLASHCARDS_HOME; default ~/.local/share/flashcards)')
     .option('--config <file>', 'config file (default: .flashcardrc searched from the current directory up)')
+    .addOption(settingOption('store'))
     .option('--verbose', 'show stack traces and debug detail')
     .showHelpAfterError('(run with --help for usage)')
     // commander's own parse errors ("error: unknown option") get the same red label as ours.

@@ -56,7 +56,8 @@ describe('options generated from the settings table', () => {
       if (!spec.flag) continue;
       const flag = flagName(path) ?? '';
       const shown = defaultHelp(spec);
-      const text = helpOf(processCmd, flag);
+      // A global flag (--store) is the program's, valid before or after any command name.
+      const text = helpOf(spec.flag.global ? program : processCmd, flag);
       assert.ok(text.startsWith(spec.flag.help), `${flag}: ${text}`);
       if (shown !== undefined) assert.ok(text.includes(`(default: ${shown})`), `${flag}: ${text}`);
     }

@@ -15,6 +15,7 @@ import { dataPaths } from '../src/core/home.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { databaseError } from '../src/db/open.ts';
 import { loadPipeline } from '../src/pipeline/registry.ts';
+import { sqliteState } from '../src/store/sqlite-state.ts';
 import { openJsonLog } from '../src/ui/json-log.ts';
 import { tempDir } from './support/cli.ts';
 import { stateDbs } from './support/state-db.ts';
@@ -115,7 +116,7 @@ describe('runBatch when state.db cannot grow', () => {
     assert.ok(batch);
     const running = new AbortController();
     const composed = composeRun({
-      db,
+      state: sqliteState(db, 'state.db', systemClock),
       paths,
       settings: { ...settings, cache: { ...settings.cache, enabled: false } },
       batchId: meta.id,

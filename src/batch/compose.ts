@@ -7,16 +7,17 @@ import type { EventSink } from '../core/events.ts';
 import type { DataPaths } from '../core/home.ts';
 import { providerKey, publicUrl } from '../core/provider-key.ts';
 import type { Random } from '../core/random.ts';
-import type { Db } from '../db/open.ts';
 import { CircuitWaits } from '../job/circuit-waits.ts';
 import { cacheKeys, type JobContext } from '../job/execute.ts';
-import { createLimiter, type Limiter, sqliteLimiterStore } from '../limiter/index.ts';
-import { CircuitBreaker, RetryPolicy, SqliteBreakerStore } from '../resilience/index.ts';
+import { createLimiter, type Limiter } from '../limiter/index.ts';
+import { CircuitBreaker, RetryPolicy } from '../resilience/index.ts';
+import type { SharedState } from '../store/state.ts';
 import { allowedRequestRate, ConcurrencyController } from './concurrency.ts';
 import type { RunSignals } from './run-signals.ts';
 
 export interface ComposeOptions {
-  db: Db;
+  /** The shared state (state.db or Redis): the limiter's and the breaker's stores come from it. */
+  state: SharedState;
   paths: DataPaths;
   settings: Settings;
   batchId: string;
@@ -46,14 +47,14 @@ const INITIAL_CONCURRENCY = 4;
 
 /**
  * Builds the policies one run uses (limiter, breaker, retry, cache, client) from the settings.
- * Shared state (limiter, breaker) lives in state.db under the provider key, so other processes
- * on the same key see it. The caller closes `cache` at the end.
+ * Shared state (limiter, breaker) lives in the shared state under the provider key, so other
+ * processes on the same key (on this machine, or on others sharing a Redis store) see it. The caller closes `cache` at the end.
  */
 export function composeRun(o: ComposeOptions): ComposedRun {
   const { settings, clock } = o;
   const key = providerKey({ baseUrl: settings.baseUrl, model: settings.model, apiKey: settings.apiKey });
   const limiter = createLimiter(
-    sqliteLimiterStore(o.db, { clock }),
+    o.state.limiter.store,
     key,
     {
       rpm: settings.limiter.rpm,
@@ -66,7 +67,7 @@ export function composeRun(o: ComposeOptions): ComposedRun {
     { clock },
   );
   const breaker = new CircuitBreaker(
-    new SqliteBreakerStore(o.db, clock),
+    o.state.breaker.store,
     key,
     {
       samplingWindowMs: settings.breaker.samplingWindowMs,

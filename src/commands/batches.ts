@@ -1,8 +1,6 @@
-import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { emptyItemsWarning, exportBatch } from '../batch/export.ts';
 import { isOwnerAlive, newOwnerId, ownerPid } from '../batch/owner.ts';
-import { openSqliteBatchStores } from '../batch/sqlite-stores.ts';
 import { type BatchOverview, type BatchRecord, type BatchStores, joinRun } from '../batch/store.ts';
 import {
   costOf,
@@ -14,29 +12,15 @@ import {
 } from '../config/index.ts';
 import { formatDuration } from '../core/duration.ts';
 import { ExitCode, errorMessage, FlashcardsError } from '../core/errors.ts';
-import { dataPaths } from '../core/home.ts';
-import { openDatabase } from '../db/open.ts';
 import { deckMeta } from '../output/deck-meta.ts';
 import { outputFormatFromPath, parseOutputFormat } from '../output/index.ts';
 import { DEFAULT_PIPELINE, loadPipeline } from '../pipeline/registry.ts';
 import type { CommandContext } from './context.ts';
+import { withState } from './state.ts';
 
-/** Runs `fn` on the batch stores, or on undefined when there is no state.db yet (nothing is created). */
-async function withStores<T>(
-  ctx: CommandContext,
-  fn: (stores: BatchStores | undefined) => Promise<T>,
-): Promise<T> {
-  const file = dataPaths(ctx.home).stateDb;
-  if (!existsSync(file)) return fn(undefined);
-  const db = openDatabase(file);
-  try {
-    const stores = openSqliteBatchStores(db, ctx.clock);
-    const result = await fn(stores);
-    await stores.results.flush();
-    return result;
-  } finally {
-    db.close();
-  }
+/** Runs `fn` on the batch stores, or on undefined when there is no state yet (nothing is created). */
+function withStores<T>(ctx: CommandContext, fn: (stores: BatchStores | undefined) => Promise<T>): Promise<T> {
+  return withState(ctx, false, (state) => fn(state?.batches));
 }
 
 /** How many failed items `batches show` lists; --json has them all (up to the store's page). */

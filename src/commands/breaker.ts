@@ -3,7 +3,6 @@ import Table from 'cli-table3';
 import { loadSettings } from '../config/index.ts';
 import { formatDuration } from '../core/duration.ts';
 import { type FlashcardsError, usageError } from '../core/errors.ts';
-import { dataPaths } from '../core/home.ts';
 import { didYouMeanSuffix } from '../core/suggest.ts';
 import {
   type BreakerStatus,
@@ -15,9 +14,9 @@ import {
 } from '../resilience/breaker-admin.ts';
 import { type BreakerState, defaultBreakerSettings } from '../resilience/breaker-machine.ts';
 import type { BreakerAdmin, BreakerStore } from '../resilience/breaker-store.ts';
-import { openSqliteBreakerStore } from '../resilience/breaker-store-sqlite.ts';
 import type { CommandContext } from './context.ts';
 import { parseCount } from './count.ts';
+import { withState } from './state.ts';
 
 export interface BreakerStatusOptions {
   json: boolean;
@@ -91,19 +90,13 @@ function changeBreakers(ctx: CommandContext, fn: (breakers: Breakers) => Promise
   return withBreakers(ctx, true, fn, undefined);
 }
 
-async function withBreakers<T>(
+function withBreakers<T>(
   ctx: CommandContext,
   create: boolean,
   fn: (breakers: Breakers) => Promise<T>,
   none: T,
 ): Promise<T> {
-  const backend = openSqliteBreakerStore(dataPaths(ctx.home).stateDb, ctx.clock, { create });
-  if (!backend) return none;
-  try {
-    return await fn(backend.store);
-  } finally {
-    backend.close();
-  }
+  return withState(ctx, create, (state) => (state ? fn(state.breaker.store) : Promise.resolve(none)));
 }
 
 async function configuredWindowMs(ctx: CommandContext): Promise<number> {

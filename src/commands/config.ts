@@ -21,7 +21,9 @@ import { flagName } from '../config/settings-table.ts';
 import { describeSource, displayPath } from '../config/sources.ts';
 import { errorMessage, FlashcardsError, usageError } from '../core/errors.ts';
 import { publicUrl } from '../core/provider-key.ts';
+import { redactRedisUrl } from '../store/redis/connection.ts';
 import type { CommandContext } from './context.ts';
+import { settingsInput } from './state.ts';
 
 /** A cli-table3 table as text, uncoloured unless colour is allowed. */
 export function renderTable(head: string[], rows: string[][], color: boolean): string {
@@ -53,17 +55,21 @@ function render(path: string, value: unknown, lineBreak: string): string {
   return typeof value === 'string' ? value : JSON.stringify(value);
 }
 
-/** Settings fit to print: the API key shortened, credentials in the base URL (`?api-key=`) hidden. */
+/**
+ * Settings fit to print: the API key shortened, credentials in the base URL (`?api-key=`) and
+ * the store URL's password hidden.
+ */
 function redacted(settings: Settings): Settings {
   return {
     ...settings,
     baseUrl: publicUrl(settings.baseUrl),
     apiKey: settings.apiKey === undefined ? undefined : redactKey(settings.apiKey),
+    store: settings.store === undefined ? undefined : redactRedisUrl(settings.store),
   };
 }
 
 function load(ctx: CommandContext, flags: Record<string, unknown> = {}): Promise<LoadedSettings> {
-  return loadSettings({ cwd: ctx.cwd, env: ctx.env, configFile: ctx.configFile, flags });
+  return loadSettings(settingsInput(ctx, flags));
 }
 
 function printWarnings(ctx: CommandContext, warnings: string[]): void {

@@ -31,6 +31,8 @@ export interface CommandContext {
   verbose: boolean;
   /** Path given with the global --config flag, if any. */
   configFile?: string | undefined;
+  /** The global --store URL, if given (FLASHCARDS_STORE and the config's `store` are read later). */
+  store?: string | undefined;
 }
 
 /** Colour on a stream: a terminal, and neither NO_COLOR nor TERM=dumb. */

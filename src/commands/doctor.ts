@@ -18,6 +18,7 @@ import { publicUrl } from '../core/provider-key.ts';
 import { didYouMean } from '../core/suggest.ts';
 import { renderTable } from './config.ts';
 import type { CommandContext } from './context.ts';
+import { settingsInput } from './state.ts';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';
 
@@ -67,12 +68,7 @@ export async function doctor(ctx: CommandContext, opts: DoctorOptions): Promise<
   checks.push(...(await checkDatabases(ctx.home)));
   let loaded: LoadedSettings | undefined;
   try {
-    loaded = await loadSettings({
-      cwd: ctx.cwd,
-      env: ctx.env,
-      configFile: ctx.configFile,
-      flags: opts.flags ?? {},
-    });
+    loaded = await loadSettings(settingsInput(ctx, opts.flags));
     const file = loaded.configFile ? displayPath(loaded.configFile, ctx.cwd) : undefined;
     // The key-in-file warning is the API key check's own finding, not a config problem.
     const keyWarning = loaded.apiKeyWarning;

@@ -1,23 +1,20 @@
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { namedBatch, noBatch } from '../batch/identify.ts';
-import { openSqliteBatchStores } from '../batch/sqlite-stores.ts';
 import type { BatchRecord, BatchResults, ItemData } from '../batch/store.ts';
 import { ResponseCache } from '../cache/index.ts';
 import { estimateTokens } from '../client/chat-client.ts';
 import { costOf, loadSettings, type Settings } from '../config/index.ts';
 import type { ValueSource } from '../config/sources.ts';
-import type { Clock } from '../core/clock.ts';
 import { formatDuration } from '../core/duration.ts';
 import { ExitCode } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
 import { providerKey, publicUrl } from '../core/provider-key.ts';
 import { systemRandom } from '../core/random.ts';
-import { type Db, openDatabase } from '../db/open.ts';
 import { openInput } from '../input/index.ts';
 import { cacheKeys } from '../job/execute.ts';
 import type { KeyRow } from '../limiter/schema.ts';
-import { sqliteLimiterAdmin } from '../limiter/sqlite-admin.ts';
+import type { LimiterAdmin } from '../limiter/store.ts';
 import { chooseColumns } from '../output/columns.ts';
 import { loadPipeline, pipelineBaseDir } from '../pipeline/registry.ts';
 import type { Pipeline, Stage, StageItem } from '../pipeline/types.ts';
@@ -26,6 +23,7 @@ import { keyValueWidths } from '../ui/summary.ts';
 import type { CommandContext } from './context.ts';
 import { estimatePace, type LimitSource, type Pace } from './dry-run/pace.ts';
 import { deckFormat, deckOutput } from './process/deck-output.ts';
+import { openCommandState, settingsInput } from './state.ts';
 
 /** Typical answer sizes of the built-in stages, for estimates before anything was paid for. */
 const typicalCompletionTokens: Record<string, number> = { analyze: 450, cards: 350 };
@@ -68,20 +66,14 @@ interface ToDo {
  * the data directory.
  */
 export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<number> {
-  const { settings, sources } = await loadSettings({
-    cwd: ctx.cwd,
-    env: ctx.env,
-    configFile: ctx.configFile,
-    flags: o.flags,
-  });
+  const { settings, sources } = await loadSettings(settingsInput(ctx, o.flags));
   const pipeline = loadPipeline(settings.pipeline, pipelineBaseDir(sources['pipeline'], ctx.cwd), settings);
   // The output choices are checked too: a dry run that passes must not fail later over --fields.
   chooseColumns(pipeline.fields, settings.fields);
-  const paths = dataPaths(ctx.home);
   // Read when it exists (batches, learned limits), never created: a dry run leaves no trace.
-  const state = existsSync(paths.stateDb) ? openDatabase(paths.stateDb) : undefined;
+  const state = await openCommandState(ctx, false, settings);
   try {
-    const stores = state && o.batch !== undefined ? openSqliteBatchStores(state, ctx.clock) : undefined;
+    const stores = o.batch !== undefined ? state?.batches : undefined;
     let named: BatchRecord | undefined;
     if (o.batch !== undefined) {
       if (!stores) throw noBatch(o.batch);
@@ -105,7 +97,7 @@ export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<num
       todo = fresh(opened.items);
     }
     const work = await countWork(ctx, settings, pipeline, todo);
-    const stored = state ? await storedKey(state, ctx.clock, settings) : undefined;
+    const stored = state ? await storedKey(state.limiter.admin, settings) : undefined;
     const promptPerCall = work.calls ? work.promptTokens / work.calls : 0;
     const completionPerCall = work.calls ? work.completionTokens / work.calls : 0;
     const pace = estimatePace({
@@ -190,7 +182,7 @@ export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<num
     ctx.io.out(`${t.toString()}\n`);
     return ExitCode.ok;
   } finally {
-    state?.close();
+    await state?.close();
   }
 }
 
@@ -263,12 +255,11 @@ async function countWork(
 
 /** This provider key's limiter row (limits learned, latency seen), through the limiter's admin reads. */
 async function storedKey(
-  db: Db,
-  clock: Clock,
+  admin: LimiterAdmin,
   settings: Settings,
 ): Promise<{ row: KeyRow | undefined; now: number }> {
   const key = providerKey({ baseUrl: settings.baseUrl, model: settings.model, apiKey: settings.apiKey });
-  const { now, keys } = await sqliteLimiterAdmin(db, { clock }).read();
+  const { now, keys } = await admin.read();
   return { row: keys.find((k) => k.row.key === key)?.row, now };
 }
 

@@ -1,14 +1,11 @@
-import { existsSync } from 'node:fs';
 import { Chalk, type ChalkInstance } from 'chalk';
 import Table from 'cli-table3';
 import { formatDuration } from '../core/duration.ts';
 import { ExitCode } from '../core/errors.ts';
-import { dataPaths } from '../core/home.ts';
-import { openDatabase } from '../db/open.ts';
-import { sqliteLimiterAdmin } from '../limiter/sqlite-admin.ts';
 import { type BucketStatus, type KeyStatus, keyStatuses } from '../limiter/status.ts';
 import type { LimiterAdmin } from '../limiter/store.ts';
 import type { CommandContext } from './context.ts';
+import { withState } from './state.ts';
 
 export interface LimiterStatusOptions {
   json: boolean;
@@ -62,14 +59,7 @@ async function withAdmin<T>(
   ctx: CommandContext,
   fn: (admin: LimiterAdmin) => Promise<T>,
 ): Promise<T | undefined> {
-  const file = dataPaths(ctx.home).stateDb;
-  if (!existsSync(file)) return undefined;
-  const db = openDatabase(file);
-  try {
-    return await fn(sqliteLimiterAdmin(db, { clock: ctx.clock }));
-  } finally {
-    db.close();
-  }
+  return withState(ctx, false, async (state) => (state ? fn(state.limiter.admin) : undefined));
 }
 
 function toJson(k: KeyStatus): Record<string, unknown> {

@@ -55,7 +55,7 @@ export function settingOption(
  */
 export function addSettingOptions(cmd: Command, which: 'all' | 'provider', heading?: string): Command {
   for (const [path, { flag }] of SETTING_ENTRIES) {
-    if (!flag || (which === 'provider' && !flag.provider)) continue;
+    if (!flag || flag.global || (which === 'provider' && !flag.provider)) continue;
     const option = settingOption(path);
     if (heading) option.helpGroup(heading);
     cmd.addOption(option);

@@ -5,9 +5,11 @@ export {
   type LoadedSettings,
   type LoadInput,
   loadSettings,
+  loadStoreSetting,
   parseSetting,
   SEARCH_PLACES,
   type SourceKind,
+  type StoreSetting,
   type ValueSource,
 } from './load.ts';
 export {

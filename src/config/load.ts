@@ -127,6 +127,38 @@ export async function loadSettings(input: LoadInput): Promise<LoadedSettings> {
   };
 }
 
+/** Where the shared state is: a Redis URL and where it was set; undefined for state.db. */
+export interface StoreSetting {
+  url: string;
+  source: ValueSource;
+}
+
+/**
+ * The `store` setting alone (--store > FLASHCARDS_STORE > the config file), for the commands that
+ * only open the state (`breaker status`, `limiter status`, `cache stats`): another key broken in
+ * the config file must not hide the state from them, but a broken `store` must not send them to
+ * the wrong one. A password in FLASHCARDS_REDIS_PASSWORD is added by the connection, not here.
+ */
+export async function loadStoreSetting(
+  input: LoadInput & { flag?: string | undefined },
+): Promise<StoreSetting | undefined> {
+  const spec = settingSpec('store');
+  const pick = (raw: unknown, source: ValueSource, label: string, hint?: string): StoreSetting => ({
+    url: parseEntry('store', { raw, source, label, hint }) as string,
+    source,
+  });
+  if (input.flag !== undefined) return pick(input.flag, { kind: 'flag', detail: '--store' }, '--store');
+  const fromEnv = spec?.env === undefined ? undefined : input.env[spec.env];
+  if (fromEnv !== undefined && fromEnv.trim() !== '') {
+    return pick(fromEnv, { kind: 'env', detail: 'FLASHCARDS_STORE' }, 'FLASHCARDS_STORE');
+  }
+  const found = await findConfig(input);
+  const raw = isPlainObject(found?.config) ? found.config['store'] : undefined;
+  if (!found || raw === undefined || raw === null) return undefined;
+  const display = displayPath(found.path, input.cwd);
+  return pick(raw, { kind: 'file', detail: display }, `${display}: store`, `fix it in ${display}`);
+}
+
 /** Checks one config file on its own (keys and values), for `config init` and `config validate`. */
 export function checkConfigObject(config: unknown, label: string): void {
   fileLayer(config, label, label);

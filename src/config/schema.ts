@@ -115,6 +115,24 @@ function url(example = 'https://api.openai.com/v1', protocols = ['http:', 'https
   };
 }
 
+/** A shared store's URL: Redis over TCP, TLS or a unix socket (store/redis/connection.ts reads it). */
+function storeUrl() {
+  const schemes = ['redis:', 'rediss:', 'redis+unix:', 'unix:'];
+  const valid = (v: string): boolean => {
+    try {
+      return schemes.includes(new URL(v).protocol);
+    } catch {
+      return false;
+    }
+  };
+  return {
+    schema: z.string().trim().refine(valid),
+    shape: {
+      noun: 'a Redis URL like redis://host:6379/0, rediss://host:6380 or redis+unix:///run/redis.sock',
+    },
+  };
+}
+
 /** Lists come as comma-separated text from env or flags, as lists from a config file. */
 function splitCommas(v: unknown): unknown {
   return typeof v === 'string' ? splitList(v) : v;
@@ -239,6 +257,7 @@ export const configSchema = z.strictObject({
     keep: setting('logs.keep', duration(0)),
     keepFiles: setting('logs.keepFiles', integer(1, 1_000_000)),
   }),
+  store: setting('store', storeUrl()),
   prices: setting('prices', priceTable()),
 });
 
@@ -318,6 +337,8 @@ export interface Settings {
   };
   progressIntervalMs: number;
   logs: { keepMs: number; keepFiles: number };
+  /** A Redis URL for state shared by several machines; undefined: state.db and cache.db. */
+  store: string | undefined;
   prices: Record<string, Price>;
 }
 

@@ -26,6 +26,8 @@ export interface FlagSpec {
   complete?: readonly string[];
   /** Also on every command that resolves the provider: breaker isolate|close, config init|show, doctor. */
   provider?: true;
+  /** A global option (before or after the command name, on every command), declared by cli.ts. */
+  global?: true;
 }
 
 export type SettingDefault = string | number | boolean | readonly string[] | Readonly<Record<string, never>>;
@@ -325,6 +327,17 @@ export const SETTINGS = {
     default: 500,
     env: 'FLASHCARDS_LOGS_KEEP_FILES',
   },
+  store: {
+    description:
+      'Shared state for several machines: a Redis URL (redis://, rediss://, redis+unix://); unset: state.db and cache.db in the data directory',
+    env: 'FLASHCARDS_STORE',
+    flag: {
+      flags: '--store <url>',
+      help: 'shared state in Redis, e.g. redis://host:6379/0 (several machines share batches, limits, breaker, cache)',
+      defaultHelp: 'state.db in the data directory',
+      global: true,
+    },
+  },
   prices: {
     description: 'Extra model prices (USD per 1M tokens), merged over the built-in ones, for cost estimates',
     default: {},
@@ -359,7 +372,12 @@ export const ENV_VARS: Readonly<Record<string, string>> = Object.fromEntries(
 );
 
 /** FLASHCARDS_* variables that are not settings but are still ours (no "unknown variable" warning). */
-export const OTHER_ENV_VARS = ['FLASHCARDS_API_KEY', 'FLASHCARDS_HOME', 'FLASHCARDS_CONFIG'];
+export const OTHER_ENV_VARS = [
+  'FLASHCARDS_API_KEY',
+  'FLASHCARDS_HOME',
+  'FLASHCARDS_CONFIG',
+  'FLASHCARDS_REDIS_PASSWORD',
+];
 
 /** The long flag of a FlagSpec: '--rpm <n>' -> '--rpm'. */
 export function longFlag(flag: FlagSpec): string {

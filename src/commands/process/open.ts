@@ -7,7 +7,6 @@ import { isOwnerAlive, newOwnerId, ownerPid } from '../../batch/owner.ts';
 import { prepareBatch, spoolStdin } from '../../batch/prepare.ts';
 import { DEADLINE_GRACE_MS, runSignals } from '../../batch/run-signals.ts';
 import { LEASE_MS } from '../../batch/runner.ts';
-import { openSqliteBatchStores } from '../../batch/sqlite-stores.ts';
 import { type BatchRecord, type BatchStores, joinRun } from '../../batch/store.ts';
 import { fetchTransport } from '../../client/transport.ts';
 import { costOf } from '../../config/index.ts';
@@ -17,19 +16,19 @@ import { type EventSink, fanOut } from '../../core/events.ts';
 import { dataPaths } from '../../core/home.ts';
 import { publicUrl } from '../../core/provider-key.ts';
 import { systemRandom } from '../../core/random.ts';
-import { openDatabase } from '../../db/open.ts';
 import type { JobContext } from '../../job/execute.ts';
 import { openJsonLog } from '../../ui/json-log.ts';
 import { pruneLogs } from '../../ui/log-retention.ts';
 import { createProgress, type LiveFigures, type Progress, progressMode } from '../../ui/progress.ts';
 import type { CommandContext } from '../context.ts';
+import { openCommandState } from '../state.ts';
 import type { ProcessOptions } from './options.ts';
 import type { RunPlan } from './plan.ts';
 
 /** Everything a run holds open; each part is registered on the command's disposer stack. */
 export interface OpenRun {
   owner: string;
-  /** The batch catalog, work queue and results, on state.db. */
+  /** The batch catalog, work queue and results, in the shared state (state.db or Redis). */
   stores: BatchStores;
   batch: BatchRecord;
   resumed: boolean;
@@ -96,7 +95,7 @@ async function inputFile(
 }
 
 /**
- * Opens what a run needs, in order, each with its cleanup on `stack`: the state database, the
+ * Opens what a run needs, in order, each with its cleanup on `stack`: the shared state, the
  * batch (found, or loaded from the input), this run's registration on it, the log, the progress
  * display, the stop signals, the job's policies and the live deck file.
  */
@@ -109,8 +108,9 @@ export async function openRun(
   const { settings, pipeline } = plan;
   const paths = dataPaths(ctx.home);
   const owner = newOwnerId();
-  const db = stack.use(openDatabase(paths.stateDb));
-  const stores = openSqliteBatchStores(db, ctx.clock);
+  const state = await openCommandState(ctx, true, settings);
+  stack.defer(() => state.close());
+  const stores = state.batches;
   const { catalog, queue, results } = stores;
   const inputPath = await inputFile(ctx, o, stack);
   const identity = await identifyBatch(catalog, {
@@ -220,7 +220,7 @@ export async function openRun(
         ? fetchTransport(o.fetch)
         : undefined;
   const composed = composeRun({
-    db,
+    state,
     paths,
     settings,
     batchId: batch.id,

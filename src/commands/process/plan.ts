@@ -13,6 +13,7 @@ import type { DeckMeta, OutputFormat } from '../../output/index.ts';
 import { loadPipeline, pipelineBaseDir, pipelineRef } from '../../pipeline/registry.ts';
 import type { Pipeline } from '../../pipeline/types.ts';
 import type { CommandContext } from '../context.ts';
+import { settingsInput } from '../state.ts';
 import { deckFormat, deckOutput } from './deck-output.ts';
 import type { ProcessOptions } from './options.ts';
 
@@ -94,12 +95,7 @@ async function checkAnkiConnect(url: string): Promise<void> {
  */
 export async function planRun(ctx: CommandContext, o: ProcessOptions): Promise<RunPlan> {
   const started = ctx.clock.now();
-  const { settings, sources } = await loadSettings({
-    cwd: ctx.cwd,
-    env: ctx.env,
-    configFile: ctx.configFile,
-    flags: o.flags,
-  });
+  const { settings, sources } = await loadSettings(settingsInput(ctx, o.flags));
   checkOptions(o, settings);
   // A pipeline file's problems are reported before anything else is asked of the user.
   const pipelineDir = pipelineBaseDir(sources['pipeline'], ctx.cwd);

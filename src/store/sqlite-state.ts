@@ -1,0 +1,49 @@
+import { openSqliteBatchStores } from '../batch/sqlite-stores.ts';
+import type { BatchStores } from '../batch/store.ts';
+import type { Clock } from '../core/clock.ts';
+import type { Db } from '../db/open.ts';
+import { sqliteLimiterAdmin, sqliteLimiterStore } from '../limiter/index.ts';
+import type { LimiterAdmin, LimiterStore } from '../limiter/store.ts';
+import { SqliteBreakerStore } from '../resilience/breaker-store-sqlite.ts';
+import type { SharedState } from './state.ts';
+
+/**
+ * The shared state on an open state.db. Each part is built when first used: building a store
+ * creates (migrates) its tables, and a command that only looks (`limiter status`) must not add
+ * the batch or breaker tables to a database it reads. Closing it closes the database.
+ */
+export function sqliteState(db: Db, file: string, clock: Clock): SharedState {
+  let batches: BatchStores | undefined;
+  let limiterStore: LimiterStore | undefined;
+  let limiterAdmin: LimiterAdmin | undefined;
+  let breaker: { store: SqliteBreakerStore } | undefined;
+  return {
+    kind: 'sqlite',
+    where: file,
+    get batches() {
+      batches ??= openSqliteBatchStores(db, clock);
+      return batches;
+    },
+    limiter: {
+      get store() {
+        limiterStore ??= sqliteLimiterStore(db, { clock });
+        return limiterStore;
+      },
+      get admin() {
+        limiterAdmin ??= sqliteLimiterAdmin(db, { clock });
+        return limiterAdmin;
+      },
+    },
+    get breaker() {
+      breaker ??= { store: new SqliteBreakerStore(db, clock) };
+      return breaker;
+    },
+    close: async () => {
+      try {
+        await batches?.results.flush();
+      } finally {
+        db.close();
+      }
+    },
+  };
+}
