@@ -2,7 +2,14 @@ import { existsSync } from 'node:fs';
 import type Database from 'better-sqlite3';
 import type { Clock } from '../core/clock.ts';
 import { type Db, migrate, openDatabase } from '../db/open.ts';
-import { type BreakerState, type Circuit, closedCircuit, windowBucket } from './breaker-machine.ts';
+import { type BreakerState, windowBucket } from './breaker-machine.ts';
+import {
+  type SnapshotRow,
+  type StateColumns,
+  toColumns,
+  toSnapshot,
+  unstoredSnapshot,
+} from './breaker-row.ts';
 import {
   type BreakerAdmin,
   type BreakerHistoryEntry,
@@ -16,35 +23,6 @@ import {
 } from './breaker-store.ts';
 
 type Statement<P extends unknown[] | object, R = unknown> = Database.Statement<P, R>;
-
-/** One breaker as stored in state.db (the columns of release 0.1, plus `version`). */
-interface BreakerRow {
-  key: string;
-  state: BreakerState;
-  opened_at: number | null;
-  /** open: when the break ends and a probe may start. */
-  retry_at: number | null;
-  consecutive_opens: number;
-  probe_owner: string | null;
-  probe_until: number | null;
-  reason: string | null;
-  last_error_kind: string | null;
-  last_error_message: string | null;
-  last_error_at: number | null;
-  updated_at: number;
-  version: number;
-}
-
-type StateColumns = Pick<
-  BreakerRow,
-  'state' | 'opened_at' | 'retry_at' | 'consecutive_opens' | 'probe_owner' | 'probe_until' | 'reason'
->;
-
-interface SnapshotRow extends BreakerRow {
-  window_calls: number;
-  window_failures: number;
-  last_bucket: number | null;
-}
 
 /** Numbered once and for all: a state.db written by any release opens and keeps its breakers. */
 const migrations = [
@@ -230,16 +208,7 @@ export class SqliteBreakerStore implements BreakerStore, BreakerAdmin {
 
   #read(key: string, windowMs: number, now: number): BreakerSnapshot {
     const row = this.#snapshot.get({ key, since: now - windowMs });
-    if (row) return toSnapshot(row, now);
-    return {
-      key,
-      circuit: closedCircuit,
-      version: 0,
-      window: { calls: 0, failures: 0 },
-      lastError: null,
-      lastActiveAt: now,
-      now,
-    };
+    return row ? toSnapshot(row, now) : unstoredSnapshot(key, now);
   }
 }
 
@@ -259,88 +228,5 @@ export function openSqliteBreakerStore(
   } catch (e) {
     db.close();
     throw e;
-  }
-}
-
-function toSnapshot(row: SnapshotRow, now: number): BreakerSnapshot {
-  return {
-    key: row.key,
-    circuit: toCircuit(row),
-    version: row.version,
-    window: { calls: row.window_calls, failures: row.window_failures },
-    lastError:
-      row.last_error_kind === null || row.last_error_at === null
-        ? null
-        : { kind: row.last_error_kind, message: row.last_error_message ?? '', at: row.last_error_at },
-    lastActiveAt: Math.max(row.updated_at, row.last_error_at ?? 0, row.last_bucket ?? 0),
-    now,
-  };
-}
-
-/** Every release writes these columns together, so the fallbacks only guard against hand-edited rows. */
-function toCircuit(row: BreakerRow): Circuit {
-  const openedAt = row.opened_at ?? row.updated_at;
-  switch (row.state) {
-    case 'closed':
-      return closedCircuit;
-    case 'open':
-      return {
-        state: 'open',
-        openedAt,
-        retryAt: row.retry_at ?? openedAt,
-        opens: row.consecutive_opens,
-        reason: row.reason ?? '?',
-      };
-    case 'half_open':
-      return {
-        state: 'half_open',
-        openedAt,
-        opens: row.consecutive_opens,
-        probe: { owner: row.probe_owner ?? '?', until: row.probe_until ?? openedAt },
-        reason: row.reason ?? '?',
-      };
-    case 'isolated':
-      return { state: 'isolated', openedAt, opens: row.consecutive_opens, reason: row.reason };
-  }
-}
-
-function toColumns(c: Circuit): StateColumns {
-  const none = {
-    opened_at: null,
-    retry_at: null,
-    consecutive_opens: 0,
-    probe_owner: null,
-    probe_until: null,
-  };
-  switch (c.state) {
-    case 'closed':
-      return { ...none, state: 'closed', reason: null };
-    case 'open':
-      return {
-        ...none,
-        state: 'open',
-        opened_at: c.openedAt,
-        retry_at: c.retryAt,
-        consecutive_opens: c.opens,
-        reason: c.reason,
-      };
-    case 'half_open':
-      return {
-        ...none,
-        state: 'half_open',
-        opened_at: c.openedAt,
-        consecutive_opens: c.opens,
-        probe_owner: c.probe.owner,
-        probe_until: c.probe.until,
-        reason: c.reason,
-      };
-    case 'isolated':
-      return {
-        ...none,
-        state: 'isolated',
-        opened_at: c.openedAt,
-        consecutive_opens: c.opens,
-        reason: c.reason,
-      };
   }
 }

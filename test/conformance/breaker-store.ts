@@ -286,6 +286,39 @@ export function breakerStoreConformance(
         );
       });
 
+      test('history of several breakers is one list, newest first, and keeps the last 500 of them all', async () => {
+        const { clock, t0, a, b } = await setup();
+        // 300 transitions of each breaker, interleaved, each a millisecond after the last.
+        for (let v = 0; v < 300; v++) {
+          for (const [store, k] of [
+            [a, key],
+            [b, otherKey],
+          ] as const) {
+            const next: Circuit =
+              v % 2 === 0 ? { state: 'isolated', openedAt: t0, opens: 0, reason: null } : { state: 'closed' };
+            await store.transit(k, v, change(next, v % 2 === 0 ? 'closed' : 'isolated', `${k} ${v}`));
+            await clock.advance(1);
+          }
+        }
+        const all = await b.history(1000);
+        assert.equal(all.length, 500);
+        assert.deepEqual(
+          all.slice(0, 3).map((e) => [e.cause, e.at]),
+          [
+            [`${otherKey} 299`, t0 + 599],
+            [`${key} 299`, t0 + 598],
+            [`${otherKey} 298`, t0 + 597],
+          ],
+        );
+        assert.deepEqual(all[499], {
+          key,
+          at: t0 + 100,
+          from: 'closed',
+          to: 'isolated',
+          cause: `${key} 50`,
+        });
+      });
+
       test('list shows every breaker with its window and last activity (a counted call dated by its bucket)', async () => {
         const { clock, t0, a, b } = await setup();
         await a.ensure(key);
