@@ -233,6 +233,32 @@ describe('batch stores on Redis', { skip: redisSkip }, () => {
       }
     });
 
+    test('unfinished items of a large batch merge free, leased and failed ones into input order, page after page', async () => {
+      const n = 700;
+      const { a, b } = await loaded(n);
+      const claimed = await a.queue.claim('b1', 'A', 60_000, 600);
+      const writes: Promise<void>[] = [];
+      for (const item of claimed) {
+        const o = (stage: string) => outcome('b1', item.idx, stage, { token: item.token });
+        if (item.idx % 4 === 0) {
+          writes.push(a.results.completeJob(o('analyze'), { i: item.idx }, false));
+          writes.push(a.results.completeJob(o('cards'), {}, true));
+        } else if (item.idx % 4 === 1) writes.push(a.results.failJob(o('analyze'), 'server', 'HTTP 500'));
+        else if (item.idx % 4 === 2) writes.push(a.queue.releaseItem('b1', item.idx, item.token));
+        else writes.push(a.results.completeJob(o('analyze'), { i: item.idx }, false));
+      }
+      await Promise.all(writes);
+      const all = Array.from({ length: n }, (_, i) => i);
+      const pending = (i: number): boolean => i >= 600 || i % 4 === 2 || i % 4 === 3;
+      const rows = await collect(b.results.unfinishedItems('b1', { failed: false }));
+      assert.deepEqual(idxs(rows), all.filter(pending));
+      assert.deepEqual(rows.find((r) => r.idx === 3)?.results, { analyze: { i: 3 } });
+      assert.deepEqual(
+        idxs(await collect(b.results.unfinishedItems('b1', { failed: true }))),
+        all.filter((i) => pending(i) || i % 4 === 1),
+      );
+    });
+
     test('finished items of a large batch come back in pages, in order, from any process', async () => {
       const n = 2000;
       const { a, b } = await loaded(n);

@@ -53,6 +53,8 @@ const prelude = `
 local META, DATA, FREE, LEASED, OWNER, TOKEN, DONE, FAILED, ERRORS, JOBS, RESULTS, STATS, TIMES, RUNS =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11],
   KEYS[12], KEYS[13], KEYS[14]
+-- Redis before 5 replicates a script by its text unless told to replicate its effects, which a
+-- script reading TIME must (a no-op since Redis 5).
 if redis.replicate_commands then redis.replicate_commands() end
 local function now_ms()
   if ARGV[1] ~= '' then return tonumber(ARGV[1]) end

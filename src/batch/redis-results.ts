@@ -11,7 +11,7 @@ import type {
   JobTotals,
 } from './store.ts';
 
-/** Finished items read per page for the deck: bounded memory and bounded script time. */
+/** Items read per page (the deck, a dry run's estimate): bounded memory and bounded script time. */
 const PAGE = 256;
 
 /**
@@ -46,6 +46,33 @@ local function add_outcome(job, stage, now)
   count('requests', stage, requests)
   count('prompt', stage, prompt)
   count('completion', stage, completion)
+end
+`;
+
+/**
+ * Lua of the paged item reads: the first `limit` of `idxs` (input order), each as idx, data, the
+ * number of finished stages, then stage and result of each.
+ */
+const pageLua = `
+local function page(idxs, limit)
+  local stages = job_stages()
+  local out = {}
+  for n = 1, math.min(limit, #idxs) do
+    local idx = idxs[n]
+    local found = {}
+    for _, stage in ipairs(stages) do
+      local result = redis.call('HGET', RESULTS, idx .. ':' .. stage)
+      if result then
+        found[#found + 1] = stage
+        found[#found + 1] = result
+      end
+    end
+    out[#out + 1] = tonumber(idx)
+    out[#out + 1] = redis.call('HGET', DATA, idx)
+    out[#out + 1] = #found / 2
+    for _, v in ipairs(found) do out[#out + 1] = v end
+  end
+  return out
 end
 `;
 
@@ -141,26 +168,26 @@ const scripts = {
       redis.call('ZADD', FREE, idx, idx)
     end
     return #items`,
-  // A page of finished items from idx ARGV[2] on: idx, data, result count, stage, result...
-  // (an item with no stage result is left out, as SQLite's join leaves it out).
-  fcBatchFinishedPage: `
-    local stages = job_stages()
-    local out = {}
-    for _, idx in ipairs(redis.call('ZRANGEBYSCORE', DONE, ARGV[2], '+inf', 'LIMIT', 0, tonumber(ARGV[3]))) do
-      local found = {}
-      for _, stage in ipairs(stages) do
-        local result = redis.call('HGET', RESULTS, idx .. ':' .. stage)
-        if result then
-          found[#found + 1] = stage
-          found[#found + 1] = result
-        end
-      end
-      out[#out + 1] = tonumber(idx)
-      out[#out + 1] = redis.call('HGET', DATA, idx)
-      out[#out + 1] = #found / 2
-      for _, v in ipairs(found) do out[#out + 1] = v end
+  // A page of finished items from idx ARGV[2] on, at most ARGV[3] (an item with no stage result
+  // is left out by the reader, as SQLite's join leaves it out). See pageLua.
+  fcBatchFinishedPage: `${pageLua}
+    local from, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+    return page(redis.call('ZRANGEBYSCORE', DONE, from, '+inf', 'LIMIT', 0, limit), limit)`,
+  // A page of the items still to do from idx ARGV[2] on, at most ARGV[3]: pending ones (FREE, and
+  // LEASED, few, merged into input order) and with ARGV[4] == '1' failed ones. See pageLua.
+  fcBatchUnfinishedPage: `${pageLua}
+    local from, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+    local picked = redis.call('ZRANGEBYSCORE', FREE, from, '+inf', 'LIMIT', 0, limit)
+    for _, idx in ipairs(redis.call('ZRANGE', LEASED, 0, -1)) do
+      if tonumber(idx) >= from then picked[#picked + 1] = idx end
     end
-    return out`,
+    if ARGV[4] == '1' then
+      for _, idx in ipairs(redis.call('ZRANGEBYSCORE', FAILED, from, '+inf', 'LIMIT', 0, limit)) do
+        picked[#picked + 1] = idx
+      end
+    end
+    table.sort(picked, function(x, y) return tonumber(x) < tonumber(y) end)
+    return page(picked, limit)`,
 } as const;
 
 /**
@@ -251,11 +278,26 @@ export class RedisBatchResults implements BatchResults {
   }
 
   async *finishedItems(batchId: string, fromIdx = 0): AsyncGenerator<FinishedItem> {
+    for await (const item of this.#pages(batchId, fromIdx, 'fcBatchFinishedPage', [])) {
+      if (Object.keys(item.results).length > 0) yield item;
+    }
+  }
+
+  unfinishedItems(batchId: string, options: { failed: boolean }): AsyncIterable<FinishedItem> {
+    return this.#pages(batchId, 0, 'fcBatchUnfinishedPage', [options.failed ? '1' : '0']);
+  }
+
+  /** Reads a paged script (pageLua) page by page, each after the outcomes in flight. */
+  async *#pages(
+    batchId: string,
+    fromIdx: number,
+    script: string,
+    extra: string[],
+  ): AsyncGenerator<FinishedItem> {
     for (let from = fromIdx; ; ) {
       await this.#r.settled();
-      const reply = list(await this.#r.run('fcBatchFinishedPage', batchId, [from, PAGE]));
+      const reply = list(await this.#r.run(script, batchId, [from, PAGE, ...extra]));
       let read = 0;
-      let last = from - 1;
       for (let i = 0; i < reply.length; ) {
         const idx = int(reply[i]);
         const item = JSON.parse(text(reply[i + 1])) as ItemData;
@@ -266,26 +308,19 @@ export class RedisBatchResults implements BatchResults {
         }
         i += 3 + 2 * n;
         read++;
-        last = idx;
-        if (n > 0) yield { idx, item, results };
+        from = idx + 1;
+        yield { idx, item, results };
       }
       if (read < PAGE) return;
-      from = last + 1;
     }
   }
 }
 
 /** ARGV after the time, common to both outcome scripts: idx, token, stage and the six figures. */
 function head(o: JobOutcome): (string | number)[] {
-  return [
-    o.idx,
-    o.token,
-    o.stage,
-    o.attempts,
-    o.requests,
-    o.promptTokens,
-    o.completionTokens,
-    o.durationMs,
-    o.requestMs,
-  ];
+  // Whole numbers: HINCRBY refuses a fraction, and a provider's usage figures are not ours to trust.
+  const whole = [o.attempts, o.requests, o.promptTokens, o.completionTokens, o.durationMs, o.requestMs].map(
+    (n) => Math.round(n),
+  );
+  return [o.idx, o.token, o.stage, ...whole];
 }
