@@ -1,6 +1,7 @@
 /**
  * A child process for the multi-process limiter test and benchmark: opens the shared state
- * database and acquires from one key. Prints JSON lines on stdout.
+ * database (or, with `redis`, the Redis store at that URL under that key prefix) and acquires
+ * from one key. Prints JSON lines on stdout.
  *   book:  prints {"ready":true} once the store is open, waits for a line on stdin (the parent's
  *          go, once every child is ready), then reserves with maxWait 0 until `count` requests
  *          are admitted; reports the booked send time of each (the store's time under its lock).
@@ -13,7 +14,14 @@ import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { systemClock } from '../../src/core/clock.ts';
 import { openDatabase } from '../../src/db/open.ts';
-import { createLimiter, parseRateLimitHeaders, sqliteLimiterStore } from '../../src/limiter/index.ts';
+import {
+  createLimiter,
+  type LimiterStore,
+  parseRateLimitHeaders,
+  redisLimiterStore,
+  sqliteLimiterStore,
+} from '../../src/limiter/index.ts';
+import { connectRedis } from '../../src/store/redis/connection.ts';
 
 interface Args {
   mode: 'book' | 'admit' | 'cost';
@@ -28,12 +36,21 @@ interface Args {
   count?: number;
   ops?: number;
   id: string;
+  redis?: { url: string; prefix: string };
 }
 
 const args = JSON.parse(process.argv[2] ?? '{}') as Args;
-const db = openDatabase(args.file);
+async function openStore(): Promise<{ store: LimiterStore; close(): void }> {
+  if (args.redis !== undefined) {
+    const conn = await connectRedis({ url: args.redis.url, commandTimeoutMs: 10_000 });
+    return { store: redisLimiterStore(conn, { prefix: args.redis.prefix }), close: () => conn.disconnect() };
+  }
+  const db = openDatabase(args.file);
+  return { store: sqliteLimiterStore(db, { clock: systemClock }), close: () => db.close() };
+}
+const { store, close } = await openStore();
 const limiter = createLimiter(
-  sqliteLimiterStore(db, { clock: systemClock }),
+  store,
   args.key,
   {
     rpm: args.rpm,
@@ -92,4 +109,4 @@ if (args.mode === 'book') {
   const elapsedMs = Number(process.hrtime.bigint() - t0) / 1e6;
   process.stdout.write(`${JSON.stringify({ ops, elapsedMs })}\n`);
 }
-db.close();
+close();
