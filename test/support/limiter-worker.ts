@@ -9,6 +9,8 @@
  *          the wall-clock time of every admission (benchmark only).
  *   cost:  from `startAt`, `ops` times reserve + observe + settle on a key with no room
  *          problems; report the elapsed time.
+ * Without `startAt`, admit and cost start at the parent's go, as book does (children that start
+ * slowly on a loaded machine then still begin together).
  */
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -62,11 +64,17 @@ const limiter = createLimiter(
   { clock: systemClock },
 );
 
-if (args.mode === 'book') {
+/** Says the store is open, and resolves at the parent's go (a line on stdin) with the time. */
+async function ready(): Promise<number> {
   process.stdout.write(`${JSON.stringify({ ready: true })}\n`);
   const lines = createInterface({ input: process.stdin });
   await new Promise<void>((resolve) => lines.once('line', () => resolve()));
   lines.close();
+  return Date.now();
+}
+
+if (args.mode === 'book') {
+  await ready();
   const sendAt: number[] = [];
   for (let n = 0; sendAt.length < (args.count ?? 20); n++) {
     const r = await limiter.reserve({ jobId: `${args.id}:${n}`, tokens: 0 }, { maxWaitMs: 0 });
@@ -76,7 +84,7 @@ if (args.mode === 'book') {
   }
   process.stdout.write(`${JSON.stringify({ sendAt })}\n`);
 } else if (args.mode === 'admit') {
-  const startAt = args.startAt ?? Date.now();
+  const startAt = args.startAt ?? (await ready());
   await sleep(Math.max(0, startAt - Date.now()));
   const admitted: number[] = [];
   const end = startAt + (args.durationMs ?? 2000);
@@ -88,7 +96,7 @@ if (args.mode === 'book') {
   }
   process.stdout.write(`${JSON.stringify({ admitted })}\n`);
 } else {
-  await sleep(Math.max(0, (args.startAt ?? Date.now()) - Date.now()));
+  await sleep(Math.max(0, (args.startAt ?? (await ready())) - Date.now()));
   const info = parseRateLimitHeaders(
     new Headers({
       'x-ratelimit-limit-requests': String(args.rpm),
