@@ -17,9 +17,9 @@ import {
   createLimiter,
   type LimiterStore,
   parseRateLimitHeaders,
-  redisLimiterStore,
   sqliteLimiterStore,
 } from '../src/limiter/index.ts';
+import { redisLimiterStore } from '../src/limiter/redis-store.ts';
 import { connectRedis, type RedisConnection } from '../src/store/redis/connection.ts';
 import { hasRedis, startRedisServer } from '../test/support/redis-server.ts';
 import type { Bench, BenchRow } from './types.ts';

@@ -21,6 +21,7 @@ import {
   RetryPolicy,
   SqliteBreakerStore,
 } from '../src/resilience/index.ts';
+import { alwaysThere } from '../src/store/health.ts';
 import { drive } from './support/drive.ts';
 
 const pipeline = loadPipeline('vocabulary', process.cwd(), {
@@ -100,6 +101,7 @@ function context(
     singleFlight: new SingleFlight(),
     maxWaitMs: 60_000,
     circuitWaits: new CircuitWaits(),
+    storeHealth: alwaysThere,
     stop: {
       clock,
       signal: new AbortController().signal,

@@ -10,13 +10,9 @@ import { fileURLToPath } from 'node:url';
 import { FakeClock } from '../src/core/clock.ts';
 import { openDatabase } from '../src/db/open.ts';
 import type { BookRequest, Charge } from '../src/limiter/gcra.ts';
-import {
-  redisLimiterAdmin,
-  redisLimiterStore,
-  sqliteLimiterAdmin,
-  sqliteLimiterStore,
-} from '../src/limiter/index.ts';
-import { limiterKeys } from '../src/limiter/redis-store.ts';
+import { sqliteLimiterAdmin, sqliteLimiterStore } from '../src/limiter/index.ts';
+import { redisLimiterAdmin } from '../src/limiter/redis-admin.ts';
+import { limiterKeys, redisLimiterStore } from '../src/limiter/redis-store.ts';
 import { connectRedis, type RedisConnection } from '../src/store/redis/connection.ts';
 import { limiterStoreConformance } from './conformance/limiter-store.ts';
 import { randomOps, runOp, seeded } from './support/limiter-random-ops.ts';

@@ -9,6 +9,7 @@ import { providerKey, publicUrl } from '../core/provider-key.ts';
 import type { Random } from '../core/random.ts';
 import { CircuitWaits } from '../job/circuit-waits.ts';
 import { cacheKeys, type JobContext } from '../job/execute.ts';
+import { tolerantBreaker, tolerantLimiter } from '../job/tolerant-ports.ts';
 import { createLimiter, type Limiter } from '../limiter/index.ts';
 import { CircuitBreaker, RetryPolicy } from '../resilience/index.ts';
 import type { SharedState } from '../store/state.ts';
@@ -52,6 +53,8 @@ const INITIAL_CONCURRENCY = 4;
  */
 export function composeRun(o: ComposeOptions): ComposedRun {
   const { settings, clock } = o;
+  // The limiter's and breaker's arithmetic runs in the store's time (Redis TIME on a shared store).
+  const stateClock = o.state.clock;
   const key = providerKey({ baseUrl: settings.baseUrl, model: settings.model, apiKey: settings.apiKey });
   const limiter = createLimiter(
     o.state.limiter.store,
@@ -64,7 +67,7 @@ export function composeRun(o: ComposeOptions): ComposedRun {
       // Prompt size is bounded by the prompts plus an analysis: max_tokens plus a generous margin.
       maxRequestTokens: settings.maxTokens + 4000,
     },
-    { clock },
+    { clock: stateClock },
   );
   const breaker = new CircuitBreaker(
     o.state.breaker.store,
@@ -78,7 +81,7 @@ export function composeRun(o: ComposeOptions): ComposedRun {
       probeLeaseMs: settings.timeoutMs + 5000,
     },
     {
-      clock,
+      clock: stateClock,
       ownerId: o.owner,
       onTransition: (t) =>
         o.events.emit({ type: 'breaker_transition', key, from: t.from, to: t.to, cause: t.cause }),
@@ -108,8 +111,8 @@ export function composeRun(o: ComposeOptions): ComposedRun {
     maxTokens: settings.maxTokens,
     client,
     cacheKey: cacheKeys(settings),
-    limiter,
-    breaker,
+    limiter: tolerantLimiter(limiter),
+    breaker: tolerantBreaker(breaker),
     retry: new RetryPolicy(settings.retry, { random: o.random, endpoint: publicUrl(settings.baseUrl) }),
     cache,
     cacheMode,
@@ -121,6 +124,7 @@ export function composeRun(o: ComposeOptions): ComposedRun {
     stop: { clock, signal: o.signals.signal, stopSignal: o.signals.stopSignal, deadlineMs: o.deadlineMs },
     counters: { requests: 0, retries: 0, cacheHits: 0, cacheMisses: 0 },
     observer: concurrency,
+    storeHealth: o.state.health,
   };
   return {
     job,

@@ -4,7 +4,9 @@ import { errorMessage, FlashcardsError, isFlashcardsError, storageError } from '
 import type { EventSink } from '../core/events.ts';
 import { executeJob, isRunFatal, type JobContext, type JobResult } from '../job/execute.ts';
 import { isStopping } from '../job/stop.ts';
+import { waitForStore } from '../job/store-waits.ts';
 import type { Pipeline } from '../pipeline/types.ts';
+import { isStoreUnavailable } from '../store/health.ts';
 import type { ConcurrencyController } from './concurrency.ts';
 import type { FinishedFeed } from './export.ts';
 import { isOwnerAlive } from './owner.ts';
@@ -82,6 +84,8 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
     HEARTBEAT_MS,
     () => {
       queue.heartbeat(batch.id, owner, LEASE_MS).catch((e: unknown) => {
+        // A shared store that is away misses a beat: leases last three, and the next beat renews them.
+        if (isStoreUnavailable(e)) return;
         // A timer must not crash the process: stop the run cleanly instead.
         fatal ??=
           storageError(e, 'state.db') ??
@@ -135,6 +139,18 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   );
 
   const stopping = (): boolean => fatal !== undefined || isStopping(job.stop);
+  // A shared store that does not answer holds the run up, up to --max-wait (see store-waits.ts).
+  const storeWait = { health: job.storeHealth, maxWaitMs: job.maxWaitMs, stop: job.stop };
+  const withStore = async <T>(read: () => Promise<T>): Promise<T> => {
+    for (;;) {
+      try {
+        return await read();
+      } catch (e) {
+        if (!isStoreUnavailable(e)) throw e;
+        await waitForStore(storeWait);
+      }
+    }
+  };
   // On the way out of a failed item: handing the lease back must not throw over the error being
   // handled (a full disk fails this write too). A lease left behind lapses after LEASE_MS, and
   // releaseLeases frees this run's at the end.
@@ -207,7 +223,7 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   };
 
   const runStages = async (item: ClaimedItem): Promise<void> => {
-    const results = item.attempts > 1 ? await store.results(batch.id, item.idx) : {};
+    const results = item.attempts > 1 ? await withStore(() => store.results(batch.id, item.idx)) : {};
     for (const stage of stages) {
       if (stage.name in results) continue;
       const started = clock.now();
@@ -247,43 +263,63 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   // is topped up once it is half empty, so a claim takes several items, not one per finished item.
   const claimAhead = (): number => Math.max(1, Math.min(32, Math.ceil(gate.concurrency / 2)));
   let claims = 0;
+  /** One round of the claim loop; true when the run has nothing more to claim. */
+  const claimRound = async (): Promise<boolean> => {
+    if (gate.pendingCount > claimAhead() / 2) {
+      await slotFreed();
+      return false;
+    }
+    // Items answered from the cache finish in microtasks alone; yielding here now and then lets
+    // timers (heartbeat, progress, write-behind) and I/O run during a fully cached run.
+    if (++claims % 8 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    const claimed = await queue.claim(batch.id, owner, LEASE_MS, claimAhead() - gate.pendingCount);
+    if (claimed.length > 0) {
+      for (const item of claimed) launch(item);
+      return false;
+    }
+    if (running.size > 0) {
+      await slotFreed();
+      return false;
+    }
+    // Nothing claimable here: the rest is either finished or leased by other runs.
+    const others = (await queue.leaseOwners(batch.id)).filter((o) => o !== owner);
+    if (others.length === 0) {
+      if ((await store.counts(batch.id)).pending === 0) return true;
+      // Pending items, none in flight here and no other run holding them: a lease can expire or
+      // be released between the claim above and this check, or the store may hold leases of
+      // ours this run never got (a claim it ran after the reply timed out). Hand ours back.
+      await queue.releaseLeases(batch.id, owner);
+      return false;
+    }
+    let freed = false;
+    for (const other of others) {
+      if (!isOwnerAlive(other)) {
+        await queue.releaseLeases(batch.id, other);
+        freed = true;
+      }
+    }
+    if (freed) return false;
+    try {
+      await clock.sleep(IDLE_POLL_MS, job.stop.stopSignal);
+    } catch {
+      return true;
+    }
+    return false;
+  };
   try {
     while (!stopping()) {
-      if (gate.pendingCount > claimAhead() / 2) {
-        await slotFreed();
-        continue;
-      }
-      // Items answered from the cache finish in microtasks alone; yielding here now and then lets
-      // timers (heartbeat, progress, write-behind) and I/O run during a fully cached run.
-      if (++claims % 8 === 0) await new Promise<void>((resolve) => setImmediate(resolve));
-      const claimed = await queue.claim(batch.id, owner, LEASE_MS, claimAhead() - gate.pendingCount);
-      if (claimed.length > 0) {
-        for (const item of claimed) launch(item);
-        continue;
-      }
-      if (running.size > 0) {
-        await slotFreed();
-        continue;
-      }
-      // Nothing claimable here: the rest is either finished or leased by other runs.
-      const others = (await queue.leaseOwners(batch.id)).filter((o) => o !== owner);
-      if (others.length === 0) {
-        // A lease can expire or be released between the claim above and this check: claim again.
-        if ((await store.counts(batch.id)).pending === 0) break;
-        continue;
-      }
-      let freed = false;
-      for (const other of others) {
-        if (!isOwnerAlive(other)) {
-          await queue.releaseLeases(batch.id, other);
-          freed = true;
-        }
-      }
-      if (freed) continue;
       try {
-        await clock.sleep(IDLE_POLL_MS, job.stop.stopSignal);
-      } catch {
-        break;
+        if (await claimRound()) break;
+      } catch (e) {
+        if (!isStoreUnavailable(e)) throw e;
+        // Claims stop while the store is away; items in flight finish (their answers go to the
+        // outbox) and claiming resumes when it answers, unless it stays away past --max-wait.
+        try {
+          await waitForStore(storeWait);
+        } catch (w) {
+          if (!isFlashcardsError(w) || !isRunFatal(w)) throw w;
+          fatal ??= w;
+        }
       }
     }
     await Promise.all(running);
@@ -296,13 +332,14 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
       // Also commits the last results: a failure here is reported as the reason the run stopped.
       await queue.releaseLeases(batch.id, owner);
     } catch (e) {
-      fatal ??= unexpected(e);
+      // Leases a store that is away never got back lapse after LEASE_MS.
+      if (!isStoreUnavailable(e)) fatal ??= unexpected(e);
     }
   }
 
   let counts: BatchCounts;
   try {
-    counts = await store.counts(batch.id);
+    counts = fatal ? await store.counts(batch.id) : await withStore(() => store.counts(batch.id));
   } catch (e) {
     // Counting commits the last results first: when even that fails, the reason to stop wins.
     throw fatal ?? unexpected(e);

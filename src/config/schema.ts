@@ -117,7 +117,7 @@ function url(example = 'https://api.openai.com/v1', protocols = ['http:', 'https
 
 /** A shared store's URL: Redis over TCP, TLS or a unix socket (store/redis/connection.ts reads it). */
 function storeUrl() {
-  const schemes = ['redis:', 'rediss:', 'redis+unix:', 'unix:'];
+  const schemes = ['redis:', 'rediss:', 'redis+unix:', 'unix:', 'redis-cluster:', 'rediss-cluster:'];
   const valid = (v: string): boolean => {
     try {
       return schemes.includes(new URL(v).protocol);

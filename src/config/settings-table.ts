@@ -329,7 +329,7 @@ export const SETTINGS = {
   },
   store: {
     description:
-      'Shared state for several machines: a Redis URL (redis://, rediss://, redis+unix://); unset: state.db and cache.db in the data directory',
+      'Shared state for several machines: a Redis URL (redis://, rediss://, redis+unix://, redis-cluster://); unset: state.db and cache.db in the data directory',
     env: 'FLASHCARDS_STORE',
     flag: {
       flags: '--store <url>',

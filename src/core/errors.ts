@@ -7,6 +7,8 @@ export const ExitCode = {
   usage: 2,
   aborted: 3,
   locked: 4,
+  /** The shared store (Redis) lost its state: nothing more is paid for until a person looks. */
+  storeLost: 5,
   interrupted: 130,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
@@ -25,7 +27,18 @@ export type ProviderErrorKind =
   | 'cancelled';
 
 /** Kinds of failure that come from the user's side or the local machine. */
-export type LocalErrorKind = 'usage' | 'config' | 'input' | 'database' | 'locked' | 'deadline' | 'internal';
+export type LocalErrorKind =
+  | 'usage'
+  | 'config'
+  | 'input'
+  | 'database'
+  | 'locked'
+  | 'deadline'
+  | 'internal'
+  /** The shared store (Redis) does not answer: a run waits for it up to --max-wait. */
+  | 'store_unavailable'
+  /** The shared store answers but lost its state (restarted empty). */
+  | 'store_lost';
 
 export type ErrorKind = ProviderErrorKind | LocalErrorKind;
 
@@ -43,6 +56,8 @@ const defaultExit: Record<ErrorKind, ExitCode> = {
   input: ExitCode.usage,
   database: ExitCode.usage,
   locked: ExitCode.locked,
+  store_unavailable: ExitCode.aborted,
+  store_lost: ExitCode.storeLost,
   deadline: ExitCode.aborted,
   internal: ExitCode.aborted,
   rate_limit: ExitCode.itemsFailed,

@@ -12,6 +12,7 @@ import type { EventSink } from '../core/events.ts';
 import type { Stage, StageInput } from '../pipeline/types.ts';
 import { validateAnswer } from '../pipeline/validate.ts';
 import type { RetryPolicy } from '../resilience/index.ts';
+import { isStoreUnavailable, type StoreHealth } from '../store/health.ts';
 import { breakerGate } from './breaker-gate.ts';
 import type { CircuitWaits } from './circuit-waits.ts';
 import { limiterGate } from './limiter-gate.ts';
@@ -20,6 +21,7 @@ import type { BreakerPort, CallObserver, LimiterPort } from './ports.ts';
 import { providerCall } from './provider-call.ts';
 import { retrying } from './retrying.ts';
 import type { RunStop } from './stop.ts';
+import { storeWaits } from './store-waits.ts';
 import { validatingWithRepair } from './validation.ts';
 
 /** Everything a job needs from the outside world; composed once per run (see compose.ts). */
@@ -49,6 +51,8 @@ export interface JobContext {
   counters: { requests: number; retries: number; cacheHits: number; cacheMisses: number };
   /** Told of every booking and request (the run's concurrency controller). */
   observer?: CallObserver | undefined;
+  /** Whether the shared store answers; a job waits for it before sending (store-waits.ts). */
+  storeHealth: StoreHealth;
 }
 
 /** `requestMs`: the requests' time on the wire (what the job waited for otherwise is not in it). */
@@ -66,7 +70,15 @@ export type JobResult =
 
 /** Errors that end the whole run rather than one item: nothing else can succeed until a person acts. */
 export function isRunFatal(error: FlashcardsError): boolean {
-  return ['auth', 'quota', 'circuit_open', 'deadline', 'cancelled'].includes(error.kind);
+  return [
+    'auth',
+    'quota',
+    'circuit_open',
+    'deadline',
+    'cancelled',
+    'store_unavailable',
+    'store_lost',
+  ].includes(error.kind);
 }
 
 interface KeyParams {
@@ -107,7 +119,15 @@ function cachedValue(
   key: string,
   allowStale: boolean,
 ): { content: string; value: unknown } | undefined {
-  const hit = ctx.cache?.get(key, { allowStale });
+  let hit: ReturnType<ResponseCache['get']>;
+  try {
+    hit = ctx.cache?.get(key, { allowStale });
+  } catch (e) {
+    // A shared cache that does not answer is a miss: the limiter and breaker wait for the store
+    // before anything is sent, and a cache that cannot be read is not worth failing a job for.
+    if (isStoreUnavailable(e)) return undefined;
+    throw e;
+  }
   if (!hit) return undefined;
   const checked = validateAnswer(stage, hit.body);
   return checked.ok ? { content: hit.body, value: checked.value } : undefined;
@@ -181,6 +201,7 @@ async function requestAnswer(
   const job = wrap(
     retrying({ ...common, policy: ctx.retry, item, stage: stage.name, counters: ctx.counters }),
     validatingWithRepair(stage),
+    storeWaits({ ...common, health: ctx.storeHealth, maxWaitMs: ctx.maxWaitMs }),
     breakerGate({
       ...common,
       breaker: ctx.breaker,

@@ -8,8 +8,6 @@ export {
 } from './headers.ts';
 export { type BucketPlan, type Plan, planBuckets, shardCount } from './layout.ts';
 export { createLimiter, type Limiter, type LimiterDeps, type LimiterSnapshot } from './limiter.ts';
-export { redisLimiterAdmin } from './redis-admin.ts';
-export { type RedisLimiterOptions, redisLimiterStore } from './redis-store.ts';
 export type { LimiterSettings } from './settings.ts';
 export { sqliteLimiterAdmin } from './sqlite-admin.ts';
 export { sqliteLimiterStore } from './sqlite-store.ts';

@@ -2,9 +2,11 @@ import { openSqliteBatchStores } from '../batch/sqlite-stores.ts';
 import type { BatchStores } from '../batch/store.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Db } from '../db/open.ts';
-import { sqliteLimiterAdmin, sqliteLimiterStore } from '../limiter/index.ts';
+import { sqliteLimiterAdmin } from '../limiter/sqlite-admin.ts';
+import { sqliteLimiterStore } from '../limiter/sqlite-store.ts';
 import type { LimiterAdmin, LimiterStore } from '../limiter/store.ts';
 import { SqliteBreakerStore } from '../resilience/breaker-store-sqlite.ts';
+import { alwaysThere } from './health.ts';
 import type { SharedState } from './state.ts';
 
 /**
@@ -20,6 +22,9 @@ export function sqliteState(db: Db, file: string, clock: Clock): SharedState {
   return {
     kind: 'sqlite',
     where: file,
+    clock,
+    health: alwaysThere,
+    epoch: undefined,
     get batches() {
       batches ??= openSqliteBatchStores(db, clock);
       return batches;

@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
 import type { BatchStores } from '../batch/store.ts';
 import type { Clock } from '../core/clock.ts';
-import { FlashcardsError } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
 import type { LimiterAdmin, LimiterStore } from '../limiter/store.ts';
 import type { BreakerAdmin, BreakerStore } from '../resilience/breaker-store.ts';
+import type { StoreHealth } from './health.ts';
 
 /**
  * The state every process on a batch, a key or a breaker shares: in the data directory's state.db
@@ -18,6 +18,19 @@ export interface SharedState {
   batches: BatchStores;
   limiter: { store: LimiterStore; admin: LimiterAdmin };
   breaker: { store: BreakerStore & BreakerAdmin };
+  /**
+   * The time the state is kept in: this host's clock for state.db; for Redis, the server's TIME
+   * as estimated from here (hosts' clocks differ; the stores' scripts read TIME themselves, and
+   * the limiter's and breaker's own arithmetic must agree with them).
+   */
+  clock: Clock;
+  /** Whether the store answers (always, for state.db). */
+  health: StoreHealth;
+  /**
+   * The store's epoch for Redis (see redis/epoch.ts): answers kept in the outbox while the store
+   * was away are written back only into the same epoch. Undefined for state.db.
+   */
+  epoch: string | undefined;
   /** Commits what is queued (group commits) and closes the connection. */
   close(): Promise<void>;
 }
@@ -37,6 +50,12 @@ export interface OpenStateOptions {
 }
 
 /**
+ * How long a Redis command may go unanswered before the store counts as away. Long enough for a
+ * busy server's slow moment, short enough that a run stops claiming and booking within seconds.
+ */
+export const DEFAULT_COMMAND_TIMEOUT_MS = 2000;
+
+/**
  * Opens the shared state. SQLite modules load as today; the Redis backend (and its client) only
  * when a store URL is given. Undefined when `create` is false and there is no state yet.
  */
@@ -44,11 +63,15 @@ export async function openState(o: OpenStateOptions & { create: true }): Promise
 export async function openState(o: OpenStateOptions): Promise<SharedState | undefined>;
 export async function openState(o: OpenStateOptions): Promise<SharedState | undefined> {
   if (o.store !== undefined && o.store !== '') {
-    // Wired to the Redis backends as they land (issue 15); until then a store URL is refused.
-    throw new FlashcardsError(
-      'usage',
-      `--store ${o.store.replace(/\/\/[^@/]*@/, '//***@')}: not available yet`,
-    );
+    const { openRedisState } = await import('./redis/state.ts');
+    return openRedisState({
+      url: o.store,
+      home: o.home,
+      clock: o.clock,
+      create: o.create,
+      commandTimeoutMs: o.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS,
+      password: o.password,
+    });
   }
   const file = dataPaths(o.home).stateDb;
   if (!o.create && !existsSync(file)) return undefined;

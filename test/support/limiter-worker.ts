@@ -20,9 +20,9 @@ import {
   createLimiter,
   type LimiterStore,
   parseRateLimitHeaders,
-  redisLimiterStore,
   sqliteLimiterStore,
 } from '../../src/limiter/index.ts';
+import { redisLimiterStore } from '../../src/limiter/redis-store.ts';
 import { connectRedis } from '../../src/store/redis/connection.ts';
 
 interface Args {

@@ -34,6 +34,8 @@ interface Parsed {
   db: number;
   username?: string;
   password?: string;
+  /** Starts every key (`?prefix=team-a:`; default `fc:`): deployments sharing one Redis keep apart. */
+  prefix: string;
 }
 
 /** The parts of a store URL, or a usage error naming what is wrong with it. */
@@ -50,13 +52,17 @@ export function parseRedisUrl(url: string): Parsed {
     ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
   };
   const dbText = u.pathname.replace(/^\//, '') || u.searchParams.get('db') || '0';
+  const prefix = u.searchParams.get('prefix') ?? 'fc:';
+  // A brace in the prefix would become every key's hash tag: one slot for everything on a cluster.
+  if (prefix === '' || /[{}]/.test(prefix))
+    throw badUrl(url, `prefix must be non-empty, without { or }, got "${prefix}"`);
   if (scheme === 'redis+unix' || scheme === 'unix') {
     const path = decodeURIComponent(u.pathname);
     if (!path) throw badUrl(url, 'no socket path');
     const db = Number(u.searchParams.get('db') ?? '0');
     if (!Number.isInteger(db) || db < 0)
       throw badUrl(url, `database must be a number, got "${u.searchParams.get('db')}"`);
-    return { cluster: false, tls: false, path, db, ...auth };
+    return { cluster: false, tls: false, path, db, prefix, ...auth };
   }
   if (
     scheme !== 'redis' &&
@@ -74,6 +80,7 @@ export function parseRedisUrl(url: string): Parsed {
     host: u.hostname || '127.0.0.1',
     port: u.port ? Number(u.port) : 6379,
     db,
+    prefix,
     ...auth,
   };
 }

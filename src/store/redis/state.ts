@@ -1,0 +1,149 @@
+import { openRedisBatchStores } from '../../batch/redis-stores.ts';
+import type { Clock } from '../../core/clock.ts';
+import { FlashcardsError } from '../../core/errors.ts';
+import { redisLimiterAdmin } from '../../limiter/redis-admin.ts';
+import { redisLimiterStore } from '../../limiter/redis-store.ts';
+import { redisBreakerStore } from '../../resilience/breaker-store-redis.ts';
+import { ProbedHealth } from '../health.ts';
+import type { SharedState } from '../state.ts';
+import { connectRedis, parseRedisUrl, type RedisConnection, redactRedisUrl } from './connection.ts';
+import { checkEpoch, rememberEpoch, storeEpoch } from './epoch.ts';
+import { guarded } from './guard.ts';
+
+export interface OpenRedisStateOptions {
+  url: string;
+  home: string;
+  clock: Clock;
+  /** A run (true) checks and remembers the store's epoch; a command that only looks does not. */
+  create: boolean;
+  commandTimeoutMs: number;
+  password?: string | undefined;
+}
+
+/**
+ * Eviction policies that may drop a key without an expiry: a lease, a result or a breaker could
+ * vanish under memory pressure. `noeviction` and the `volatile-*` policies (which evict only keys
+ * with an expiry: cached answers) are safe.
+ */
+const UNSAFE_EVICTION = /^allkeys-/;
+
+/** The masters of a cluster, or the one server. */
+function servers(conn: RedisConnection): RedisConnection[] {
+  return 'nodes' in conn && typeof conn.nodes === 'function' ? conn.nodes('master') : [conn];
+}
+
+/** The server's `INFO <section>` as name -> value. */
+export async function info(conn: RedisConnection, section: string): Promise<Record<string, string>> {
+  const text = await conn.info(section);
+  const out: Record<string, string> = {};
+  for (const line of text.split(/\r?\n/)) {
+    const at = line.indexOf(':');
+    if (at > 0 && !line.startsWith('#')) out[line.slice(0, at)] = line.slice(at + 1).trim();
+  }
+  return out;
+}
+
+/** Refuses a store that may evict state when full (checked on every master of a cluster). */
+async function checkEviction(conn: RedisConnection, where: string): Promise<void> {
+  for (const server of servers(conn)) {
+    const policy = (await info(server, 'memory'))['maxmemory_policy'] ?? 'noeviction';
+    if (UNSAFE_EVICTION.test(policy)) {
+      throw new FlashcardsError(
+        'config',
+        `the store at ${where} evicts any key when full (maxmemory-policy ${policy}): leases, results and breakers could vanish`,
+        {
+          hint: 'set maxmemory-policy noeviction, or volatile-lru to let it drop only cached answers (they expire); see "Several machines" in the README',
+        },
+      );
+    }
+  }
+}
+
+/**
+ * How far the server's TIME is ahead of this host's clock, from the sample with the shortest
+ * round trip of three: the limiter's and breaker's arithmetic then runs in the store's time.
+ */
+async function serverOffsetMs(conn: RedisConnection, clock: Clock): Promise<number> {
+  let best: { rtt: number; offset: number } | undefined;
+  for (let i = 0; i < 3; i++) {
+    const sent = clock.now();
+    const [seconds, micros] = await conn.time();
+    const received = clock.now();
+    const server = Number(seconds) * 1000 + Math.floor(Number(micros) / 1000);
+    const sample = { rtt: received - sent, offset: server - (sent + received) / 2 };
+    if (!best || sample.rtt < best.rtt) best = sample;
+  }
+  return Math.round(best?.offset ?? 0);
+}
+
+function shiftedClock(clock: Clock, offsetMs: number): Clock {
+  return {
+    now: () => clock.now() + offsetMs,
+    sleep: (ms, signal) => clock.sleep(ms, signal),
+    timer: (ms, fn, options) => clock.timer(ms, fn, options),
+  };
+}
+
+/**
+ * The shared state in Redis: batches, leases and results, the limiter and the breakers, each
+ * behind the same interface as on state.db, each call guarded (guard.ts) so that a store that
+ * stops answering is one kind of failure the run knows how to wait out.
+ */
+export async function openRedisState(o: OpenRedisStateOptions): Promise<SharedState> {
+  const { prefix } = parseRedisUrl(o.url);
+  const where = redactRedisUrl(o.url);
+  const conn = await connectRedis({ url: o.url, commandTimeoutMs: o.commandTimeoutMs, password: o.password });
+  let closing = false;
+  try {
+    await checkEviction(conn, where);
+    const epoch = o.create ? await storeEpoch(conn, prefix) : undefined;
+    if (epoch !== undefined) rememberEpoch(o.home, `${where}#${prefix}`, epoch, where, o.clock.now());
+    const clock = shiftedClock(o.clock, await serverOffsetMs(conn, o.clock));
+    const health = new ProbedHealth({
+      where,
+      clock: o.clock,
+      probe: async () => {
+        await conn.ping();
+        if (epoch !== undefined) await checkEpoch(conn, prefix, epoch, where);
+      },
+    });
+    // A dropped connection may come back to a server that restarted empty: nothing goes through
+    // until the probe has seen the epoch again.
+    conn.on('close', () => {
+      if (!closing) health.markAway();
+    });
+    const guard = <T extends object>(store: T): T => guarded(store, { health });
+    const batches = openRedisBatchStores(conn, { prefix });
+    const breakers = redisBreakerStore(conn, { prefix });
+    return {
+      kind: 'redis',
+      where,
+      batches: {
+        catalog: guard(batches.catalog),
+        queue: guard(batches.queue),
+        results: guard(batches.results),
+      },
+      limiter: {
+        store: guard(redisLimiterStore(conn, { prefix })),
+        admin: guard(redisLimiterAdmin(conn, { prefix })),
+      },
+      breaker: { store: guard(breakers) },
+      clock,
+      health,
+      epoch,
+      close: async () => {
+        closing = true;
+        health.close();
+        try {
+          if (!health.away && !health.lost) await batches.results.flush();
+        } finally {
+          await conn.quit().catch(() => conn.disconnect());
+        }
+      },
+    };
+  } catch (e) {
+    closing = true;
+    conn.disconnect();
+    throw e;
+  }
+}
