@@ -216,11 +216,11 @@ async function countWork(
       ? ResponseCache.open(paths.cacheDb, settings.cache, { clock: ctx.clock, random: systemRandom })
       : undefined;
   const cacheKey = cacheKeys(settings);
-  const lookup = (stage: Stage, previous: Record<string, unknown>, item: StageItem) => {
+  const lookup = async (stage: Stage, previous: Record<string, unknown>, item: StageItem) => {
     const messages = stage.buildMessages({ item, previous });
     const promptTokens = estimateTokens(messages.map((m) => m.content).join('\n'));
     if (!cache) return { hit: undefined, promptTokens };
-    const hit = cache.get(cacheKey(stage, messages));
+    const hit = await cache.get(cacheKey(stage, messages));
     if (!hit) return { hit: undefined, promptTokens };
     // A body that is corrupt or no longer fits the schema is what process would call again.
     const checked = validateAnswer(stage, hit.body);
@@ -235,7 +235,7 @@ async function countWork(
       for (const stage of pipeline.stages) {
         if (stage.name in done) continue;
         work.jobs++;
-        const found = known ? lookup(stage, previous, item) : undefined;
+        const found = known ? await lookup(stage, previous, item) : undefined;
         if (found?.hit !== undefined) {
           work.cacheHits++;
           previous[stage.name] = found.hit;
@@ -248,7 +248,7 @@ async function countWork(
       }
     }
   } finally {
-    cache?.close();
+    await cache?.close();
   }
   return work;
 }
