@@ -63,8 +63,8 @@ describe('the response cache on Redis', { skip: redisSkip }, () => {
     };
     return {
       connect: async (s, random) =>
-        redisResponseCache(await fresh(), { settings: s, random, namespace: ns, clock }),
-      admin: async () => redisCacheAdmin(await fresh(), { namespace: ns, clock }),
+        redisResponseCache(await fresh(), { settings: s, random, prefix: ns, clock }),
+      admin: async () => redisCacheAdmin(await fresh(), { prefix: ns, clock }),
       async close() {
         for (const c of opened) c.disconnect();
       },
@@ -74,7 +74,7 @@ describe('the response cache on Redis', { skip: redisSkip }, () => {
   test('an entry is a hash with cache.db’s columns, dated by Redis TIME, kept 7 days past its expiry', async () => {
     const conn = await connect();
     const ns = namespace();
-    const cache = redisResponseCache(conn, { settings, random: seededRandom(1), namespace: ns });
+    const cache = redisResponseCache(conn, { settings, random: seededRandom(1), prefix: ns });
     const t1 = await conn.time();
     await cache.put('k1', { body: '{"a":1}', model: 'm', term: '사과', stage: 'cards' });
     const t2 = await conn.time();
@@ -100,7 +100,7 @@ describe('the response cache on Redis', { skip: redisSkip }, () => {
     const forever = redisResponseCache(conn, {
       settings: { ...settings, ttlMs: 0 },
       random: seededRandom(1),
-      namespace: ns,
+      prefix: ns,
     });
     await forever.put('k2', { body: 'x', model: 'm' });
     const lasting = cacheKeyNames(ns).entry('k2');
@@ -114,7 +114,7 @@ describe('the response cache on Redis', { skip: redisSkip }, () => {
     const cache = redisResponseCache(conn, {
       settings,
       random: seededRandom(1),
-      namespace: ns,
+      prefix: ns,
       staleGraceMs: 0,
     });
     await cache.put('k', { body: 'x', model: 'm' });
@@ -125,7 +125,7 @@ describe('the response cache on Redis', { skip: redisSkip }, () => {
   test('after SCRIPT FLUSH (or a restart) the scripts load again by themselves', async () => {
     const conn = await connect();
     const ns = namespace();
-    const cache = redisResponseCache(conn, { settings, random: seededRandom(1), namespace: ns });
+    const cache = redisResponseCache(conn, { settings, random: seededRandom(1), prefix: ns });
     await cache.put('k', { body: 'before', model: 'm' });
     await conn.script('FLUSH');
     assert.equal((await cache.get('k'))?.body, 'before');
@@ -133,7 +133,7 @@ describe('the response cache on Redis', { skip: redisSkip }, () => {
     await cache.put('k', { body: 'after', model: 'm' });
     assert.equal((await cache.get('k'))?.body, 'after');
     await conn.script('FLUSH');
-    const admin = redisCacheAdmin(conn, { namespace: ns });
+    const admin = redisCacheAdmin(conn, { prefix: ns });
     assert.equal((await admin.clear({})).rows, 1);
   });
 
@@ -143,7 +143,7 @@ describe('the response cache on Redis', { skip: redisSkip }, () => {
     const clock = new FakeClock();
     const t0 = clock.now();
     const names = cacheKeyNames(ns);
-    const cache = redisResponseCache(conn, { settings, random: seededRandom(1), namespace: ns, clock });
+    const cache = redisResponseCache(conn, { settings, random: seededRandom(1), prefix: ns, clock });
     await cache.put('old', { body: 'abc', model: 'mini' });
     await clock.advance(10 * DAY);
     await cache.put('new', { body: 'abcd', model: 'mini' });
@@ -170,13 +170,14 @@ describe('the response cache on Redis', { skip: redisSkip }, () => {
     assert.notEqual(slotOf(keys.entry('a'.repeat(64))), slotOf(keys.entry('b'.repeat(64))));
     assert.equal(slotOf(keys.runs), slotOf(keys.runOrder));
     assert.equal(keys.keyOf(entry), '3fa9'.repeat(16));
+    assert.throws(() => cacheKeyNames('fc:{x}:'), { kind: 'usage', message: /must not contain \{ or \}/ });
   });
 
   test('an entry in an unknown codec or with a corrupt body is a miss', async () => {
     const conn = await connect();
     const ns = namespace();
     const names = cacheKeyNames(ns);
-    const cache = redisResponseCache(conn, { settings, random: seededRandom(1), namespace: ns });
+    const cache = redisResponseCache(conn, { settings, random: seededRandom(1), prefix: ns });
     const row = {
       model: 'm',
       original_bytes: '1',
@@ -194,7 +195,7 @@ describe('the response cache on Redis', { skip: redisSkip }, () => {
     const cache = redisResponseCache(conn, {
       settings,
       random: seededRandom(1),
-      namespace: namespace(),
+      prefix: namespace(),
       location: 'redis://127.0.0.1/0',
     });
     server.pause();
@@ -237,12 +238,12 @@ describe('the response cache on Redis', { skip: redisSkip }, () => {
       clock,
     );
     await fill(
-      redisResponseCache(conn, { settings, random: seededRandom(1), namespace: ns, clock: redisClock }),
+      redisResponseCache(conn, { settings, random: seededRandom(1), prefix: ns, clock: redisClock }),
       redisClock,
     );
     const backends = {
       sqlite: undefined,
-      redis: redisCacheAdmin(conn, { namespace: ns, clock, location: 'redis' }),
+      redis: redisCacheAdmin(conn, { prefix: ns, clock, location: 'redis' }),
     };
     const run = async (
       command: (ctx: CommandContext, admin: (typeof backends)[keyof typeof backends]) => Promise<number>,

@@ -14,7 +14,7 @@ import {
   type CacheKeyNames,
   type CacheScripts,
   cacheKeyNames,
-  DEFAULT_NAMESPACE,
+  DEFAULT_PREFIX,
   describeStore,
   SUMMARY_FIELDS,
   scanTargets,
@@ -28,7 +28,7 @@ import type { CacheRun } from './store.ts';
 
 export interface RedisCacheAdminOptions {
   /** As given to redisResponseCache (default `fc:`). */
-  namespace?: string | undefined;
+  prefix?: string | undefined;
   /** Tests only: the time for live/expired and older-than, instead of the server's TIME. */
   clock?: Clock | undefined;
   /** How `cache stats` and messages name the store (a redacted URL); default from the connection. */
@@ -47,12 +47,12 @@ const SCAN_COUNT = 500;
  * each, so an entry another host rewrote since the walk saw it is judged as it now is.
  */
 export function redisCacheAdmin(conn: RedisConnection, options: RedisCacheAdminOptions = {}): CacheAdmin {
-  const namespace = options.namespace ?? DEFAULT_NAMESPACE;
+  const prefix = options.prefix ?? DEFAULT_PREFIX;
   return new RedisCacheAdmin(
     conn,
     withCacheScripts(conn),
-    cacheKeyNames(namespace),
-    options.location ?? describeStore(conn, namespace),
+    cacheKeyNames(prefix),
+    options.location ?? describeStore(conn, prefix),
     options.clock,
   );
 }

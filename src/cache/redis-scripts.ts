@@ -1,16 +1,16 @@
 import type { Cluster, Redis } from 'ioredis';
-import { FlashcardsError } from '../core/errors.ts';
+import { FlashcardsError, usageError } from '../core/errors.ts';
 import type { RedisConnection } from '../store/redis/connection.ts';
 
 /**
  * Key names and Lua scripts of the Redis cache (redis-store.ts, redis-admin.ts).
  *
- * Keys: one hash per entry, `<ns>{cache:<key>}`, its fields the columns of cache.db's `responses`
+ * Keys (`<p>` the prefix, default `fc:`): one hash per entry, `<p>{cache:<key>}`, its fields the columns of cache.db's `responses`
  * rows (model, term, stage, codec, body, original_bytes, stored_bytes, created_at, expires_at); a
  * missing term, stage or expires_at is NULL. Every entry is its own hash tag, hence its own slot:
  * no script touches two entries, so a Redis Cluster spreads them freely. Run totals live in two keys
  * sharing the tag `{cache-runs}` (one slot), so the script that writes both stays atomic on a cluster:
- * `<ns>{cache-runs}:runs` (a hash run_id -> JSON of the cache_runs row) and `<ns>{cache-runs}:order`
+ * `<p>{cache-runs}:runs` (a hash run_id -> JSON of the cache_runs row) and `<p>{cache-runs}:order`
  * (a sorted set of run ids scored by -started_at, so ZRANGE gives newest first and, among runs
  * started in the same ms, run ids in ascending order: the ORDER BY of cache.db).
  *
@@ -22,22 +22,25 @@ export interface CacheKeyNames {
   entry(key: string): string;
   /** The cache key inside an entry's name. */
   keyOf(name: string): string;
-  /** SCAN MATCH pattern for entries whose cache key starts with `prefix`. */
-  entries(prefix?: string): string;
+  /** SCAN MATCH pattern for entries whose cache key starts with `keyPrefix`. */
+  entries(keyPrefix?: string): string;
   runs: string;
   runOrder: string;
 }
 
-export const DEFAULT_NAMESPACE = 'fc:';
+export const DEFAULT_PREFIX = 'fc:';
 
-export function cacheKeyNames(namespace: string): CacheKeyNames {
-  const head = `${namespace}{cache:`;
+/** The key names under `prefix` (every key starts with it: several deployments can share one Redis). */
+export function cacheKeyNames(prefix: string): CacheKeyNames {
+  // A brace in the prefix would become every key's hash tag: the whole cache in one slot.
+  if (/[{}]/.test(prefix)) throw usageError(`cache store prefix must not contain { or }, got "${prefix}"`);
+  const head = `${prefix}{cache:`;
   return {
     entry: (key) => `${head}${key}}`,
     keyOf: (name) => name.slice(head.length, -1),
-    entries: (prefix = '') => `${globEscape(head)}${globEscape(prefix)}*}`,
-    runs: `${namespace}{cache-runs}:runs`,
-    runOrder: `${namespace}{cache-runs}:order`,
+    entries: (keyPrefix = '') => `${globEscape(head)}${globEscape(keyPrefix)}*}`,
+    runs: `${prefix}{cache-runs}:runs`,
+    runOrder: `${prefix}{cache-runs}:order`,
   };
 }
 
@@ -226,13 +229,13 @@ export function storeError(location: string, what: string, e: unknown): Flashcar
   });
 }
 
-/** A name for the store in messages and `cache stats`: its address and the namespace, never a password. */
-export function describeStore(conn: RedisConnection, namespace: string): string {
+/** A name for the store in messages and `cache stats`: its address and the prefix, never a password. */
+export function describeStore(conn: RedisConnection, prefix: string): string {
   if (isCluster(conn)) {
     const first = conn.nodes('master')[0]?.options;
-    return `redis-cluster://${first ? `${first.host}:${first.port}` : ''} ${namespace}{cache:*}`;
+    return `redis-cluster://${first ? `${first.host}:${first.port}` : ''} ${prefix}{cache:*}`;
   }
   const o = conn.options;
   const where = o.path ? `unix://${o.path}?db=${o.db ?? 0}` : `redis://${o.host}:${o.port}/${o.db ?? 0}`;
-  return `${where} ${namespace}{cache:*}`;
+  return `${where} ${prefix}{cache:*}`;
 }

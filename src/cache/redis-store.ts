@@ -7,7 +7,7 @@ import {
   type CacheKeyNames,
   type CacheScripts,
   cacheKeyNames,
-  DEFAULT_NAMESPACE,
+  DEFAULT_PREFIX,
   describeStore,
   storeError,
   timeArg,
@@ -31,7 +31,7 @@ export interface RedisCacheOptions {
   /** The jitter's source, as for cache.db. */
   random: Random;
   /** Prefix of every key (default `fc:`): several teams or test runs can share one Redis apart. */
-  namespace?: string | undefined;
+  prefix?: string | undefined;
   /** How long an expired entry stays readable with allowStale (default DEFAULT_STALE_GRACE_MS). */
   staleGraceMs?: number | undefined;
   /**
@@ -59,13 +59,13 @@ export function redisResponseCache(conn: RedisConnection, options: RedisCacheOpt
   if (!Number.isFinite(grace) || grace < 0) {
     throw new FlashcardsError('config', `cache stale grace must be a duration >= 0 ms, got ${grace}`);
   }
-  const namespace = options.namespace ?? DEFAULT_NAMESPACE;
-  return new RedisResponseCache(
-    withCacheScripts(conn),
-    cacheKeyNames(namespace),
-    writeCodec(options.settings.codec),
-    { ...options, staleGraceMs: grace, location: options.location ?? describeStore(conn, namespace) },
-  );
+  const prefix = options.prefix ?? DEFAULT_PREFIX;
+  const keys = cacheKeyNames(prefix);
+  return new RedisResponseCache(withCacheScripts(conn), keys, writeCodec(options.settings.codec), {
+    ...options,
+    staleGraceMs: grace,
+    location: options.location ?? describeStore(conn, prefix),
+  });
 }
 
 class RedisResponseCache implements ResponseCache {
