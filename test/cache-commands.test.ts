@@ -70,13 +70,13 @@ describe('cache stats', () => {
     const { ctx, clock, open, stdoutJson, home } = setup();
     const cache = open();
     const t0 = clock.now();
-    cache.put(key('a'), { body: big, model: 'gpt-4o', term: '사과' });
+    await cache.put(key('a'), { body: big, model: 'gpt-4o', term: '사과' });
     await clock.advance(2 * DAY);
-    cache.put(key('b'), { body: '{"word":"배"}', model: 'gpt-4o', term: '배' });
-    cache.put(key('c'), { body: big, model: 'mini', term: '사과' });
-    cache.recordRun({ runId: 'run-1', startedAt: t0, hits: 3, misses: 1, model: 'gpt-4o' });
-    cache.recordRun({ runId: 'run-2', startedAt: t0 + 1000, hits: 2, misses: 0, model: 'mini' });
-    cache.close();
+    await cache.put(key('b'), { body: '{"word":"배"}', model: 'gpt-4o', term: '배' });
+    await cache.put(key('c'), { body: big, model: 'mini', term: '사과' });
+    await cache.recordRun({ runId: 'run-1', startedAt: t0, hits: 3, misses: 1, model: 'gpt-4o' });
+    await cache.recordRun({ runId: 'run-2', startedAt: t0 + 1000, hits: 2, misses: 0, model: 'mini' });
+    await cache.close();
     const bigBytes = Buffer.byteLength(big);
     const db = new Database(path.join(home, 'cache.db'), { readonly: true });
     const bigStored = (
@@ -148,10 +148,10 @@ describe('cache list', () => {
     const { ctx, clock, open, stdoutJson } = setup();
     const cache = open({ ttlMs: 0 });
     for (const c of ['a', 'b', 'c']) {
-      cache.put(key(c), { body: c, model: 'm', term: `term-${c}`, stage: 'card' });
+      await cache.put(key(c), { body: c, model: 'm', term: `term-${c}`, stage: 'card' });
       await clock.advance(1000);
     }
-    cache.close();
+    await cache.close();
     assert.equal(await cacheList(ctx, { limit: '2', json: true }), 0);
     assert.deepEqual(stdoutJson(), {
       entries: [
@@ -199,9 +199,9 @@ describe('cache show', () => {
   test('prints the decoded response of the one entry whose key starts with the prefix', async () => {
     const { ctx, io, open } = setup();
     const cache = open();
-    cache.put(abc1, { body: big, model: 'm', term: '사과' });
-    cache.put(abc2, { body: '{}', model: 'm' });
-    cache.close();
+    await cache.put(abc1, { body: big, model: 'm', term: '사과' });
+    await cache.put(abc2, { body: '{}', model: 'm' });
+    await cache.close();
     assert.equal(await cacheShow(ctx, { prefix: 'ABC1' }), 0);
     assert.deepEqual(io.stdout, [`${JSON.stringify(JSON.parse(big), null, 2)}\n`]);
     assert.match(io.stderr.join(''), /term {5}사과/);
@@ -210,8 +210,8 @@ describe('cache show', () => {
   test('--json gives the exact body and the entry metadata', async () => {
     const { ctx, open, stdoutJson } = setup();
     const cache = open();
-    cache.put(abc1, { body: big, model: 'm' });
-    cache.close();
+    await cache.put(abc1, { body: big, model: 'm' });
+    await cache.close();
     assert.equal(await cacheShow(ctx, { prefix: 'abc', json: true }), 0);
     const shown = stdoutJson();
     assert.equal(shown['body'], big);
@@ -222,9 +222,9 @@ describe('cache show', () => {
   test('fails with exit 2 for an unknown, an ambiguous or a non-hex prefix', async () => {
     const { ctx, open } = setup();
     const cache = open();
-    cache.put(abc1, { body: '1', model: 'm' });
-    cache.put(abc2, { body: '2', model: 'm' });
-    cache.close();
+    await cache.put(abc1, { body: '1', model: 'm' });
+    await cache.put(abc2, { body: '2', model: 'm' });
+    await cache.close();
     await assert.rejects(cacheShow(ctx, { prefix: 'abd' }), {
       exitCode: 2,
       message: /no cached response has a key starting with "abd"/,
@@ -241,12 +241,12 @@ describe('cache clear', () => {
   async function populated() {
     const env = setup();
     const cache = env.open({ ttlMs: 0 });
-    cache.put(key('1'), { body: 'old gpt', model: 'gpt-4o' });
-    cache.put(key('2'), { body: 'old mini', model: 'mini' });
+    await cache.put(key('1'), { body: 'old gpt', model: 'gpt-4o' });
+    await cache.put(key('2'), { body: 'old mini', model: 'mini' });
     await env.clock.advance(40 * DAY);
-    cache.put(key('3'), { body: 'new gpt', model: 'gpt-4o' });
-    cache.put(key('4'), { body: 'new mini', model: 'mini' });
-    cache.close();
+    await cache.put(key('3'), { body: 'new gpt', model: 'gpt-4o' });
+    await cache.put(key('4'), { body: 'new mini', model: 'mini' });
+    await cache.close();
     return env;
   }
 
@@ -311,15 +311,15 @@ describe('cache prune', () => {
     const { ctx, clock, open, keys, stdoutJson } = setup();
     const shortLived = open({ ttlMs: 1000 });
     for (let i = 0; i < 1203; i++)
-      shortLived.put(`expired-${String(i).padStart(4, '0')}`, { body: big, model: 'm' });
-    shortLived.close();
+      await shortLived.put(`expired-${String(i).padStart(4, '0')}`, { body: big, model: 'm' });
+    await shortLived.close();
     await clock.advance(1000);
     const cache = open({ ttlMs: 0 });
-    cache.put('forever', { body: 'x', model: 'm' });
-    cache.close();
+    await cache.put('forever', { body: 'x', model: 'm' });
+    await cache.close();
     const live = open({ ttlMs: DAY });
-    live.put('live', { body: 'y', model: 'm' });
-    live.close();
+    await live.put('live', { body: 'y', model: 'm' });
+    await live.close();
 
     assert.equal(await cachePrune(ctx, { json: true }), 0);
     const result = stdoutJson();

@@ -31,18 +31,21 @@ test('two processes putting the same and different keys into one new cache.db ne
     );
     try {
       for (let i = 0; i < 250; i++) {
-        const shared = JSON.parse(cache.get(`shared-${i}`)?.body ?? 'null') as { writer: string; i: number };
+        const shared = JSON.parse((await cache.get(`shared-${i}`))?.body ?? 'null') as {
+          writer: string;
+          i: number;
+        };
         assert.ok(shared.writer === '0' || shared.writer === '1', `shared-${i} written by ${shared.writer}`);
         assert.equal(shared.i, 2 * i);
         for (const id of ['0', '1']) {
           assert.deepEqual(
-            (JSON.parse(cache.get(`own-${id}-${i}`)?.body ?? 'null') as { writer: string }).writer,
+            (JSON.parse((await cache.get(`own-${id}-${i}`))?.body ?? 'null') as { writer: string }).writer,
             id,
           );
         }
       }
     } finally {
-      cache.close();
+      await cache.close();
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

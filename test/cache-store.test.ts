@@ -55,28 +55,28 @@ const cardJson = JSON.stringify({
 });
 
 describe('ResponseCache expiry', () => {
-  test('spreads expiry over [ttl, ttl x 1.1] across 10,000 entries, every tenth of the range used', () => {
+  test('spreads expiry over [ttl, ttl x 1.1] across 10,000 entries, every tenth of the range used', async () => {
     const { cache, clock } = openCache();
     const start = clock.now();
     const deciles = new Array<number>(10).fill(0);
     for (let i = 0; i < 10_000; i++) {
-      cache.put(`k${i}`, { body: 'x', model: 'm' });
-      const hit = cache.get(`k${i}`);
+      await cache.put(`k${i}`, { body: 'x', model: 'm' });
+      const hit = await cache.get(`k${i}`);
       const lifetime = (hit?.expiresAt ?? Number.NaN) - start;
       assert.ok(lifetime >= 30 * DAY && lifetime <= 33 * DAY, `lifetime ${lifetime} out of range`);
       const decile = Math.min(9, Math.floor((lifetime - 30 * DAY) / (0.3 * DAY)));
       deciles[decile] = (deciles[decile] ?? 0) + 1;
     }
-    cache.close();
+    await cache.close();
     // Uniform would be 1,000 per tenth; a seeded run stays well inside 800..1,200.
     for (const n of deciles) assert.ok(n > 800 && n < 1200, `deciles ${deciles.join(',')}`);
   });
 
   test('misses once an entry expires, and still serves it flagged stale when allowStale', async () => {
     const { cache, clock } = openCache({ ttlMs: 1000, jitter: 0 });
-    cache.put('k', { body: '{"word":"사과"}', model: 'm' });
+    await cache.put('k', { body: '{"word":"사과"}', model: 'm' });
     await clock.advance(999);
-    assert.deepEqual(cache.get('k'), {
+    assert.deepEqual(await cache.get('k'), {
       body: '{"word":"사과"}',
       stale: false,
       createdAt: clock.now() - 999,
@@ -84,56 +84,56 @@ describe('ResponseCache expiry', () => {
       model: 'm',
     });
     await clock.advance(1);
-    assert.equal(cache.get('k'), undefined);
-    assert.equal(cache.get('k', { allowStale: true })?.stale, true);
-    assert.equal(cache.get('k', { allowStale: true })?.body, '{"word":"사과"}');
-    cache.close();
+    assert.equal(await cache.get('k'), undefined);
+    assert.equal((await cache.get('k', { allowStale: true }))?.stale, true);
+    assert.equal((await cache.get('k', { allowStale: true }))?.body, '{"word":"사과"}');
+    await cache.close();
   });
 
   test('never expires an entry written with ttl 0', async () => {
     const { cache, clock } = openCache({ ttlMs: 0 });
-    cache.put('k', { body: 'forever', model: 'm' });
+    await cache.put('k', { body: 'forever', model: 'm' });
     await clock.advance(10 * 365 * DAY);
-    assert.deepEqual(cache.get('k'), {
+    assert.deepEqual(await cache.get('k'), {
       body: 'forever',
       stale: false,
       createdAt: clock.now() - 3650 * DAY,
       expiresAt: null,
       model: 'm',
     });
-    cache.close();
+    await cache.close();
   });
 
   test('a second put of the same key replaces the body and restarts the lifetime', async () => {
     const { cache, clock } = openCache({ ttlMs: 1000, jitter: 0 });
-    cache.put('k', { body: 'old', model: 'm' });
+    await cache.put('k', { body: 'old', model: 'm' });
     await clock.advance(1500);
-    cache.put('k', { body: 'new', model: 'm2' });
-    assert.deepEqual(cache.get('k'), {
+    await cache.put('k', { body: 'new', model: 'm2' });
+    assert.deepEqual(await cache.get('k'), {
       body: 'new',
       stale: false,
       createdAt: clock.now(),
       expiresAt: clock.now() + 1000,
       model: 'm2',
     });
-    cache.close();
+    await cache.close();
   });
 
-  test('misses a key that was never stored', () => {
+  test('misses a key that was never stored', async () => {
     const { cache } = openCache();
-    assert.equal(cache.get('nope'), undefined);
-    assert.equal(cache.get('nope', { allowStale: true }), undefined);
-    cache.close();
+    assert.equal(await cache.get('nope'), undefined);
+    assert.equal(await cache.get('nope', { allowStale: true }), undefined);
+    await cache.close();
   });
 });
 
 describe('ResponseCache compression', () => {
   for (const codec of ['zstd', 'br', 'deflate', 'identity'] as const) {
-    test(`round-trips card JSON byte for byte with ${codec} and records both sizes`, () => {
+    test(`round-trips card JSON byte for byte with ${codec} and records both sizes`, async () => {
       const { cache, file } = openCache({ codec });
-      cache.put('k', { body: cardJson, model: 'm' });
-      assert.equal(cache.get('k')?.body, cardJson);
-      cache.close();
+      await cache.put('k', { body: cardJson, model: 'm' });
+      assert.equal((await cache.get('k'))?.body, cardJson);
+      await cache.close();
       const row = storedRow(file, 'k');
       assert.equal(row.codec, codec);
       assert.equal(row.originalBytes, Buffer.byteLength(cardJson));
@@ -147,13 +147,13 @@ describe('ResponseCache compression', () => {
     });
   }
 
-  test('stores bodies at or below the threshold uncompressed', () => {
+  test('stores bodies at or below the threshold uncompressed', async () => {
     const { cache, file } = openCache({ compressThresholdBytes: 1024 });
     const small = '가'.repeat(341) + 'a'; // 3 x 341 + 1 = 1024 bytes
-    cache.put('small', { body: small, model: 'm' });
-    cache.put('large', { body: `${small}b`, model: 'm' });
-    assert.equal(cache.get('small')?.body, small);
-    cache.close();
+    await cache.put('small', { body: small, model: 'm' });
+    await cache.put('large', { body: `${small}b`, model: 'm' });
+    assert.equal((await cache.get('small'))?.body, small);
+    await cache.close();
     assert.deepEqual(storedRow(file, 'small'), {
       codec: 'identity',
       originalBytes: 1024,
@@ -163,11 +163,11 @@ describe('ResponseCache compression', () => {
     assert.equal(storedRow(file, 'large').codec, 'deflate');
   });
 
-  test('stores a body as identity when compressing would not make it smaller', () => {
+  test('stores a body as identity when compressing would not make it smaller', async () => {
     const { cache, file } = openCache({ compressThresholdBytes: 0 });
-    cache.put('k', { body: '사과', model: 'm' });
-    assert.equal(cache.get('k')?.body, '사과');
-    cache.close();
+    await cache.put('k', { body: '사과', model: 'm' });
+    assert.equal((await cache.get('k'))?.body, '사과');
+    await cache.close();
     assert.deepEqual(storedRow(file, 'k'), {
       codec: 'identity',
       originalBytes: 6,
@@ -176,9 +176,9 @@ describe('ResponseCache compression', () => {
     });
   });
 
-  test('reads rows written with a codec other than the current default', () => {
+  test('reads rows written with a codec other than the current default', async () => {
     const { cache, file } = openCache({ codec: 'zstd' });
-    cache.close();
+    await cache.close();
     const raw = Buffer.from(cardJson, 'utf8');
     const encoded: Record<CodecName, Buffer> = {
       identity: raw,
@@ -194,13 +194,13 @@ describe('ResponseCache compression', () => {
     for (const [name, body] of Object.entries(encoded)) insert.run(name, name, body, raw.length, body.length);
     db.close();
     const reopened = openCache({ codec: 'deflate' }, file).cache;
-    for (const name of Object.keys(encoded)) assert.equal(reopened.get(name)?.body, cardJson, name);
-    reopened.close();
+    for (const name of Object.keys(encoded)) assert.equal((await reopened.get(name))?.body, cardJson, name);
+    await reopened.close();
   });
 
-  test('treats a row in an unknown codec or with a corrupt body as a miss', () => {
+  test('treats a row in an unknown codec or with a corrupt body as a miss', async () => {
     const { cache, file } = openCache();
-    cache.close();
+    await cache.close();
     const db = new Database(file);
     db.prepare(
       `INSERT INTO responses (key, model, codec, body, original_bytes, stored_bytes, created_at) VALUES
@@ -208,14 +208,14 @@ describe('ResponseCache compression', () => {
     ).run();
     db.close();
     const reopened = openCache({}, file).cache;
-    assert.equal(reopened.get('lz4'), undefined);
-    assert.equal(reopened.get('bad'), undefined);
-    reopened.close();
+    assert.equal(await reopened.get('lz4'), undefined);
+    assert.equal(await reopened.get('bad'), undefined);
+    await reopened.close();
   });
 });
 
 describe('ResponseCache settings and runs', () => {
-  test('rejects a negative ttl, naming the value, before creating a file', () => {
+  test('rejects a negative ttl, naming the value, before creating a file', async () => {
     const file = tempFile();
     assert.throws(() => openCache({ ttlMs: -1 }, file), {
       kind: 'config',
@@ -224,11 +224,11 @@ describe('ResponseCache settings and runs', () => {
     assert.equal(fs.existsSync(file), false);
   });
 
-  test('recordRun stores absolute totals, so repeated calls for one run overwrite', () => {
+  test('recordRun stores absolute totals, so repeated calls for one run overwrite', async () => {
     const { cache, file } = openCache();
-    cache.recordRun({ runId: 'r1', startedAt: 5, hits: 1, misses: 2, model: 'm' });
-    cache.recordRun({ runId: 'r1', startedAt: 5, hits: 10, misses: 3, model: 'm' });
-    cache.close();
+    await cache.recordRun({ runId: 'r1', startedAt: 5, hits: 1, misses: 2, model: 'm' });
+    await cache.recordRun({ runId: 'r1', startedAt: 5, hits: 10, misses: 3, model: 'm' });
+    await cache.close();
     const db = new Database(file, { readonly: true });
     assert.deepEqual(db.prepare('SELECT * FROM cache_runs').all(), [
       { run_id: 'r1', started_at: 5, hits: 10, misses: 3, model: 'm' },
@@ -236,9 +236,9 @@ describe('ResponseCache settings and runs', () => {
     db.close();
   });
 
-  test('creates the file in WAL mode with incremental auto-vacuum', () => {
+  test('creates the file in WAL mode with incremental auto-vacuum', async () => {
     const { cache, file } = openCache();
-    cache.close();
+    await cache.close();
     const db = new Database(file, { readonly: true });
     assert.equal(db.pragma('journal_mode', { simple: true }), 'wal');
     assert.equal(db.pragma('auto_vacuum', { simple: true }), 2);

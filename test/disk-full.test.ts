@@ -11,7 +11,6 @@ import { fetchTransport } from '../src/client/transport.ts';
 import { loadSettings } from '../src/config/index.ts';
 import { systemClock } from '../src/core/clock.ts';
 import { ExitCode, isFlashcardsError, storageError } from '../src/core/errors.ts';
-import { dataPaths } from '../src/core/home.ts';
 import { seededRandom } from '../src/core/random.ts';
 import { databaseError } from '../src/db/open.ts';
 import { loadPipeline } from '../src/pipeline/registry.ts';
@@ -86,7 +85,6 @@ describe('runBatch when state.db cannot grow', () => {
 
   test('the run stops with the disk-full error, and nothing escapes uncaught', async () => {
     const cwd = tempDir('fc-full-');
-    const paths = dataPaths(join(cwd, 'home'));
     const { settings } = await loadSettings({ cwd, env: { HOME: cwd }, flags: { provider: 'mock' } });
     const pipeline = loadPipeline('vocabulary', cwd, settings);
     const { db, catalog, queue, results } = dbs.openStores(dbs.tempDb(), systemClock);
@@ -116,8 +114,7 @@ describe('runBatch when state.db cannot grow', () => {
     assert.ok(batch);
     const running = new AbortController();
     const composed = composeRun({
-      state: sqliteState(db, 'state.db', systemClock),
-      paths,
+      state: sqliteState(db, 'state.db', systemClock, join(cwd, 'cache.db')),
       settings: { ...settings, cache: { ...settings.cache, enabled: false } },
       batchId: meta.id,
       owner: 'me',

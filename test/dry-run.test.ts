@@ -54,8 +54,8 @@ function project() {
       clock,
       random: seededRandom(1),
     });
-    cache.put(key, { body, model: settings.model, term: '사과', stage: stage.name });
-    cache.close();
+    await cache.put(key, { body, model: settings.model, term: '사과', stage: stage.name });
+    await cache.close();
   };
   /** Stores what a run would have learned about the key the dry run uses (mock, no API key). */
   const learn = async (limits: { rpm: number | null; tpm: number | null }, latencyMs?: number) => {

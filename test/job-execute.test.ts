@@ -221,6 +221,40 @@ describe('executeJob: identical requests in flight share one call, paid once', (
   });
 });
 
+describe('executeJob on a cache that answers after a round trip (a shared store)', () => {
+  test('a job that starts while an identical one is still reading the cache shares its request', async () => {
+    const client = scriptedClient([goodCards]);
+    const ctx = context(client);
+    const stored = ctx.cache!;
+    // Each read sees the cache as it was when asked, and answers when the test lets it.
+    const held: (() => void)[] = [];
+    ctx.cache = {
+      get: async (key, opts) => {
+        const answer = stored.get(key, opts);
+        await new Promise<void>((resolve) => held.push(resolve));
+        return answer;
+      },
+      put: (key, entry) => stored.put(key, entry),
+      recordRun: (run) => stored.recordRun(run),
+      close: () => stored.close(),
+    };
+    const first = executeJob(ctx, cardsStage, input, 0);
+    const second = executeJob(ctx, cardsStage, input, 0);
+    const nextRead = async (): Promise<() => void> => {
+      while (held.length === 0) await new Promise((resolve) => setImmediate(resolve));
+      return held.shift()!;
+    };
+    (await nextRead())();
+    assert.ok((await first).ok);
+    // Had the second job read on its own, its read (a miss, taken before the answer was put)
+    // would be answered only now, after the first job's flight ended: a second paid request.
+    if (held.length > 0) held.shift()!();
+    assert.ok((await second).ok);
+    assert.equal(client.requests.length, 1);
+    assert.deepEqual(ctx.counters, { requests: 1, retries: 0, cacheHits: 0, cacheMisses: 2 });
+  });
+});
+
 describe("executeJob while the provider's limits are still unknown", () => {
   test('a job held back by the probe goes as soon as the probe is answered, not at its next poll', async () => {
     // A clock that never moves: a held job could only go on by being woken.

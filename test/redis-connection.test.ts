@@ -12,8 +12,11 @@ describe('store URLs', () => {
       host: 'cache.internal',
       port: 6380,
       db: 2,
+      prefix: 'fc:',
       password: 's3cret',
     });
+    assert.equal(parseRedisUrl('redis://h/0?prefix=team-a:').prefix, 'team-a:');
+    assert.throws(() => parseRedisUrl('redis://h/0?prefix={x}'), /prefix must be non-empty/);
     assert.equal(parseRedisUrl('rediss://h/0').tls, true);
     assert.equal(parseRedisUrl('redis-cluster://h:7000').cluster, true);
     assert.deepEqual(parseRedisUrl('unix:///run/redis.sock?db=1'), {
@@ -21,6 +24,7 @@ describe('store URLs', () => {
       tls: false,
       path: '/run/redis.sock',
       db: 1,
+      prefix: 'fc:',
     });
     assert.equal(redactRedisUrl('redis://user:s3cret@h:6379/0'), 'redis://user:***@h:6379/0');
     assert.throws(() => parseRedisUrl('http://h'), /unknown scheme "http:"/);

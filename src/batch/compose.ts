@@ -1,10 +1,9 @@
-import { ResponseCache, SingleFlight } from '../cache/index.ts';
+import { SingleFlight } from '../cache/index.ts';
 import { createChatClient } from '../client/chat-client.ts';
 import type { Transport } from '../client/transport.ts';
 import type { Settings } from '../config/index.ts';
 import type { Clock } from '../core/clock.ts';
 import type { EventSink } from '../core/events.ts';
-import type { DataPaths } from '../core/home.ts';
 import { providerKey, publicUrl } from '../core/provider-key.ts';
 import type { Random } from '../core/random.ts';
 import { CircuitWaits } from '../job/circuit-waits.ts';
@@ -19,7 +18,6 @@ import type { RunSignals } from './run-signals.ts';
 export interface ComposeOptions {
   /** The shared state (state.db or Redis): the limiter's and the breaker's stores come from it. */
   state: SharedState;
-  paths: DataPaths;
   settings: Settings;
   batchId: string;
   owner: string;
@@ -88,10 +86,7 @@ export function composeRun(o: ComposeOptions): ComposedRun {
     },
   );
   const cacheMode = !settings.cache.enabled ? 'off' : o.refresh ? 'refresh' : 'normal';
-  const cache =
-    cacheMode === 'off'
-      ? undefined
-      : ResponseCache.open(o.paths.cacheDb, settings.cache, { clock, random: o.random });
+  const cache = cacheMode === 'off' ? undefined : o.state.cache.open(settings.cache, { random: o.random });
   const client = createChatClient({
     baseUrl: settings.baseUrl,
     apiKey: settings.apiKey,

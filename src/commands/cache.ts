@@ -1,50 +1,45 @@
 import { Chalk, type ChalkInstance } from 'chalk';
 import Table from 'cli-table3';
-import {
-  type CacheStats,
-  countEntries,
-  DELETE_BATCH,
-  type Deleted,
-  deleteEntries,
-  type EntryFilter,
-  type EntrySummary,
-  emptyStats,
-  fileBytes,
-  findByPrefix,
-  listEntries,
-  readStats,
-  reclaimSpace,
-  trimRuns,
-} from '../cache/admin.ts';
+import type { CacheAdmin, CacheStats, ClearFilter, Deleted, EntrySummary } from '../cache/admin.ts';
 import { decodeBody } from '../cache/codec.ts';
-import { openCacheDb } from '../cache/db.ts';
+import { sqliteCacheAdmin } from '../cache/sqlite-admin.ts';
+import { loadStoreSetting } from '../config/index.ts';
 import { parseDuration } from '../core/duration.ts';
 import { ExitCode, FlashcardsError, usageError } from '../core/errors.ts';
 import { dataPaths } from '../core/home.ts';
-import { type Db, withExistingDatabase } from '../db/open.ts';
 import type { CommandContext } from './context.ts';
 import { parseCount } from './count.ts';
+import { openCommandState } from './state.ts';
 
-export interface CacheStatsOptions {
+/** What every `cache` command may be given besides its own options. */
+export interface CacheCommandOptions {
+  /**
+   * The cache to work on: the store's admin (redisCacheAdmin for --store); by default cache.db in
+   * the data directory. Given, it is the caller's to close.
+   */
+  admin?: CacheAdmin | undefined;
+}
+
+export interface CacheStatsOptions extends CacheCommandOptions {
   json?: boolean;
 }
 
-export interface CacheListOptions {
+export interface CacheListOptions extends CacheCommandOptions {
   /** A number, or the text as typed (checked the same way as on the command line). */
   limit?: number | string;
   json?: boolean;
 }
 
-export interface CacheShowOptions {
+export interface CacheShowOptions extends CacheCommandOptions {
   prefix: string;
   json?: boolean;
 }
 
-export interface CachePruneOptions {
+export interface CachePruneOptions extends CacheCommandOptions {
   json?: boolean;
 }
 
-export interface CacheClearOptions {
+export interface CacheClearOptions extends CacheCommandOptions {
   model?: string;
   /** A duration like 30d, 12h; a bare number means days. */
   olderThan?: string;
@@ -59,15 +54,18 @@ const DEFAULT_LIST_LIMIT = 20;
 const AMBIGUOUS_SHOWN = 5;
 
 export async function cacheStats(ctx: CommandContext, opts: CacheStatsOptions): Promise<number> {
-  const file = dataPaths(ctx.home).cacheDb;
   const now = ctx.clock.now();
   // Read-only command: a missing cache is reported as empty, not created.
-  const stats = withCacheDb(ctx, (db) => readStats(db, now)) ?? emptyStats();
-  const size = fileBytes(file);
+  const { stats, size, location, medium } = await withAdmin(ctx, opts, async (admin) => ({
+    stats: await admin.stats(),
+    size: await admin.footprint(),
+    location: admin.location,
+    medium: admin.medium,
+  }));
   if (opts.json) {
     ctx.io.out(
       `${JSON.stringify({
-        file,
+        file: location,
         fileBytes: size,
         ...stats,
         oldest: iso(stats.oldest),
@@ -77,14 +75,19 @@ export async function cacheStats(ctx: CommandContext, opts: CacheStatsOptions): 
     );
     return ExitCode.ok;
   }
-  printStats(ctx, stats, file, size, now);
+  printStats(
+    ctx,
+    stats,
+    `${location} (${formatBytes(size)} ${medium === 'file' ? 'on disk' : 'in memory'})`,
+    now,
+  );
   return ExitCode.ok;
 }
 
 export async function cacheList(ctx: CommandContext, opts: CacheListOptions): Promise<number> {
   const limit = opts.limit === undefined ? DEFAULT_LIST_LIMIT : parseCount('--limit', opts.limit);
   const now = ctx.clock.now();
-  const entries = withCacheDb(ctx, (db) => listEntries(db, limit)) ?? [];
+  const entries = await withAdmin(ctx, opts, (admin) => admin.list(limit));
   if (opts.json) {
     ctx.io.out(`${JSON.stringify({ entries: entries.map((e) => entryJson(e, now)) })}\n`);
     return ExitCode.ok;
@@ -119,12 +122,14 @@ export async function cacheShow(ctx: CommandContext, opts: CacheShowOptions): Pr
       'copy a key from `flashcards cache list`',
     );
   }
-  const file = dataPaths(ctx.home).cacheDb;
-  const matches = withCacheDb(ctx, (db) => findByPrefix(db, prefix, AMBIGUOUS_SHOWN + 1)) ?? [];
+  const { matches, location } = await withAdmin(ctx, opts, async (admin) => ({
+    matches: await admin.show(prefix, AMBIGUOUS_SHOWN + 1),
+    location: admin.location,
+  }));
   const [entry, second] = matches;
   if (!entry) {
     throw usageError(
-      `no cached response has a key starting with "${prefix}" (in ${file})`,
+      `no cached response has a key starting with "${prefix}" (in ${location})`,
       'see `flashcards cache list`',
     );
   }
@@ -161,16 +166,11 @@ export async function cacheShow(ctx: CommandContext, opts: CacheShowOptions): Pr
 }
 
 export async function cachePrune(ctx: CommandContext, opts: CachePruneOptions): Promise<number> {
-  const file = dataPaths(ctx.home).cacheDb;
-  const now = ctx.clock.now();
-  const before = fileBytes(file);
-  const result = withCacheDb(ctx, (db) => {
-    const deleted = deleteEntries(db, { expiredAt: now });
-    const runsTrimmed = trimRuns(db);
-    reclaimSpace(db);
-    return { ...deleted, runsTrimmed };
-  }) ?? { rows: 0, originalBytes: 0, storedBytes: 0, runsTrimmed: 0 };
-  const after = fileBytes(file);
+  const { before, result, after, medium } = await withAdmin(ctx, opts, async (admin) => {
+    const before = await admin.footprint();
+    const result = await admin.prune();
+    return { before, result, after: await admin.footprint(), medium: admin.medium };
+  });
   if (opts.json) {
     ctx.io.out(
       `${JSON.stringify({
@@ -187,9 +187,9 @@ export async function cachePrune(ctx: CommandContext, opts: CachePruneOptions): 
   }
   ctx.io.err(
     result.rows === 0
-      ? `no expired entries; file ${formatBytes(before)} → ${formatBytes(after)}\n`
+      ? `no expired entries; ${medium} ${formatBytes(before)} → ${formatBytes(after)}\n`
       : `deleted ${result.rows} expired ${plural(result.rows, 'entry', 'entries')} (${formatBytes(result.storedBytes)} stored); ` +
-          `file ${formatBytes(before)} → ${formatBytes(after)}, freed ${formatBytes(Math.max(0, before - after))}\n`,
+          `${medium} ${formatBytes(before)} → ${formatBytes(after)}, freed ${formatBytes(Math.max(0, before - after))}\n`,
   );
   return ExitCode.ok;
 }
@@ -202,51 +202,80 @@ export async function cacheClear(ctx: CommandContext, opts: CacheClearOptions): 
       'pass --yes',
     );
   }
-  const now = ctx.clock.now();
-  const filter: EntryFilter = {
+  const filter: ClearFilter = {
     model: opts.model,
-    createdBefore:
-      opts.olderThan === undefined ? undefined : now - parseDuration(opts.olderThan, '--older-than', 'd'),
+    olderThanMs:
+      opts.olderThan === undefined ? undefined : parseDuration(opts.olderThan, '--older-than', 'd'),
   };
   const what = describeFilter(opts);
-  const file = dataPaths(ctx.home).cacheDb;
-  const before = fileBytes(file);
-  const count = withCacheDb(ctx, (db) => countEntries(db, filter)) ?? 0;
-  if (count === 0) {
-    if (opts.json)
+  const outcome = await withAdmin(ctx, opts, async (admin) => {
+    const before = await admin.footprint();
+    const count = await admin.count(filter);
+    if (count === 0) return { cleared: false as const, before, count };
+    if (!opts.yes) {
+      const ask = opts.confirm ?? askOnStderr;
+      if (!(await ask(`Delete ${count} cached ${plural(count, 'response', 'responses')}${what}?`))) {
+        return { cleared: false as const, before, count };
+      }
+    }
+    const deleted = await admin.clear(filter);
+    return { cleared: true as const, before, deleted, after: await admin.footprint(), medium: admin.medium };
+  });
+  if (!outcome.cleared) {
+    if (outcome.count > 0) ctx.io.err('nothing deleted\n');
+    else if (opts.json)
       ctx.io.out(
-        `${JSON.stringify(clearJson({ rows: 0, originalBytes: 0, storedBytes: 0 }, before, before))}\n`,
+        `${JSON.stringify(clearJson({ rows: 0, originalBytes: 0, storedBytes: 0 }, outcome.before, outcome.before))}\n`,
       );
     else ctx.io.err(`nothing to clear: no cached responses${what}\n`);
     return ExitCode.ok;
   }
-  if (!opts.yes) {
-    const ask = opts.confirm ?? askOnStderr;
-    if (!(await ask(`Delete ${count} cached ${plural(count, 'response', 'responses')}${what}?`))) {
-      ctx.io.err('nothing deleted\n');
-      return ExitCode.ok;
-    }
-  }
-  const deleted = withCacheDb(ctx, (db) => {
-    const result = deleteEntries(db, filter, DELETE_BATCH);
-    reclaimSpace(db);
-    return result;
-  }) ?? { rows: 0, originalBytes: 0, storedBytes: 0 };
-  const after = fileBytes(file);
+  const { deleted, before, after } = outcome;
   if (opts.json) {
     ctx.io.out(`${JSON.stringify(clearJson(deleted, before, after))}\n`);
     return ExitCode.ok;
   }
   ctx.io.err(
     `deleted ${deleted.rows} cached ${plural(deleted.rows, 'response', 'responses')}${what} ` +
-      `(${formatBytes(deleted.storedBytes)} stored); file ${formatBytes(before)} → ${formatBytes(after)}\n`,
+      `(${formatBytes(deleted.storedBytes)} stored); ${outcome.medium} ${formatBytes(before)} → ${formatBytes(after)}\n`,
   );
   return ExitCode.ok;
 }
 
-/** Runs `fn` on the cache database, or returns undefined without creating anything when there is none. */
-function withCacheDb<T>(ctx: CommandContext, fn: (db: Db) => T): T | undefined {
-  return withExistingDatabase(dataPaths(ctx.home).cacheDb, fn, openCacheDb);
+/**
+ * Runs `fn` on the given admin; on the shared store's cache when one is configured (--store,
+ * FLASHCARDS_STORE, the config's `store`); otherwise on cache.db in the data directory, which reads
+ * as an empty cache, and is not created, when there is none. Closed again afterwards.
+ */
+async function withAdmin<T>(
+  ctx: CommandContext,
+  opts: CacheCommandOptions,
+  fn: (admin: CacheAdmin) => Promise<T>,
+): Promise<T> {
+  if (opts.admin) return fn(opts.admin);
+  const store = await loadStoreSetting({
+    cwd: ctx.cwd,
+    env: ctx.env,
+    configFile: ctx.configFile,
+    flag: ctx.store,
+  });
+  if (store?.url) {
+    const state = await openCommandState(ctx, true, { store: store.url });
+    try {
+      return await runOn(state.cache.admin(), fn);
+    } finally {
+      await state.close();
+    }
+  }
+  return runOn(sqliteCacheAdmin(dataPaths(ctx.home).cacheDb, { clock: ctx.clock }), fn);
+}
+
+async function runOn<T>(admin: CacheAdmin, fn: (admin: CacheAdmin) => Promise<T>): Promise<T> {
+  try {
+    return await fn(admin);
+  } finally {
+    await admin.close();
+  }
 }
 
 async function askOnStderr(message: string): Promise<boolean> {
@@ -279,11 +308,11 @@ function describeFilter(opts: CacheClearOptions): string {
   return parts.length ? ` ${parts.join(' ')}` : '';
 }
 
-function printStats(ctx: CommandContext, s: CacheStats, file: string, size: number, now: number): void {
+function printStats(ctx: CommandContext, s: CacheStats, where: string, now: number): void {
   const c = colours(ctx.io.outColor);
   const lookups = s.hits + s.misses;
   const lines = [
-    `${c.bold('cache')}     ${file} (${formatBytes(size)} on disk)`,
+    `${c.bold('cache')}     ${where}`,
     `${c.bold('entries')}   ${s.entries} (${s.live} live, ${s.expired} expired)`,
     `${c.bold('bodies')}    ${formatBytes(s.originalBytes)} → ${formatBytes(s.storedBytes)} stored` +
       (s.storedBytes ? ` (ratio ${s.compressionRatio.toFixed(2)})` : ''),

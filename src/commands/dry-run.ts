@@ -96,7 +96,13 @@ export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<num
       source = { name: opened.name, format: opened.format, skipped: () => opened.stats().skipped };
       todo = fresh(opened.items);
     }
-    const work = await countWork(ctx, settings, pipeline, todo);
+    // The cache is read when there is one, never created: a dry run leaves no trace.
+    const cache = !settings.cache.enabled
+      ? undefined
+      : state
+        ? state.cache.open(settings.cache, { random: systemRandom }, { create: false })
+        : existingCacheDb(ctx, settings);
+    const work = await countWork(settings, pipeline, todo, cache);
     const stored = state ? await storedKey(state.limiter.admin, settings) : undefined;
     const promptPerCall = work.calls ? work.promptTokens / work.calls : 0;
     const completionPerCall = work.calls ? work.completionTokens / work.calls : 0;
@@ -200,27 +206,30 @@ function asStageItem(item: ItemData): StageItem {
   return { term: item.term, type: item.type, position: item.position, context: item.context };
 }
 
+/** cache.db when there is one but no state.db (a data directory from before state.db, or tidied by hand). */
+function existingCacheDb(ctx: CommandContext, settings: Settings): ResponseCache | undefined {
+  const { cacheDb } = dataPaths(ctx.home);
+  return existsSync(cacheDb)
+    ? ResponseCache.open(cacheDb, settings.cache, { clock: ctx.clock, random: systemRandom })
+    : undefined;
+}
+
 /**
  * Each item's stages that are not done, as the run would do them: a stage's request depends on
  * the earlier answers, so only a cached (or finished) answer lets the next one be looked up.
  */
 async function countWork(
-  ctx: CommandContext,
   settings: Settings,
   pipeline: Pipeline,
   todo: AsyncIterable<ToDo>,
+  cache: ResponseCache | undefined,
 ): Promise<Work> {
-  const paths = dataPaths(ctx.home);
-  const cache =
-    settings.cache.enabled && existsSync(paths.cacheDb)
-      ? ResponseCache.open(paths.cacheDb, settings.cache, { clock: ctx.clock, random: systemRandom })
-      : undefined;
   const cacheKey = cacheKeys(settings);
-  const lookup = (stage: Stage, previous: Record<string, unknown>, item: StageItem) => {
+  const lookup = async (stage: Stage, previous: Record<string, unknown>, item: StageItem) => {
     const messages = stage.buildMessages({ item, previous });
     const promptTokens = estimateTokens(messages.map((m) => m.content).join('\n'));
     if (!cache) return { hit: undefined, promptTokens };
-    const hit = cache.get(cacheKey(stage, messages));
+    const hit = await cache.get(cacheKey(stage, messages));
     if (!hit) return { hit: undefined, promptTokens };
     // A body that is corrupt or no longer fits the schema is what process would call again.
     const checked = validateAnswer(stage, hit.body);
@@ -235,7 +244,7 @@ async function countWork(
       for (const stage of pipeline.stages) {
         if (stage.name in done) continue;
         work.jobs++;
-        const found = known ? lookup(stage, previous, item) : undefined;
+        const found = known ? await lookup(stage, previous, item) : undefined;
         if (found?.hit !== undefined) {
           work.cacheHits++;
           previous[stage.name] = found.hit;
@@ -248,7 +257,7 @@ async function countWork(
       }
     }
   } finally {
-    cache?.close();
+    await cache?.close();
   }
   return work;
 }

@@ -64,7 +64,7 @@ async function runItems(ctx: CommandContext, o: ProcessOptions, plan: RunPlan, r
   run.endSignals();
   run.progress.stop();
   await run.job.breaker.flush();
-  run.job.cache?.recordRun({
+  await run.job.cache?.recordRun({
     runId: run.owner,
     startedAt: plan.started,
     hits: run.job.counters.cacheHits,

@@ -113,15 +113,15 @@ export function cacheKeys(p: KeyParams): (stage: Stage, messages: readonly ChatM
 const zeroUsage: TokenUsage = { promptTokens: 0, completionTokens: 0, totalTokens: 0 };
 
 /** A cached answer that passes the stage's schema, or undefined. */
-function cachedValue(
+async function cachedValue(
   ctx: JobContext,
   stage: Stage,
   key: string,
   allowStale: boolean,
-): { content: string; value: unknown } | undefined {
-  let hit: ReturnType<ResponseCache['get']>;
+): Promise<{ content: string; value: unknown } | undefined> {
+  let hit: Awaited<ReturnType<ResponseCache['get']>>;
   try {
-    hit = ctx.cache?.get(key, { allowStale });
+    hit = await ctx.cache?.get(key, { allowStale });
   } catch (e) {
     // A shared cache that does not answer is a miss: the limiter and breaker wait for the store
     // before anything is sent, and a cache that cannot be read is not worth failing a job for.
@@ -155,27 +155,31 @@ export async function executeJob(
   };
   const key = ctx.cacheKey(stage, messages);
 
-  if (ctx.cacheMode === 'normal') {
-    const hit = cachedValue(ctx, stage, key, false);
-    if (hit) {
-      ctx.counters.cacheHits++;
-      return {
-        ok: true,
-        value: hit.value,
-        cached: true,
-        usage: zeroUsage,
-        attempts: 0,
-        requests: 0,
-        requestMs: 0,
-      };
+  // The cache is read inside the single flight, not before it: a read takes a round trip on a
+  // shared store, and a job whose read began before an identical job's answer was put would miss,
+  // find that flight gone, and pay again. Joined at once, it shares the lookup and the request.
+  const { value: outcome, shared } = await ctx.singleFlight.join(key, async () => {
+    if (ctx.cacheMode === 'normal') {
+      const hit = await cachedValue(ctx, stage, key, false);
+      if (hit) {
+        const answered: JobResult = {
+          ok: true,
+          value: hit.value,
+          cached: true,
+          usage: zeroUsage,
+          attempts: 0,
+          requests: 0,
+          requestMs: 0,
+        };
+        return { hit: true, result: answered };
+      }
     }
-  }
-  if (ctx.cache && ctx.cacheMode !== 'off') ctx.counters.cacheMisses++;
-
-  const { value: result, shared } = await ctx.singleFlight.join(key, () =>
-    requestAnswer(ctx, stage, request, key, item, input.item.term),
-  );
-  if (!shared) return result;
+    return { hit: false, result: await requestAnswer(ctx, stage, request, key, item, input.item.term) };
+  });
+  if (outcome.hit) ctx.counters.cacheHits++;
+  else if (ctx.cache && ctx.cacheMode !== 'off') ctx.counters.cacheMisses++;
+  const result = outcome.result;
+  if (!shared || outcome.hit) return result;
   // Another job of this run sent the same request and paid for it: this one was answered for free.
   return result.ok
     ? { ...result, cached: true, usage: zeroUsage, attempts: 0, requests: 0, requestMs: 0 }
@@ -193,7 +197,7 @@ async function requestAnswer(
 ): Promise<JobResult> {
   const common = { stop: ctx.stop, events: ctx.events, batchId: ctx.batchId };
   const staleAnswer = async (): Promise<Answer | undefined> => {
-    const stale = ctx.staleIfError ? cachedValue(ctx, stage, key, true) : undefined;
+    const stale = ctx.staleIfError ? await cachedValue(ctx, stage, key, true) : undefined;
     if (!stale) return undefined;
     ctx.counters.cacheHits++;
     return { content: stale.content, usage: zeroUsage, cached: true };
@@ -234,7 +238,7 @@ async function requestAnswer(
     const answer = await job(attempt);
     if (!answer.cached) {
       try {
-        ctx.cache?.put(key, { body: answer.content, model: ctx.model, term, stage: stage.name });
+        await ctx.cache?.put(key, { body: answer.content, model: ctx.model, term, stage: stage.name });
       } catch {
         // The result is stored with the job in state.db all the same; a cache that cannot be
         // written only costs a later re-run, so it must not fail a paid answer.

@@ -1,5 +1,8 @@
+import { existsSync } from 'node:fs';
 import { openSqliteBatchStores } from '../batch/sqlite-stores.ts';
 import type { BatchStores } from '../batch/store.ts';
+import { sqliteCacheAdmin } from '../cache/sqlite-admin.ts';
+import { SqliteResponseCache as ResponseCache } from '../cache/sqlite-store.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Db } from '../db/open.ts';
 import { sqliteLimiterAdmin } from '../limiter/sqlite-admin.ts';
@@ -10,11 +13,11 @@ import { alwaysThere } from './health.ts';
 import type { SharedState } from './state.ts';
 
 /**
- * The shared state on an open state.db. Each part is built when first used: building a store
+ * The shared state on an open state.db, with the response cache in its own file beside it. Each part is built when first used: building a store
  * creates (migrates) its tables, and a command that only looks (`limiter status`) must not add
  * the batch or breaker tables to a database it reads. Closing it closes the database.
  */
-export function sqliteState(db: Db, file: string, clock: Clock): SharedState {
+export function sqliteState(db: Db, file: string, clock: Clock, cacheFile: string): SharedState {
   let batches: BatchStores | undefined;
   let limiterStore: LimiterStore | undefined;
   let limiterAdmin: LimiterAdmin | undefined;
@@ -22,6 +25,13 @@ export function sqliteState(db: Db, file: string, clock: Clock): SharedState {
   return {
     kind: 'sqlite',
     where: file,
+    cache: {
+      open: (settings, deps, options) =>
+        options?.create === false && !existsSync(cacheFile)
+          ? undefined
+          : ResponseCache.open(cacheFile, settings, { clock, random: deps.random }),
+      admin: () => sqliteCacheAdmin(cacheFile, { clock }),
+    },
     clock,
     health: alwaysThere,
     epoch: undefined,

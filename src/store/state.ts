@@ -1,7 +1,10 @@
 import { existsSync } from 'node:fs';
 import type { BatchStores } from '../batch/store.ts';
+import type { CacheAdmin } from '../cache/admin.ts';
+import type { CacheSettings, ResponseCache } from '../cache/store.ts';
 import type { Clock } from '../core/clock.ts';
 import { dataPaths } from '../core/home.ts';
+import type { Random } from '../core/random.ts';
 import type { LimiterAdmin, LimiterStore } from '../limiter/store.ts';
 import type { BreakerAdmin, BreakerStore } from '../resilience/breaker-store.ts';
 import type { StoreHealth } from './health.ts';
@@ -18,6 +21,19 @@ export interface SharedState {
   batches: BatchStores;
   limiter: { store: LimiterStore; admin: LimiterAdmin };
   breaker: { store: BreakerStore & BreakerAdmin };
+  /**
+   * The response cache: cache.db beside state.db, or the store's (shared by every host). `open`
+   * gives undefined when `create` is false and there is no cache yet; the caller closes what it
+   * opened. The admin is what the `cache` commands read and prune.
+   */
+  cache: {
+    open(
+      settings: CacheSettings,
+      deps: { random: Random },
+      options?: { create?: boolean },
+    ): ResponseCache | undefined;
+    admin(): CacheAdmin;
+  };
   /**
    * The time the state is kept in: this host's clock for state.db; for Redis, the server's TIME
    * as estimated from here (hosts' clocks differ; the stores' scripts read TIME themselves, and
@@ -73,7 +89,7 @@ export async function openState(o: OpenStateOptions): Promise<SharedState | unde
       password: o.password,
     });
   }
-  const file = dataPaths(o.home).stateDb;
+  const { stateDb: file, cacheDb } = dataPaths(o.home);
   if (!o.create && !existsSync(file)) return undefined;
   const [{ openDatabase }, { sqliteState }] = await Promise.all([
     import('../db/open.ts'),
@@ -81,7 +97,7 @@ export async function openState(o: OpenStateOptions): Promise<SharedState | unde
   ]);
   const db = openDatabase(file);
   try {
-    return sqliteState(db, file, o.clock);
+    return sqliteState(db, file, o.clock, cacheDb);
   } catch (e) {
     db.close();
     throw e;

@@ -27,12 +27,12 @@ const cache = ResponseCache.open(
 let reads = 0;
 for (let i = 0; i < puts; i++) {
   const key = i % 2 === 0 ? `shared-${i / 2}` : `own-${id}-${(i - 1) / 2}`;
-  cache.put(key, {
+  await cache.put(key, {
     body: `{"writer":"${id}","i":${i},"text":"${'사과 apple '.repeat(10)}"}`,
     model: 'm',
     term: key,
   });
-  if (cache.get(`shared-${Math.floor(i / 4)}`)) reads++;
+  if (await cache.get(`shared-${Math.floor(i / 4)}`)) reads++;
 }
-cache.close();
+await cache.close();
 process.stdout.write(JSON.stringify({ id, puts, reads }));

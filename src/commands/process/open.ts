@@ -221,7 +221,6 @@ export async function openRun(
         : undefined;
   const composed = composeRun({
     state,
-    paths,
     settings,
     batchId: batch.id,
     owner,

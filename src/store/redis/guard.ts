@@ -1,5 +1,5 @@
 import { FlashcardsError } from '../../core/errors.ts';
-import { type ProbedHealth, storeUnavailable } from '../health.ts';
+import { isStoreUnavailable, type ProbedHealth, storeUnavailable } from '../health.ts';
 
 /**
  * Every call into a Redis-backed store goes through here, so a run sees one kind of failure for
@@ -54,6 +54,11 @@ function storeFull(where: string, cause: unknown): FlashcardsError {
 
 /** The error a call ends with, and the health told of it. */
 function mapError(e: unknown, o: GuardOptions): unknown {
+  if (isStoreUnavailable(e)) {
+    // Already said by the store itself (the cache names what failed): the health must know too.
+    o.health.markAway();
+    return e;
+  }
   switch (classifyRedisError(e)) {
     case 'away':
       o.health.markAway();
@@ -93,7 +98,8 @@ export function guarded<T extends object>(store: T, o: GuardOptions): T {
       if (typeof value !== 'function') return value;
       const name = String(property);
       return (...args: unknown[]): unknown => {
-        const refused = refusal(o);
+        // Closing touches nothing shared (the connection outlives the store objects): never refused.
+        const refused = name === 'close' ? undefined : refusal(o);
         if (ITERABLE_METHODS.has(name)) {
           if (refused) return failing(refused);
           return guardedIterable(value.apply(target, args) as AsyncIterable<unknown>, o);

@@ -1,4 +1,6 @@
 import { openRedisBatchStores } from '../../batch/redis-stores.ts';
+import { redisCacheAdmin } from '../../cache/redis-admin.ts';
+import { redisResponseCache } from '../../cache/redis-store.ts';
 import type { Clock } from '../../core/clock.ts';
 import { FlashcardsError } from '../../core/errors.ts';
 import { redisLimiterAdmin } from '../../limiter/redis-admin.ts';
@@ -128,6 +130,11 @@ export async function openRedisState(o: OpenRedisStateOptions): Promise<SharedSt
         admin: guard(redisLimiterAdmin(conn, { prefix })),
       },
       breaker: { store: guard(breakers) },
+      cache: {
+        open: (settings, deps) =>
+          guard(redisResponseCache(conn, { settings, random: deps.random, prefix, location: where })),
+        admin: () => guard(redisCacheAdmin(conn, { prefix, location: where })),
+      },
       clock,
       health,
       epoch,
