@@ -100,9 +100,10 @@ await build({
   minifyWhitespace: true,
   sourcemap: true,
   logLevel: 'warning',
-  // Native code, or loaded only at run time and only in a terminal or with a config file:
-  // imported from node_modules as they are.
-  external: ['better-sqlite3', 'cosmiconfig', 'ora', 'chalk', 'cli-table3', '@inquirer/prompts'],
+  // Native code, or loaded only at run time and only in a terminal, with a config file or with
+  // --store: imported from node_modules as they are. (ioredis is CommonJS whose named exports a
+  // bundle's interop loses: `Redis is not a constructor`; Node's own loader keeps them.)
+  external: ['better-sqlite3', 'cosmiconfig', 'ora', 'chalk', 'cli-table3', '@inquirer/prompts', 'ioredis'],
   // jsonc-parser's "main" is a UMD build whose require() calls esbuild cannot follow: take its ES
   // module build instead ("module").
   mainFields: ['module', 'main'],

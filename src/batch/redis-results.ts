@@ -87,12 +87,14 @@ const scripts = {
     if job_exists(stage) then
       local key = idx .. ':' .. stage
       local job = load_job(key)
+      -- The same outcome again (a reply that timed out, then the outbox): counted once.
+      if job.status == 'done' and job.token == ARGV[3] then return 1 end
       local cached = tonumber(ARGV[11])
       if job.status ~= 'done' then count('done', stage, 1) end
       if job.status == 'failed' then count('failed', stage, -1) end
       count('cached', stage, cached - job.cached)
       add_outcome(job, stage, now)
-      job.status, job.cached, job.error_kind, job.error = 'done', cached, nil, nil
+      job.status, job.cached, job.error_kind, job.error, job.token = 'done', cached, nil, nil, ARGV[3]
       redis.call('HSET', JOBS, key, cjson.encode(job))
       redis.call('HSET', RESULTS, key, ARGV[13])
       -- Request times of finished, uncached jobs, for the percentiles of batches show.

@@ -282,13 +282,18 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
       return false;
     }
     // Nothing claimable here: the rest is either finished or leased by other runs.
-    const others = (await queue.leaseOwners(batch.id)).filter((o) => o !== owner);
+    const owners = await queue.leaseOwners(batch.id);
+    if (owners.includes(owner)) {
+      // Nothing in flight here, yet the store says this run holds leases: a claim it ran after
+      // its reply timed out (the store was frozen). Hand them back for anyone to take.
+      await queue.releaseLeases(batch.id, owner);
+      return false;
+    }
+    const others = owners.filter((o) => o !== owner);
     if (others.length === 0) {
       if ((await store.counts(batch.id)).pending === 0) return true;
-      // Pending items, none in flight here and no other run holding them: a lease can expire or
-      // be released between the claim above and this check, or the store may hold leases of
-      // ours this run never got (a claim it ran after the reply timed out). Hand ours back.
-      await queue.releaseLeases(batch.id, owner);
+      // Pending items, none in flight and no run holding them: a lease expired or was released
+      // between the claim above and this check. Claim again.
       return false;
     }
     let freed = false;

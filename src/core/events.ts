@@ -78,6 +78,17 @@ export type RunEvent =
    */
   | { type: 'breaker_wait'; batchId: string; phase: 'began'; state: string; until: string | null }
   | { type: 'breaker_wait'; batchId: string; phase: 'ended'; waitedMs: number }
+  /**
+   * The shared store (Redis) stopped answering, answered again, or was found without its state;
+   * `awayMs` how long it was away. Claims and bookings wait for it; answers go to the outbox.
+   */
+  | {
+      type: 'store_changed';
+      batchId: string;
+      change: 'away' | 'back' | 'lost';
+      where: string;
+      awayMs?: number;
+    }
   | { type: 'output_written'; batchId: string; path: string; cards: number; format: string }
   | ({ type: 'anki_connect_pushed'; batchId: string } & PushSummary)
   | { type: 'run_stopping'; batchId: string; reason: string }
@@ -109,6 +120,8 @@ export function levelOf(event: RunEvent): EventLevel {
       return event.kind === 'pacing' ? 'debug' : 'warn';
     case 'breaker_wait':
       return event.phase === 'began' ? 'warn' : 'info';
+    case 'store_changed':
+      return event.change === 'back' ? 'info' : event.change === 'away' ? 'warn' : 'error';
     case 'retry_scheduled':
     case 'run_stopping':
       return 'warn';

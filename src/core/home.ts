@@ -13,6 +13,8 @@ export interface DataPaths {
   home: string;
   stateDb: string;
   cacheDb: string;
+  /** Outcomes kept while a shared store (Redis) did not answer; see batch/outbox.ts. */
+  outboxDb: string;
   logs: string;
 }
 
@@ -21,6 +23,7 @@ export function dataPaths(home: string): DataPaths {
     home,
     stateDb: join(home, 'state.db'),
     cacheDb: join(home, 'cache.db'),
+    outboxDb: join(home, 'outbox.db'),
     logs: join(home, 'logs'),
   };
 }

@@ -43,6 +43,8 @@ export interface ProgressState {
   promptTokens: number;
   completionTokens: number;
   breaker: { state: string; until: number | null };
+  /** Since when the shared store has not answered (ms); undefined while it answers. */
+  storeAwaySince?: number | undefined;
   /** Items finished (by any run) per second lately, for the ETA. */
   ratePerSec: number;
 }
@@ -106,6 +108,9 @@ export function progressLine(
           : ''
         : `, next probe in ${formatDuration(Math.max(0, s.breaker.until - nowMs))}`;
     parts.push(`breaker ${s.breaker.state}${next}`);
+  }
+  if (s.storeAwaySince !== undefined) {
+    parts.push(`store not answering for ${formatDuration(Math.max(0, nowMs - s.storeAwaySince))}`);
   }
   const left = batch.total - batch.done - batch.failed;
   const eta = left <= 0 ? 0 : s.ratePerSec > 0 ? (left / s.ratePerSec) * 1000 : undefined;
@@ -260,6 +265,9 @@ export async function createProgress(options: ProgressOptions): Promise<Progress
           event.phase === 'began'
             ? { state: event.state, until: event.until === null ? null : Date.parse(event.until) }
             : { state: 'closed', until: null };
+        break;
+      case 'store_changed':
+        state.storeAwaySince = event.change === 'away' ? clock.now() : undefined;
         break;
       default:
         break;

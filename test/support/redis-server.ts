@@ -39,8 +39,8 @@ function freePort(): Promise<number> {
  * A throwaway redis-server on a free port of 127.0.0.1, no persistence, its files in a temp dir.
  * Resolves once it accepts connections (it prints "Ready to accept connections").
  */
-export async function startRedisServer(extra: string[] = []): Promise<RedisServer> {
-  const port = await freePort();
+export async function startRedisServer(extra: string[] = [], at?: { port: number }): Promise<RedisServer> {
+  const port = at?.port ?? (await freePort());
   const dir = mkdtempSync(join(tmpdir(), 'fc-redis-'));
   const child = spawn(
     'redis-server',

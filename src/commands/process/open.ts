@@ -109,6 +109,7 @@ export async function openRun(
   const paths = dataPaths(ctx.home);
   const owner = newOwnerId();
   const state = await openCommandState(ctx, true, settings);
+  let awayStarted: number | undefined;
   stack.defer(() => state.close());
   const stores = state.batches;
   const { catalog, queue, results } = stores;
@@ -202,6 +203,17 @@ export async function openRun(
   });
   stack.defer(() => progress.stop());
   const events = fanOut(log, progress);
+  state.health.onChange((change) => {
+    const since = state.health.awaySince;
+    events.emit({
+      type: 'store_changed',
+      batchId: batch.id,
+      change,
+      where: state.health.where,
+      ...(change === 'back' && awayStarted !== undefined ? { awayMs: ctx.clock.now() - awayStarted } : {}),
+    });
+    awayStarted = change === 'away' ? (since ?? ctx.clock.now()) : undefined;
+  });
 
   const deadlineMs = settings.maxDurationMs === undefined ? undefined : plan.started + settings.maxDurationMs;
   const signals = runSignals({

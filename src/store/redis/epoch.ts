@@ -83,11 +83,27 @@ export function rememberEpoch(
   const remembered = readRemembered(file);
   const before = remembered[storeId]?.epoch;
   remembered[storeId] = { epoch, seenAt: new Date(nowMs).toISOString() };
+  writeRemembered(home, remembered);
+  if (before !== undefined && before !== epoch) {
+    throw stateLost(where, 'it was emptied since this machine last used it');
+  }
+}
+
+/**
+ * Forgets the store's epoch: a run that found the store lost mid-run has told the user, and the
+ * next run starts over on the empty store instead of stopping a second time.
+ */
+export function forgetEpoch(home: string, storeId: string): void {
+  const remembered = readRemembered(join(home, 'stores.json'));
+  if (!(storeId in remembered)) return;
+  delete remembered[storeId];
+  writeRemembered(home, remembered);
+}
+
+function writeRemembered(home: string, remembered: Remembered): void {
+  const file = join(home, 'stores.json');
   mkdirSync(home, { recursive: true });
   const tmp = `${file}.${process.pid}.tmp`;
   writeFileSync(tmp, `${JSON.stringify(remembered, null, 2)}\n`);
   renameSync(tmp, file);
-  if (before !== undefined && before !== epoch) {
-    throw stateLost(where, 'it was emptied since this machine last used it');
-  }
 }

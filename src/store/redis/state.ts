@@ -1,15 +1,17 @@
+import { OutboxResults } from '../../batch/outbox.ts';
 import { openRedisBatchStores } from '../../batch/redis-stores.ts';
 import { redisCacheAdmin } from '../../cache/redis-admin.ts';
 import { redisResponseCache } from '../../cache/redis-store.ts';
 import type { Clock } from '../../core/clock.ts';
 import { FlashcardsError } from '../../core/errors.ts';
+import { dataPaths } from '../../core/home.ts';
 import { redisLimiterAdmin } from '../../limiter/redis-admin.ts';
 import { redisLimiterStore } from '../../limiter/redis-store.ts';
 import { redisBreakerStore } from '../../resilience/breaker-store-redis.ts';
 import { ProbedHealth } from '../health.ts';
 import type { SharedState } from '../state.ts';
 import { connectRedis, parseRedisUrl, type RedisConnection, redactRedisUrl } from './connection.ts';
-import { checkEpoch, rememberEpoch, storeEpoch } from './epoch.ts';
+import { checkEpoch, forgetEpoch, rememberEpoch, storeEpoch } from './epoch.ts';
 import { guarded } from './guard.ts';
 
 export interface OpenRedisStateOptions {
@@ -99,14 +101,21 @@ export async function openRedisState(o: OpenRedisStateOptions): Promise<SharedSt
   try {
     await checkEviction(conn, where);
     const epoch = o.create ? await storeEpoch(conn, prefix) : undefined;
-    if (epoch !== undefined) rememberEpoch(o.home, `${where}#${prefix}`, epoch, where, o.clock.now());
+    const storeId = `${where}#${prefix}`;
+    if (epoch !== undefined) rememberEpoch(o.home, storeId, epoch, where, o.clock.now());
     const clock = shiftedClock(o.clock, await serverOffsetMs(conn, o.clock));
     const health = new ProbedHealth({
       where,
       clock: o.clock,
       probe: async () => {
         await conn.ping();
-        if (epoch !== undefined) await checkEpoch(conn, prefix, epoch, where);
+        if (epoch === undefined) return;
+        try {
+          await checkEpoch(conn, prefix, epoch, where);
+        } catch (e) {
+          forgetEpoch(o.home, storeId);
+          throw e;
+        }
       },
     });
     // A dropped connection may come back to a server that restarted empty: nothing goes through
@@ -116,6 +125,18 @@ export async function openRedisState(o: OpenRedisStateOptions): Promise<SharedSt
     });
     const guard = <T extends object>(store: T): T => guarded(store, { health });
     const batches = openRedisBatchStores(conn, { prefix });
+    // A run keeps the outcomes the store cannot take in the outbox; one that only looks has none.
+    const outbox =
+      epoch === undefined
+        ? undefined
+        : new OutboxResults(guard(batches.results), {
+            file: dataPaths(o.home).outboxDb,
+            storeId,
+            epoch,
+            health,
+          });
+    // What the last run kept goes first, before this one claims anything.
+    await outbox?.flush();
     const breakers = redisBreakerStore(conn, { prefix });
     return {
       kind: 'redis',
@@ -123,7 +144,7 @@ export async function openRedisState(o: OpenRedisStateOptions): Promise<SharedSt
       batches: {
         catalog: guard(batches.catalog),
         queue: guard(batches.queue),
-        results: guard(batches.results),
+        results: outbox ?? guard(batches.results),
       },
       limiter: {
         store: guard(redisLimiterStore(conn, { prefix })),
@@ -142,8 +163,9 @@ export async function openRedisState(o: OpenRedisStateOptions): Promise<SharedSt
         closing = true;
         health.close();
         try {
-          if (!health.away && !health.lost) await batches.results.flush();
+          if (!health.away && !health.lost) await (outbox ?? batches.results).flush();
         } finally {
+          outbox?.close();
           await conn.quit().catch(() => conn.disconnect());
         }
       },
