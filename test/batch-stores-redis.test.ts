@@ -95,6 +95,18 @@ describe('batch stores on Redis', { skip: redisSkip }, () => {
   }
 
   describe('Redis only', () => {
+    test('the same outcome twice (a reply that timed out, then the outbox) is counted once', async () => {
+      const { a } = await loaded(2);
+      const [item] = await a.queue.claim('b1', 'A', 60_000, 1);
+      const first = outcome('b1', item!.idx, 'analyze', { token: item!.token, requests: 2, promptTokens: 7 });
+      await a.results.completeJob(first, { x: 1 }, false);
+      await a.results.completeJob(first, { x: 1 }, false);
+      const totals = await a.results.totals('b1');
+      assert.equal(totals.requests, 2);
+      assert.equal(totals.promptTokens, 7);
+      assert.equal((await a.results.counts('b1')).pending, 2);
+    });
+
     test('the slot arithmetic is Redis Cluster’s', () => {
       assert.equal(keySlot('123456789'), 0x31c3 % 16384);
       assert.equal(keySlot('foo'), 12182);
