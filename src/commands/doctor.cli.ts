@@ -6,7 +6,7 @@ export function registerDoctor(program: Command, run: Run): void {
   addSettingOptions(
     jsonCommand(program, run, {
       usage: 'doctor',
-      description: 'Check Node, data directory, databases, config, API key and provider',
+      description: 'Check Node, data directory, databases, config, API key, provider and the shared store',
       handler: () => import('./doctor.ts'),
       call: (m, ctx, { json, cmd }) => m.doctor(ctx, { json, flags: settingFlags(cmd) }),
     }),

@@ -91,6 +91,12 @@ export async function doctor(ctx: CommandContext, opts: DoctorOptions): Promise<
     // The same transport `process` uses (keep-alive agents, HTTPS_PROXY): what works here works there.
     const transport = opts.fetch ? fetchTransport(opts.fetch) : nodeTransport();
     checks.push(await checkProvider(loaded, transport));
+    if (loaded.settings.store) {
+      const { checkStore } = await import('./doctor-store.ts');
+      checks.push(
+        ...(await checkStore(loaded.settings.store, ctx.env['FLASHCARDS_REDIS_PASSWORD'] || undefined)),
+      );
+    }
   } else {
     const skipped = 'skipped: the configuration is invalid';
     checks.push({ name: 'API key', status: 'skip', detail: skipped });
