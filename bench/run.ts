@@ -9,6 +9,12 @@ const suites: Record<string, () => Promise<{ bench: Bench }>> = {
   limits: () => import('./limits.ts'),
   concurrency: () => import('./concurrency.ts'),
   output: () => import('./output.ts'),
+  // The shared store (--store redis://): each store's hot operations on Redis against SQLite, and
+  // the rate 1, 3 and 6 processes admit on one Redis. Each starts its own redis-server.
+  'store-limiter': () => import('./store-limiter.ts'),
+  'store-breaker': () => import('./store-breaker.ts'),
+  'store-batches': () => import('./store-batches.ts'),
+  'store-cache': () => import('./store-cache.ts'),
 };
 
 const only = process.argv.slice(2);
