@@ -15,6 +15,7 @@ const suites: Record<string, () => Promise<{ bench: Bench }>> = {
   'store-breaker': () => import('./store-breaker.ts'),
   'store-batches': () => import('./store-batches.ts'),
   'store-cache': () => import('./store-cache.ts'),
+  'store-hosts': () => import('./store-hosts.ts'),
 };
 
 const only = process.argv.slice(2);
