@@ -45,7 +45,9 @@ export interface RunnerOptions {
 
 export type RunOutcome =
   | { status: 'complete'; counts: BatchCounts }
-  | { status: 'stopped'; reason: FlashcardsError; counts: BatchCounts };
+  | { status: 'stopped'; reason: FlashcardsError; counts: BatchCounts }
+  /** process --batch-api: `out` submissions are with the provider; run again later (exit 75). */
+  | { status: 'waiting'; counts: BatchCounts; out: number; submittedLines: number };
 
 /** A failure nothing below handled: a full or failing disk says so; anything else is a bug. */
 function unexpected(e: unknown): FlashcardsError {

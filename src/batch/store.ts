@@ -18,7 +18,8 @@
  * other processes see them once committed (`flush()` commits at once).
  */
 
-export type BatchStatus = 'loading' | 'running' | 'done' | 'failed' | 'interrupted' | 'aborted';
+/** `waiting`: its requests are with a provider's batch API (process --batch-api). */
+export type BatchStatus = 'loading' | 'running' | 'done' | 'failed' | 'interrupted' | 'aborted' | 'waiting';
 export type ItemStatus = 'pending' | 'done' | 'failed';
 
 export interface BatchMeta {

@@ -75,6 +75,20 @@ export function messageTokens(messages: readonly { content: string }[]): number 
 }
 
 /**
+ * The Chat Completions body of a request as a plain object: what a batch-API request line carries.
+ * RequestEncoder below writes the same JSON in pieces for synchronous calls.
+ */
+export function chatRequestBody(request: ChatRequest): Record<string, unknown> {
+  return {
+    model: request.model,
+    messages: request.messages.map((m) => ({ role: m.role, content: m.content })),
+    response_format: request.responseFormat,
+    temperature: request.temperature,
+    max_tokens: request.maxTokens,
+  };
+}
+
+/**
  * Encodes Chat Completions request bodies as UTF-8 pieces. The system prompt and the response
  * format are most of every body and the same object for a whole run, so their bytes are made once
  * and shared: a request encodes only its own messages.

@@ -5,6 +5,7 @@ import type { BatchRecord, BatchResults, ItemData } from '../batch/store.ts';
 import { ResponseCache } from '../cache/index.ts';
 import { estimateTokens } from '../client/chat-client.ts';
 import { costOf, loadSettings, type Settings } from '../config/index.ts';
+import { checkBatchApiProvider } from '../batchapi/provider-check.ts';
 import type { ValueSource } from '../config/sources.ts';
 import { formatDuration } from '../core/duration.ts';
 import { ExitCode } from '../core/errors.ts';
@@ -40,6 +41,8 @@ export interface DryRunOptions {
   to?: 'file' | 'anki-connect' | undefined;
   flags: Record<string, unknown>;
   json: boolean;
+  /** --batch-api: the cost at the provider's batch discount beside the ordinary one. */
+  batchApi?: boolean | undefined;
   stdin?: NodeJS.ReadableStream;
 }
 
@@ -67,6 +70,7 @@ interface ToDo {
  */
 export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<number> {
   const { settings, sources } = await loadSettings(settingsInput(ctx, o.flags));
+  if (o.batchApi) checkBatchApiProvider(settings);
   const pipeline = loadPipeline(settings.pipeline, pipelineBaseDir(sources['pipeline'], ctx.cwd), settings);
   // The output choices are checked too: a dry run that passes must not fail later over --fields.
   chooseColumns(pipeline.fields, settings.fields);
@@ -120,6 +124,9 @@ export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<num
       maxConcurrency: settings.maxConcurrency,
     });
     const cost = costOf(settings, work.promptTokens, work.completionTokens);
+    // Through the batch API: the same tokens at its discount, answered within its window (24 h).
+    const batchCost =
+      o.batchApi && cost !== null ? Math.round(cost * (1 - settings.batchApi.discount) * 1e6) / 1e6 : null;
     const result = {
       input: source.name,
       format: source.format,
@@ -134,6 +141,7 @@ export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<num
         total: work.promptTokens + work.completionTokens,
       },
       estimatedCostUsd: cost,
+      ...(o.batchApi ? { batchApi: { estimatedCostUsd: batchCost, discount: settings.batchApi.discount } } : {}),
       estimatedDurationMs: Math.round(pace.durationMs),
       model: settings.model,
       baseUrl: publicUrl(settings.baseUrl),
@@ -173,7 +181,7 @@ export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<num
         cost:
           cost === null
             ? `unknown price for ${settings.model} (add it under prices in the config)`
-            : `~$${cost.toFixed(4)}`,
+            : `~$${cost.toFixed(4)}${batchCost === null ? '' : ` as ordinary requests; ~$${batchCost.toFixed(4)} through the batch API (answers within 24 h)`}`,
       },
       { time: `~${formatDuration(pace.durationMs)} at ~${Math.round(pace.requestsPerMinute)} requests/min` },
       { limit: pace.said },

@@ -23,6 +23,9 @@ interface ProcessFlags {
   batch?: string;
   retryFailed?: boolean;
   lock?: boolean;
+  batchApi?: boolean;
+  wait?: boolean;
+  fallback?: 'none' | 'sync';
   dryRun?: boolean;
   json?: boolean;
   progress: boolean;
@@ -56,6 +59,19 @@ export function registerProcess(
     .option('--retry-failed', 'queue the failed items of the batch again')
     .option('--lock', 'exit 4 at once if another run works on the same batch, instead of cooperating')
     .option(
+      '--batch-api',
+      "use the provider's batch API (half price, answers within 24 h): collect what is finished, submit what is ready, exit 75 while work is out",
+    )
+    .option('--wait', 'with --batch-api: keep polling until the batch is done instead of exiting 75')
+    .addOption(
+      new Option(
+        '--fallback <how>',
+        'with --batch-api: jobs the batch API failed --max-attempts times fail (none), or go as ordinary requests (sync)',
+      )
+        .choices(['none', 'sync'])
+        .default('none'),
+    )
+    .option(
       '--dry-run',
       'check the input (or --batch) and the output path, estimate calls, tokens, cost and time; call nothing',
     )
@@ -70,7 +86,8 @@ Examples:
   $ flashcards process words.txt --provider mock             # offline, placeholder cards
   $ cat words.txt | flashcards process - --format jsonl -o -
   $ flashcards process words.csv --rpm 500 --max-duration 25m --quiet   # from cron
-  $ flashcards process --batch b1a2b3c4d5e6 -o deck.tsv      # resume a batch by its id`,
+  $ flashcards process --batch b1a2b3c4d5e6 -o deck.tsv      # resume a batch by its id
+  $ flashcards process words.csv -o deck.tsv --batch-api --quiet   # from cron: exit 75 until done`,
     );
   addSettingOptions(cmd, 'all', SETTINGS_HEADING).action(
     run(async (ctx, input: string | undefined, opts: ProcessFlags) => {
@@ -85,6 +102,9 @@ Examples:
       if (opts.ankiUrl !== undefined && opts.to !== 'anki-connect') {
         throw usageError('--anki-url only matters with --to anki-connect', 'add --to anki-connect');
       }
+      if ((opts.wait || opts.fallback === 'sync') && !opts.batchApi) {
+        throw usageError(`--${opts.wait ? 'wait' : 'fallback'} only matters with --batch-api`, 'add --batch-api');
+      }
       const flags = settingFlags(cmd);
       if (opts.dryRun) {
         return (await import('./dry-run.ts')).dryRun(ctx, {
@@ -95,6 +115,7 @@ Examples:
           to: opts.to,
           flags,
           json: Boolean(opts.json),
+          batchApi: Boolean(opts.batchApi),
         });
       }
       const { processCommand } = await import('./process.ts');
@@ -113,6 +134,7 @@ Examples:
           retryFailed: Boolean(opts.retryFailed),
           lock: Boolean(opts.lock),
           refresh: Boolean(opts.refresh),
+          batchApi: opts.batchApi ? { wait: Boolean(opts.wait), fallback: opts.fallback ?? 'none' } : undefined,
           stopSignal: signals.stop,
           signal: signals.hard,
           onHardExit: signals.onHardExit,

@@ -3,6 +3,8 @@ import { withDisposer } from '../core/disposer-stack.ts';
 import type { ExitCode } from '../core/errors.ts';
 import { publicUrl } from '../core/provider-key.ts';
 import type { CommandContext } from './context.ts';
+import { checkBatchApiProvider } from '../batchapi/provider-check.ts';
+import { runViaBatchApi } from './process/batch-api.ts';
 import { deliver } from './process/deliver.ts';
 import { type OpenRun, openRun } from './process/open.ts';
 import type { ProcessOptions } from './process/options.ts';
@@ -16,8 +18,11 @@ export type { ProcessOptions } from './process/options.ts';
  * nothing opened yet), open what the run needs (each part's cleanup on one disposer stack), run
  * the batch, deliver the cards (file, AnkiConnect), summarise (status, summary, exit code).
  */
-export async function processCommand(ctx: CommandContext, o: ProcessOptions): Promise<ExitCode> {
-  const plan = await planRun(ctx, o);
+export async function processCommand(ctx: CommandContext, given: ProcessOptions): Promise<ExitCode> {
+  const plan = await planRun(ctx, given);
+  if (given.batchApi) checkBatchApiProvider(plan.settings);
+  // A batch on the batch API is worked on by one run at a time: its submissions are its leases.
+  const o = given.batchApi ? { ...given, lock: true } : given;
   return withDisposer(async (stack) => {
     const run = await openRun(ctx, o, plan, stack);
     const outcome = await runItems(ctx, o, plan, run);
@@ -45,7 +50,10 @@ async function runItems(ctx: CommandContext, o: ProcessOptions, plan: RunPlan, r
       `${run.resumed ? 'resuming' : 'created'} batch ${run.batch.id}: ${before.total} items (${before.pending} to do) with ${settings.model}\n`,
     );
   }
-  const outcome = await runBatch({
+  const { batchApi } = o;
+  const outcome = batchApi
+    ? await runViaBatchApi(ctx, { ...o, batchApi }, plan, run)
+    : await runBatch({
     batch: run.batch,
     queue: run.stores.queue,
     results: run.stores.results,

@@ -257,6 +257,12 @@ export const configSchema = z.strictObject({
     keep: setting('logs.keep', duration(0)),
     keepFiles: setting('logs.keepFiles', integer(1, 1_000_000)),
   }),
+  batchApi: group('batchApi', {
+    available: setting('batchApi.available', flag()),
+    discount: setting('batchApi.discount', decimal({ min: 0, max: 1 })),
+    maxRequests: setting('batchApi.maxRequests', integer(1, 1_000_000)),
+    maxBytes: setting('batchApi.maxBytes', integer(1024, 2 ** 40)),
+  }),
   store: setting('store', storeUrl()),
   prices: setting('prices', priceTable()),
 });
@@ -337,6 +343,7 @@ export interface Settings {
   };
   progressIntervalMs: number;
   logs: { keepMs: number; keepFiles: number };
+  batchApi: { available: boolean; discount: number; maxRequests: number; maxBytes: number };
   /** A Redis URL for state shared by several machines; undefined: state.db and cache.db. */
   store: string | undefined;
   prices: Record<string, Price>;

@@ -327,6 +327,27 @@ export const SETTINGS = {
     default: 500,
     env: 'FLASHCARDS_LOGS_KEEP_FILES',
   },
+  'batchApi.available': {
+    description:
+      'The provider has the OpenAI batch endpoints (/files, /batches): for a custom provider; openai and groq have them',
+    default: false,
+    env: 'FLASHCARDS_BATCH_API_AVAILABLE',
+  },
+  'batchApi.discount': {
+    description: 'Share of the price a batch-API request saves (0.5: half price), for costs and estimates',
+    default: 0.5,
+    env: 'FLASHCARDS_BATCH_API_DISCOUNT',
+  },
+  'batchApi.maxRequests': {
+    description: 'Request lines per submitted file at most (OpenAI: 50,000)',
+    default: 50_000,
+    env: 'FLASHCARDS_BATCH_API_MAX_REQUESTS',
+  },
+  'batchApi.maxBytes': {
+    description: 'Bytes per submitted file at most (OpenAI: 200 MB)',
+    default: 200 * 1024 * 1024,
+    env: 'FLASHCARDS_BATCH_API_MAX_BYTES',
+  },
   store: {
     description:
       'Shared state for several machines: a Redis URL (redis://, rediss://, redis+unix://, redis-cluster://); unset: state.db and cache.db in the data directory',
@@ -353,6 +374,7 @@ export const SETTING_GROUPS = {
   retry: 'Retries of failed requests (full jitter, Retry-After respected)',
   breaker: 'Circuit breaker, shared by every process using the same provider and key',
   logs: 'Run logs (one JSON-lines file per run, in logs/ of the data directory)',
+  batchApi: "Providers' batch APIs (process --batch-api): half price, answers within 24 h",
 } as const;
 
 /** Every setting in table order, as plain specs. */

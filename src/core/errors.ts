@@ -9,6 +9,8 @@ export const ExitCode = {
   locked: 4,
   /** The shared store (Redis) lost its state: nothing more is paid for until a person looks. */
   storeLost: 5,
+  /** EX_TEMPFAIL: work is with the provider's batch API; run the same command again later. */
+  later: 75,
   interrupted: 130,
 } as const;
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];

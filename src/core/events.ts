@@ -89,6 +89,24 @@ export type RunEvent =
       where: string;
       awayMs?: number;
     }
+  /**
+   * A step of the batch API (process --batch-api): a submission made, found again after a crash,
+   * abandoned or refused; a remote batch polled; its answers collected.
+   */
+  | {
+      type: 'batch_api';
+      batchId: string;
+      action: 'submitted' | 'found' | 'abandoned' | 'refused' | 'polled' | 'collected';
+      stage: string;
+      tag: string;
+      remoteId?: string | undefined;
+      lines?: number;
+      state?: string;
+      counts?: { total: number; completed: number; failed: number } | undefined;
+      answered?: number;
+      failed?: number;
+      detail?: string;
+    }
   | { type: 'output_written'; batchId: string; path: string; cards: number; format: string }
   | ({ type: 'anki_connect_pushed'; batchId: string } & PushSummary)
   | { type: 'run_stopping'; batchId: string; reason: string }

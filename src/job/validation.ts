@@ -20,18 +20,23 @@ export function validatingWithRepair(stage: Stage): Policy {
       const answer = await next(repair ? { ...attempt, request: repair } : attempt);
       const checked = validateAnswer(stage, answer.content);
       if (checked.ok) return { ...answer, value: checked.value };
-      repair ??= {
-        ...attempt.request,
-        messages: [
-          ...attempt.request.messages,
-          { role: 'assistant', content: answer.content.slice(0, maxEchoedChars) },
-          {
-            role: 'user',
-            content: `That answer was rejected: ${checked.detail}. Answer again with JSON that matches the schema exactly.`,
-          },
-        ],
-      };
+      repair ??= repairRequest(attempt.request, answer.content, checked.detail);
       throw invalidResponseError(checked.detail);
     };
+  };
+}
+
+/** The request again, with the rejected answer and the reason it was rejected: "answer again". */
+export function repairRequest(request: ChatRequest, rejected: string, detail: string): ChatRequest {
+  return {
+    ...request,
+    messages: [
+      ...request.messages,
+      { role: 'assistant', content: rejected.slice(0, maxEchoedChars) },
+      {
+        role: 'user',
+        content: `That answer was rejected: ${detail}. Answer again with JSON that matches the schema exactly.`,
+      },
+    ],
   };
 }

@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { openSqliteBatchStores } from '../batch/sqlite-stores.ts';
+import { type SubmissionStore, sqliteSubmissionStore } from '../batchapi/submissions.ts';
 import type { BatchStores } from '../batch/store.ts';
 import { sqliteCacheAdmin } from '../cache/sqlite-admin.ts';
 import { SqliteResponseCache as ResponseCache } from '../cache/sqlite-store.ts';
@@ -22,6 +23,7 @@ export function sqliteState(db: Db, file: string, clock: Clock, cacheFile: strin
   let limiterStore: LimiterStore | undefined;
   let limiterAdmin: LimiterAdmin | undefined;
   let breaker: { store: SqliteBreakerStore } | undefined;
+  let batchApi: SubmissionStore | undefined;
   return {
     kind: 'sqlite',
     where: file,
@@ -48,6 +50,10 @@ export function sqliteState(db: Db, file: string, clock: Clock, cacheFile: strin
         limiterAdmin ??= sqliteLimiterAdmin(db, { clock });
         return limiterAdmin;
       },
+    },
+    get batchApi() {
+      batchApi ??= sqliteSubmissionStore(db);
+      return batchApi;
     },
     get breaker() {
       breaker ??= { store: new SqliteBreakerStore(db, clock) };

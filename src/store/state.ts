@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import type { BatchStores } from '../batch/store.ts';
+import type { SubmissionStore } from '../batchapi/submissions.ts';
 import type { CacheAdmin } from '../cache/admin.ts';
 import type { CacheSettings, ResponseCache } from '../cache/store.ts';
 import type { Clock } from '../core/clock.ts';
@@ -21,6 +22,8 @@ export interface SharedState {
   batches: BatchStores;
   limiter: { store: LimiterStore; admin: LimiterAdmin };
   breaker: { store: BreakerStore & BreakerAdmin };
+  /** What batches sent to providers' batch APIs (`process --batch-api`), step by step. */
+  batchApi: SubmissionStore;
   /**
    * The response cache: cache.db beside state.db, or the store's (shared by every host). `open`
    * gives undefined when `create` is false and there is no cache yet; the caller closes what it

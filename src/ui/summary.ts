@@ -22,6 +22,11 @@ export interface RunSummary {
   retries: number;
   tokens: { prompt: number; completion: number; total: number };
   costUsd: number | null;
+  /**
+   * process --batch-api: submissions still with the provider, request lines submitted by this run,
+   * and what the batch's tokens would have cost as ordinary requests (costUsd is at the discount).
+   */
+  batchApi?: { out: number; submittedLines: number; discount: number; syncCostUsd: number | null };
   durationMs: number;
   log: string;
   /** Peak resident memory of this process, in MiB. */
@@ -78,7 +83,23 @@ export async function printSummary(io: Io, s: RunSummary): Promise<void> {
         : `up to ${s.concurrency.peak} (steered to the rate limit)`,
     },
     { 'tokens (batch)': `${s.tokens.total} (${s.tokens.prompt} in, ${s.tokens.completion} out)` },
-    { 'cost (batch)': s.costUsd === null ? 'unknown model price' : `~$${s.costUsd.toFixed(4)}` },
+    {
+      'cost (batch)':
+        s.costUsd === null
+          ? 'unknown model price'
+          : `~$${s.costUsd.toFixed(4)}${
+              s.batchApi?.syncCostUsd != null
+                ? ` through the batch API (~$${s.batchApi.syncCostUsd.toFixed(4)} as ordinary requests)`
+                : ''
+            }`,
+    },
+    ...(s.batchApi
+      ? [
+          {
+            'batch API': `${s.batchApi.submittedLines} request(s) submitted by this run; ${s.batchApi.out} submission(s) with the provider`,
+          },
+        ]
+      : []),
     { time: `${formatDuration(s.durationMs)} (${rate.toFixed(1)} items/s)` },
     {
       output:

@@ -8,7 +8,7 @@ import { prepareBatch, spoolStdin } from '../../batch/prepare.ts';
 import { DEADLINE_GRACE_MS, runSignals } from '../../batch/run-signals.ts';
 import { LEASE_MS } from '../../batch/runner.ts';
 import { type BatchRecord, type BatchStores, joinRun } from '../../batch/store.ts';
-import { fetchTransport } from '../../client/transport.ts';
+import { fetchTransport, type Transport } from '../../client/transport.ts';
 import { costOf } from '../../config/index.ts';
 import type { DisposerStack } from '../../core/disposer-stack.ts';
 import { errorMessage, FlashcardsError } from '../../core/errors.ts';
@@ -21,6 +21,7 @@ import { openJsonLog } from '../../ui/json-log.ts';
 import { pruneLogs } from '../../ui/log-retention.ts';
 import { createProgress, type LiveFigures, type Progress, progressMode } from '../../ui/progress.ts';
 import type { CommandContext } from '../context.ts';
+import type { SharedState } from '../../store/state.ts';
 import { openCommandState } from '../state.ts';
 import type { ProcessOptions } from './options.ts';
 import type { RunPlan } from './plan.ts';
@@ -44,6 +45,10 @@ export interface OpenRun {
   skipped: number;
   /** Ends the deadline's timers once the run is over (delivery is not cut short by them). */
   endSignals: () => void;
+  /** The shared state the run opened (the batch API's submissions live there too). */
+  state: SharedState;
+  /** How requests reach the provider when not the default node:http(s) (the mock, tests). */
+  transport: Transport | undefined;
 }
 
 /** How often the whole batch's counts are read for the progress line (other runs may share it). */
@@ -277,5 +282,7 @@ export async function openRun(
     live,
     skipped: before.total - before.pending,
     endSignals: () => signals.dispose(),
+    state,
+    transport,
   };
 }

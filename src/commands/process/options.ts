@@ -14,6 +14,12 @@ export interface ProcessOptions {
   retryFailed: boolean;
   lock: boolean;
   refresh: boolean;
+  /**
+   * --batch-api: submit to the provider's batch API and collect what it finished; `wait` polls
+   * until done instead of exiting 75, `fallback` sends jobs it failed --max-attempts times as
+   * ordinary requests.
+   */
+  batchApi?: { wait: boolean; fallback: 'none' | 'sync' } | undefined;
   /** Graceful stop: no new work (first signal, --max-duration). */
   stopSignal: AbortSignal;
   /** Hard stop: abort in-flight requests (second signal, end of grace). */

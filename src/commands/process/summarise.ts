@@ -18,6 +18,7 @@ function finishedNothing(s: RunSummary): boolean {
 /** The exit code of a run: what stopped it, else whether everything it was asked for succeeded. */
 function exitCodeOf(outcome: RunOutcome, delivery: Delivery): ExitCodeType {
   if (outcome.status === 'stopped') return outcome.reason.exitCode;
+  if (outcome.status === 'waiting') return ExitCode.later;
   const { tally, pushed } = delivery;
   // Items that all came back without a single card mean the pipeline made nothing: not a success.
   const madeNothing = tally !== undefined && tally.items > 0 && tally.withoutCards === tally.items;
@@ -51,9 +52,11 @@ export async function summarise(
       ? exitCode === ExitCode.ok
         ? 'done'
         : 'failed'
-      : outcome.reason.exitCode === ExitCode.interrupted
-        ? 'interrupted'
-        : 'aborted';
+      : outcome.status === 'waiting'
+        ? 'waiting'
+        : outcome.reason.exitCode === ExitCode.interrupted
+          ? 'interrupted'
+          : 'aborted';
   await stores.catalog.setStatus(batch.id, status);
   const totals = await stores.results.totals(batch.id);
   const durationMs = ctx.clock.now() - plan.started;
@@ -91,7 +94,17 @@ export async function summarise(
       completion: totals.completionTokens,
       total: totals.promptTokens + totals.completionTokens,
     },
-    costUsd: costOf(plan.settings, totals.promptTokens, totals.completionTokens),
+    costUsd: batchApiCost(o, plan, totals),
+    ...(o.batchApi
+      ? {
+          batchApi: {
+            out: outcome.status === 'waiting' ? outcome.out : 0,
+            submittedLines: outcome.status === 'waiting' ? outcome.submittedLines : 0,
+            discount: plan.settings.batchApi.discount,
+            syncCostUsd: costOf(plan.settings, totals.promptTokens, totals.completionTokens),
+          },
+        }
+      : {}),
     durationMs,
     log: run.log,
     peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
@@ -104,6 +117,11 @@ export async function summarise(
   if (o.json) ctx.io.out(`${JSON.stringify(summary)}\n`);
   else if (!o.quiet && !stoppedEmpty) await printSummary(ctx.io, summary);
 
+  if (outcome.status === 'waiting' && !o.json && !o.quiet) {
+    ctx.io.err(
+      `${outcome.out} submission(s) with the provider's batch API: run the same command again later (exit 75 until the batch is complete)\n`,
+    );
+  }
   if (outcome.status === 'stopped') {
     const resume = o.newBatch
       ? `resume it with --batch ${batch.id} instead of --new (--new would start yet another batch)`
@@ -122,4 +140,15 @@ export async function summarise(
     );
   }
   return exitCode;
+}
+
+/** The batch's cost: at the batch API's discount with --batch-api (its answers are billed so). */
+function batchApiCost(
+  o: ProcessOptions,
+  plan: RunPlan,
+  totals: { promptTokens: number; completionTokens: number },
+): number | null {
+  const cost = costOf(plan.settings, totals.promptTokens, totals.completionTokens);
+  if (cost === null || !o.batchApi) return cost;
+  return Math.round(cost * (1 - plan.settings.batchApi.discount) * 1_000_000) / 1_000_000;
 }

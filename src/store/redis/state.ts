@@ -1,4 +1,5 @@
 import { OutboxResults } from '../../batch/outbox.ts';
+import { redisSubmissionStore } from '../../batchapi/submissions.ts';
 import { openRedisBatchStores } from '../../batch/redis-stores.ts';
 import { redisCacheAdmin } from '../../cache/redis-admin.ts';
 import { redisResponseCache } from '../../cache/redis-store.ts';
@@ -151,6 +152,7 @@ export async function openRedisState(o: OpenRedisStateOptions): Promise<SharedSt
         admin: guard(redisLimiterAdmin(conn, { prefix })),
       },
       breaker: { store: guard(breakers) },
+      batchApi: guard(redisSubmissionStore(conn, { prefix })),
       cache: {
         open: (settings, deps) =>
           guard(redisResponseCache(conn, { settings, random: deps.random, prefix, location: where })),
