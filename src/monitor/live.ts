@@ -106,7 +106,7 @@ export async function runLive(o: LiveOptions): Promise<void> {
       try {
         const withCache = o.clock.now() - cacheAt >= o.cacheEveryMs;
         const reads = await o.collect(withCache);
-        if (reads.cache !== null) {
+        if (withCache) {
           cache = reads.cache;
           cacheAt = o.clock.now();
         }
