@@ -8,6 +8,7 @@ import { registerConfig } from './commands/config.cli.ts';
 import { type CommandContext, colorAllowed } from './commands/context.ts';
 import { registerDoctor } from './commands/doctor.cli.ts';
 import { registerLimiter } from './commands/limiter.cli.ts';
+import { registerMonitor } from './commands/monitor.cli.ts';
 import { registerPipelines } from './commands/pipelines.cli.ts';
 import { registerProcess, type StopSignals } from './commands/process.cli.ts';
 import { type Run, settingOption } from './commands/register.ts';
@@ -75,6 +76,7 @@ export function buildProgram(): Command {
   registerBreaker(program, run);
   registerLimiter(program, run);
   registerBatches(program, run);
+  registerMonitor(program, run);
   registerPipelines(program, run);
   registerConfig(program, run);
   registerDoctor(program, run);

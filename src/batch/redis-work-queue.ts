@@ -1,6 +1,6 @@
 import type { RedisBatchDb } from './redis-db.ts';
 import { int, list, text } from './redis-db.ts';
-import type { ClaimedItem, ItemData, JoinOutcome, WorkQueue } from './store.ts';
+import type { ClaimedItem, ItemData, JoinOutcome, RunInfo, WorkQueue } from './store.ts';
 
 /**
  * Scripts of the work queue: each one atomic operation on one batch's keys (see redis-db.ts), time
@@ -108,6 +108,22 @@ const scripts = {
     redis.call('HSET', RUNS, owner, cjson.encode({
       exclusive = exclusive and 1 or 0, started_at = now, alive_until = now + tonumber(ARGV[4]) }))
     return { 1 }`,
+  // The live registrations (alive_until at or after now), read only: lapsed ones stay for
+  // fcBatchJoinRun to drop. Returns owner, exclusive, started_at, alive_until of each.
+  fcBatchRuns: `
+    local now = now_ms()
+    local out = {}
+    local runs = redis.call('HGETALL', RUNS)
+    for i = 1, #runs, 2 do
+      local r = cjson.decode(runs[i + 1])
+      if r.alive_until >= now then
+        out[#out + 1] = runs[i]
+        out[#out + 1] = r.exclusive
+        out[#out + 1] = r.started_at
+        out[#out + 1] = r.alive_until
+      end
+    end
+    return out`,
 } as const;
 
 /**
@@ -183,5 +199,22 @@ export class RedisWorkQueue implements WorkQueue {
    */
   async leaveRun(batchId: string, owner: string): Promise<void> {
     await this.#r.run('fcBatchReleaseOwner', batchId, [owner, '1']);
+  }
+
+  async runs(batchId: string): Promise<RunInfo[]> {
+    const reply = list(await this.#r.run('fcBatchRuns', batchId));
+    const runs: RunInfo[] = [];
+    for (let i = 0; i + 3 < reply.length; i += 4) {
+      runs.push({
+        owner: text(reply[i]),
+        exclusive: int(reply[i + 1]) === 1,
+        startedAt: int(reply[i + 2]),
+        aliveUntil: int(reply[i + 3]),
+      });
+    }
+    // Hash order is arbitrary: the same order as SQLite's.
+    return runs.sort(
+      (a, b) => a.startedAt - b.startedAt || (a.owner < b.owner ? -1 : a.owner > b.owner ? 1 : 0),
+    );
   }
 }

@@ -2,7 +2,7 @@ import type Database from 'better-sqlite3';
 import { runConflicts } from './rules.ts';
 import type { SqliteBatchDb } from './sqlite-db.ts';
 import { itemRules } from './sqlite-schema.ts';
-import type { ClaimedItem, ItemData, JoinOutcome, WorkQueue } from './store.ts';
+import type { ClaimedItem, ItemData, JoinOutcome, RunInfo, WorkQueue } from './store.ts';
 
 interface ClaimRow {
   idx: number;
@@ -50,6 +50,10 @@ function statements(db: SqliteBatchDb['db']) {
       .pluck(),
     runsOf: db.prepare<[string], RunRow>(
       'SELECT owner, exclusive, alive_until AS aliveUntil FROM runs WHERE batch_id = ?',
+    ),
+    liveRuns: db.prepare<[{ batch: string; now: number }], RunRow & { startedAt: number }>(
+      `SELECT owner, exclusive, started_at AS startedAt, alive_until AS aliveUntil FROM runs
+       WHERE batch_id = @batch AND alive_until >= @now ORDER BY started_at, owner`,
     ),
     dropLapsedRuns: db.prepare<[string, number]>('DELETE FROM runs WHERE batch_id = ? AND alive_until < ?'),
     addRun: db.prepare<[string, string, number, number, number]>(
@@ -163,5 +167,11 @@ export class SqliteWorkQueue implements WorkQueue {
   async leaveRun(batchId: string, owner: string): Promise<void> {
     // After the queued outcomes: the run's last results are committed before its leases go.
     this.#s.afterQueued(() => this.#leaveTx.immediate(batchId, owner));
+  }
+
+  async runs(batchId: string): Promise<RunInfo[]> {
+    return this.#stmts.liveRuns
+      .all({ batch: batchId, now: this.#s.clock.now() })
+      .map((r) => ({ ...r, exclusive: r.exclusive === 1 }));
   }
 }

@@ -148,6 +148,17 @@ export interface FinishedItem {
   results: Record<string, unknown>;
 }
 
+/** A run registered on a batch, as `runs` reads it (the `--lock` rules use rules.ts RunRegistration). */
+export interface RunInfo {
+  /** host:pid:nonce (owner.ts). */
+  owner: string;
+  exclusive: boolean;
+  /** When the run joined the batch. */
+  startedAt: number;
+  /** Last millisecond the registration holds unless a heartbeat renews it. */
+  aliveUntil: number;
+}
+
 /** Registering a run on a batch: joined, or refused because of these live runs (see rules.ts `runConflicts`). */
 export type JoinOutcome = { joined: true } | { joined: false; conflicts: string[] };
 
@@ -207,6 +218,12 @@ export interface WorkQueue {
   joinRun(batchId: string, owner: string, run: { exclusive: boolean; aliveMs: number }): Promise<JoinOutcome>;
   /** Ends `owner`'s run: its leases are handed back and its registration removed, together. */
   leaveRun(batchId: string, owner: string): Promise<void>;
+  /**
+   * The runs registered on the batch and alive now (aliveUntil at or after now, as runConflicts
+   * counts them), oldest first (ties by owner). Only reads: lapsed registrations stay for joinRun
+   * to drop, so `flashcards monitor` can watch without writing.
+   */
+  runs(batchId: string): Promise<RunInfo[]>;
 }
 
 /** Job outcomes and what is read from them: progress, the summary, `batches show`, the deck. */

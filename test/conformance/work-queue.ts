@@ -275,6 +275,47 @@ export function workQueueConformance(label: string, open: OpenBatchBackend): voi
         assert.deepEqual(await b.queue.joinRun(id, 'L', run(true)), { joined: true });
       });
 
+      test('runs lists the live registrations, oldest first, to any process', async () => {
+        const { a, connect, clock, id } = await setup(1);
+        const other = await connect();
+        assert.deepEqual(await other.queue.runs(id), []);
+        await a.queue.joinRun(id, 'B', run(false, 1000));
+        await setNow(clock, T0 + 10);
+        await a.queue.joinRun(id, 'A', run(false, 5000));
+        assert.deepEqual(await other.queue.runs(id), [
+          { owner: 'B', exclusive: false, startedAt: T0, aliveUntil: T0 + 1000 },
+          { owner: 'A', exclusive: false, startedAt: T0 + 10, aliveUntil: T0 + 5010 },
+        ]);
+        await setNow(clock, T0 + 1000);
+        assert.deepEqual(
+          (await other.queue.runs(id)).map((r) => r.owner),
+          ['B', 'A'],
+        );
+        // Past its last millisecond a registration is no longer listed.
+        await setNow(clock, T0 + 1001);
+        assert.deepEqual(
+          (await other.queue.runs(id)).map((r) => r.owner),
+          ['A'],
+        );
+        await a.queue.leaveRun(id, 'A');
+        assert.deepEqual(await other.queue.runs(id), []);
+        assert.deepEqual(await a.queue.joinRun(id, 'L', run(true)), { joined: true });
+        assert.deepEqual(await other.queue.runs(id), [
+          { owner: 'L', exclusive: true, startedAt: T0 + 1001, aliveUntil: T0 + 2001 },
+        ]);
+        assert.deepEqual(await other.queue.runs('no-such-batch'), []);
+      });
+
+      test('runs sees a heartbeat renew a registration', async () => {
+        const { a, clock, id } = await setup(1);
+        await a.queue.joinRun(id, 'A', run(false, 1000));
+        await setNow(clock, T0 + 800);
+        await a.queue.heartbeat(id, 'A', 1000);
+        assert.deepEqual(await a.queue.runs(id), [
+          { owner: 'A', exclusive: false, startedAt: T0, aliveUntil: T0 + 1800 },
+        ]);
+      });
+
       test('runs on different batches do not conflict', async () => {
         const { a, id } = await setup(1);
         assert.equal(await a.catalog.create(meta('b2'), 'loader'), true);
