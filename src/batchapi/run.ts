@@ -101,6 +101,10 @@ interface Pass {
 async function onePass(o: BatchApiRunOptions): Promise<Pass> {
   const { batch, queue } = o;
   const claimed = new Map<number, ClaimedItem>();
+  // This run holds the batch alone (--lock): leases of anyone else are a killed run's leftovers.
+  for (const other of await queue.leaseOwners(batch.id)) {
+    if (other !== o.owner) await queue.releaseLeases(batch.id, other);
+  }
   for (;;) {
     const got = await queue.claim(batch.id, o.owner, PASS_LEASE_MS, 512);
     if (got.length === 0) break;

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { jsonCommand, type Run, settingOption } from './register.ts';
+import { addSettingOptions, jsonCommand, type Run, settingFlags, settingOption } from './register.ts';
 
 const handlers = () => import('./batches.ts');
 
@@ -12,7 +12,7 @@ interface ExportFlags {
   tags?: string;
 }
 
-/** `flashcards batches list|show|retry|export|rm`. */
+/** `flashcards batches list|show|retry|export|cancel|rm`. */
 export function registerBatches(program: Command, run: Run): void {
   const batches = program
     .command('batches')
@@ -69,6 +69,17 @@ Examples:
         }),
       ),
     );
+  addSettingOptions(
+    batches
+      .command('cancel')
+      .description("Cancel a batch's requests with the provider's batch API (process --batch-api)")
+      .argument('<id>'),
+    'provider',
+  ).action(
+    run(async (ctx, id: string, _opts: unknown, cmd: Command) =>
+      (await handlers()).batchesCancel(ctx, { id, flags: settingFlags(cmd) }),
+    ),
+  );
   batches
     .command('rm')
     .description('Delete a batch and its stored results')

@@ -10,13 +10,16 @@ import {
   parseSetting,
   settingDefault,
 } from '../config/index.ts';
+import { isOpen, type Submission } from '../batchapi/submissions.ts';
+import { nodeTransport } from '../client/transport.ts';
 import { formatDuration } from '../core/duration.ts';
 import { ExitCode, errorMessage, FlashcardsError } from '../core/errors.ts';
 import { deckMeta } from '../output/deck-meta.ts';
 import { outputFormatFromPath, parseOutputFormat } from '../output/index.ts';
 import { DEFAULT_PIPELINE, loadPipeline } from '../pipeline/registry.ts';
+import type { SharedState } from '../store/state.ts';
 import type { CommandContext } from './context.ts';
-import { withState } from './state.ts';
+import { settingsInput, withState } from './state.ts';
 
 /** Runs `fn` on the batch stores, or on undefined when there is no state yet (nothing is created). */
 function withStores<T>(ctx: CommandContext, fn: (stores: BatchStores | undefined) => Promise<T>): Promise<T> {
@@ -35,16 +38,17 @@ const AMBIGUOUS_SHOWN = 5;
 function withBatch<T>(
   ctx: CommandContext,
   id: string,
-  fn: (stores: BatchStores, batch: BatchRecord) => Promise<T>,
+  fn: (stores: BatchStores, batch: BatchRecord, state: SharedState) => Promise<T>,
 ): Promise<T> {
-  return withStores(ctx, async (stores) => {
+  return withState(ctx, false, async (state) => {
+    const stores = state?.batches;
     const batch = stores && (await findBatch(stores, id));
-    if (!stores || !batch) {
+    if (!state || !stores || !batch) {
       throw new FlashcardsError('usage', `no batch ${id}`, {
         hint: 'list batches with `flashcards batches list`',
       });
     }
-    return fn(stores, batch);
+    return fn(stores, batch, state);
   });
 }
 
@@ -139,12 +143,14 @@ export async function batchesList(ctx: CommandContext, opts: { json: boolean }):
  * the JSON `item` field alike.
  */
 export async function batchesShow(ctx: CommandContext, opts: { id: string; json: boolean }): Promise<number> {
-  return withBatch(ctx, opts.id, async ({ catalog, results }, batch) => {
+  return withBatch(ctx, opts.id, async ({ catalog, results }, batch, state) => {
     const stages = await catalog.stageStats(batch.id);
     const timing = await catalog.requestTimes(batch.id);
     const failures = (await results.failures(batch.id, 1000)).map((f) => ({ ...f, item: f.item + 1 }));
     const counts = await results.counts(batch.id);
-    const result = { ...batch, counts, stages, timingMs: timing, failures };
+    // What the batch sent to a provider's batch API (process --batch-api), newest last.
+    const remote = (await state.batchApi.list(batch.id)).map(remoteJson);
+    const result = { ...batch, counts, stages, timingMs: timing, failures, remoteBatches: remote };
     if (opts.json) {
       ctx.io.out(`${JSON.stringify(result)}\n`);
       return ExitCode.ok;
@@ -170,6 +176,21 @@ export async function batchesShow(ctx: CommandContext, opts: { id: string; json:
     ctx.io.out(
       `request time: p50 ${fmt(timing.p50)} · p90 ${fmt(timing.p90)} · p99 ${fmt(timing.p99)} · max ${fmt(timing.max)}\n`,
     );
+    if (remote.length > 0) {
+      const r = await table(['remote batch', 'stage', 'state', 'requests', 'answered', 'failed', 'submitted']);
+      for (const b of remote) {
+        r.push([
+          b.remoteId ?? `(${b.state})`,
+          b.stage,
+          b.remoteState ?? b.state,
+          String(b.requests),
+          b.counts ? String(b.counts.completed) : '-',
+          b.counts ? String(b.counts.failed) : '-',
+          b.createdAt,
+        ]);
+      }
+      ctx.io.out(`${r.toString()}\n`);
+    }
     for (const f of failures.slice(0, FAILURES_SHOWN))
       ctx.io.out(`failed item ${f.item} "${f.term}": ${f.errorKind}: ${f.message}\n`);
     if (counts.failed > FAILURES_SHOWN) {
@@ -254,7 +275,7 @@ export async function batchesExport(
 }
 
 export async function batchesRm(ctx: CommandContext, opts: { id: string }): Promise<number> {
-  return withBatch(ctx, opts.id, async ({ catalog, queue }, batch) => {
+  return withBatch(ctx, opts.id, async ({ catalog, queue }, batch, state) => {
     // Deleting under a running batch would leave it nothing to write: ask for the run to end first.
     const probe = newOwnerId();
     const conflict = await joinRun(queue, batch.id, probe, { exclusive: true, aliveMs: 1000 }, isOwnerAlive);
@@ -268,7 +289,57 @@ export async function batchesRm(ctx: CommandContext, opts: { id: string }): Prom
       );
     }
     await catalog.delete(batch.id);
+    await state.batchApi.remove(batch.id);
     ctx.io.err(`deleted batch ${batch.id}\n`);
+    return ExitCode.ok;
+  });
+}
+
+function remoteJson(s: Submission) {
+  return {
+    tag: s.tag,
+    stage: s.stage,
+    state: s.state,
+    remoteId: s.remoteId ?? null,
+    remoteState: s.remoteState ?? null,
+    fileId: s.fileId ?? null,
+    requests: s.jobs.length,
+    counts: s.counts ?? null,
+    createdAt: new Date(s.createdAt).toISOString(),
+    error: s.error ?? null,
+  };
+}
+
+/**
+ * `batches cancel <id>`: cancels the batch's remote batches still with the provider (process
+ * --batch-api). What they finished is collected by the next run; the rest would be submitted again.
+ */
+export async function batchesCancel(
+  ctx: CommandContext,
+  opts: { id: string; flags: Record<string, unknown> },
+): Promise<number> {
+  const { settings } = await loadSettings(settingsInput(ctx, opts.flags));
+  return withBatch(ctx, opts.id, async (_stores, batch, state) => {
+    const open = (await state.batchApi.list(batch.id)).filter((s) => isOpen(s) && s.remoteId !== undefined);
+    if (open.length === 0) {
+      ctx.io.err(`batch ${batch.id} has nothing with a provider's batch API\n`);
+      return ExitCode.ok;
+    }
+    const { openaiBatchApi } = await import('../batchapi/openai.ts');
+    const adapter = openaiBatchApi({
+      baseUrl: settings.baseUrl,
+      apiKey: settings.apiKey,
+      transport: nodeTransport(),
+      timeoutMs: settings.timeoutMs,
+    });
+    for (const s of open) {
+      const remote = await adapter.cancel(s.remoteId ?? '', AbortSignal.timeout(settings.timeoutMs));
+      await state.batchApi.save({ ...s, remoteState: remote.state, updatedAt: ctx.clock.now() });
+      ctx.io.err(`${s.remoteId}: ${remote.state}\n`);
+    }
+    ctx.io.err(
+      `cancelled ${open.length} remote batch(es) of ${batch.id}; the next \`process --batch-api\` collects what they finished\n`,
+    );
     return ExitCode.ok;
   });
 }

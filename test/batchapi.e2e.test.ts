@@ -1,0 +1,152 @@
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { cliEnv, repoRoot, runCli, startCli, tempDir } from './support/cli.ts';
+import { type MockServer, startMockServer } from './support/mock-server.ts';
+
+/**
+ * `process --batch-api` as cron runs it: the built CLI against the mock provider's batch
+ * endpoints (files + batches, lines answered as /chat/completions answers them). Each run
+ * collects, submits and exits 75 until the deck is complete. Batches complete at the first look
+ * (batchCompleteAfterMs 0), so nothing here waits on the clock.
+ */
+
+const API_KEY = 'sk-test-batch-0123456789abcdef';
+
+function inputOf(dir: string, n: number): { path: string; terms: string[] } {
+  const lines = readFileSync(join(repoRoot, 'fixtures', 'korean-200.csv'), 'utf8').trim().split(/\r?\n/);
+  const rows = lines.slice(1, n + 1);
+  const path = join(dir, `words-${n}.csv`);
+  writeFileSync(path, `${[lines[0], ...rows].join('\n')}\n`);
+  return { path, terms: rows.map((r) => r.split(',')[1] ?? '') };
+}
+
+function deckTerms(path: string): Set<string> {
+  return new Set(
+    readFileSync(path, 'utf8')
+      .split('\n')
+      .filter((l) => l !== '' && !l.startsWith('#'))
+      .map((r) => r.split('\t')[0] ?? ''),
+  );
+}
+
+const chatRequests = (server: MockServer): number =>
+  server.requests.filter((r) => r.path.endsWith('/chat/completions')).length;
+
+describe('process --batch-api', () => {
+  let server: MockServer;
+  before(async () => {
+    server = await startMockServer({ seed: 17, requireAuth: true });
+  });
+  after(async () => server.close());
+
+  const env = (home: string, extra: Record<string, string> = {}) =>
+    cliEnv({
+      FLASHCARDS_HOME: home,
+      FLASHCARDS_API_KEY: API_KEY,
+      FLASHCARDS_BASE_URL: server.url,
+      FLASHCARDS_PROVIDER: 'custom',
+      FLASHCARDS_MODEL: 'gpt-4o-mini',
+      FLASHCARDS_BATCH_API_AVAILABLE: 'true',
+      ...extra,
+    });
+
+  test('run again and again: exit 75 until done, then 0; one batch per stage, failed lines resubmitted, no chat request', async () => {
+    const home = tempDir();
+    const { path, terms } = inputOf(home, 100);
+    server.clear();
+    server.set({ batchCompleteAfterMs: 0, batchErrorRate: 0.05, batchShuffle: true });
+    const args = ['process', path, '-o', join(home, 'deck.tsv'), '--batch-api'];
+    const exits: number[] = [];
+    for (let run = 0; run < 12; run++) {
+      const r = await runCli(args, { env: env(home) });
+      exits.push(r.code ?? -1);
+      if (r.code !== 75) {
+        assert.equal(r.code, 0, r.stderr);
+        break;
+      }
+    }
+    assert.equal(exits.at(-1), 0, `exits ${exits.join(',')}`);
+    assert.ok(exits.slice(0, -1).every((c) => c === 75), `exits ${exits.join(',')}`);
+    assert.deepEqual([...deckTerms(join(home, 'deck.tsv'))].sort(), [...new Set(terms)].sort());
+    assert.equal(chatRequests(server), 0, 'no synchronous request');
+    const log = server.batch;
+    assert.ok(log.batches.length >= 2, `${log.batches.length} batches`);
+    assert.ok(log.linesSubmitted >= 200 && log.linesSubmitted <= 240, `${log.linesSubmitted} lines`);
+    // Each line went once, or again only after it failed: no custom id is in two batches with the same attempt.
+    const ids = log.uploads.flatMap((u) => u.customIds);
+    assert.equal(new Set(ids).size, ids.length);
+    // The raw output files were kept before they were parsed.
+    assert.ok(readdirSync(join(home, 'batch-api')).some((f) => f.endsWith('-output.jsonl')));
+
+    const shown = await runCli(['batches', 'list', '--json'], { env: env(home) });
+    const id = (JSON.parse(shown.stdout) as { batches: { id: string }[] }).batches[0]?.id ?? '';
+    const detail = await runCli(['batches', 'show', id, '--json'], { env: env(home) });
+    const remote = (JSON.parse(detail.stdout) as { remoteBatches: { state: string }[] }).remoteBatches;
+    assert.equal(remote.length, log.batches.length);
+    assert.ok(remote.every((b) => b.state === 'collected'));
+    // A later synchronous run of the same words pays nothing: the answers are in the cache.
+    const sync = await runCli(['process', path, '-o', join(home, 'again.tsv'), '--new'], { env: env(home) });
+    assert.equal(sync.code, 0, sync.stderr);
+    assert.equal(chatRequests(server), 0);
+  });
+
+  test('killed between upload and batch creation: the next run finds the batch by its tag, no duplicate', async () => {
+    const home = tempDir();
+    const { path, terms } = inputOf(home, 10);
+    server.clear();
+    server.set({ batchCompleteAfterMs: 0, batchErrorRate: 0, batchShuffle: false, batchHoldCreate: true });
+    const args = ['process', path, '-o', join(home, 'deck.tsv'), '--batch-api'];
+    const killed = startCli(args, { env: env(home) });
+    await server.until(() => server.batch.heldCreates >= 1);
+    killed.child.kill('SIGKILL');
+    await killed.done;
+    // The server carries out the create it was holding; the client never saw the reply.
+    server.set({ batchHoldCreate: false });
+    await server.until(() => server.batch.batches.length >= 1);
+    const exits: number[] = [];
+    for (let run = 0; run < 6; run++) {
+      const r = await runCli(args, { env: env(home) });
+      exits.push(r.code ?? -1);
+      if (r.code !== 75) break;
+    }
+    assert.equal(exits.at(-1), 0, `exits ${exits.join(',')}`);
+    assert.deepEqual([...deckTerms(join(home, 'deck.tsv'))].sort(), [...new Set(terms)].sort());
+    const firstStage = server.batch.batches.filter((b) => b.metadata['flashcards_stage'] === 'analyze');
+    assert.equal(firstStage.length, 1, 'one batch for the first stage');
+    assert.equal(server.batch.uploads.length, 2, 'one upload per stage');
+    assert.equal(server.batch.linesSubmitted, 20);
+  });
+
+  test('--wait polls until the deck is complete, then exits 0', async () => {
+    const home = tempDir();
+    const { path, terms } = inputOf(home, 5);
+    server.clear();
+    server.set({ batchCompleteAfterMs: 0, batchErrorRate: 0, batchHoldCreate: false });
+    const r = await runCli(['process', path, '-o', join(home, 'deck.tsv'), '--batch-api', '--wait'], {
+      env: env(home),
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual([...deckTerms(join(home, 'deck.tsv'))].sort(), [...new Set(terms)].sort());
+    assert.equal(chatRequests(server), 0);
+  });
+
+  test('a provider without a batch API is refused before anything is sent (exit 2)', async () => {
+    const home = tempDir();
+    const { path } = inputOf(home, 3);
+    server.clear();
+    const r = await runCli(['process', path, '--batch-api', '--provider', 'ollama'], { env: env(home) });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /--batch-api needs a provider with a batch API; ollama has none/);
+    assert.equal(server.requests.length, 0);
+    const dry = await runCli(['process', path, '--batch-api', '--dry-run', '--json'], { env: env(home) });
+    assert.equal(dry.code, 0, dry.stderr);
+    const estimate = JSON.parse(dry.stdout) as {
+      estimatedCostUsd: number;
+      batchApi: { estimatedCostUsd: number; discount: number };
+    };
+    assert.equal(estimate.batchApi.discount, 0.5);
+    assert.ok(Math.abs(estimate.batchApi.estimatedCostUsd - estimate.estimatedCostUsd / 2) < 1e-6);
+  });
+});
