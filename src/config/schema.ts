@@ -258,6 +258,7 @@ export const configSchema = z.strictObject({
     keepFiles: setting('logs.keepFiles', integer(1, 1_000_000)),
   }),
   store: setting('store', storeUrl()),
+  metricsFile: setting('metricsFile', text()),
   prices: setting('prices', priceTable()),
 });
 
@@ -339,6 +340,8 @@ export interface Settings {
   logs: { keepMs: number; keepFiles: number };
   /** A Redis URL for state shared by several machines; undefined: state.db and cache.db. */
   store: string | undefined;
+  /** Prometheus textfile written at the end of each process run (--metrics-file); undefined: none. */
+  metricsFile: string | undefined;
   prices: Record<string, Price>;
 }
 

@@ -17,6 +17,7 @@ import { dataPaths } from '../../core/home.ts';
 import { publicUrl } from '../../core/provider-key.ts';
 import { systemRandom } from '../../core/random.ts';
 import type { JobContext } from '../../job/execute.ts';
+import type { BreakerState } from '../../resilience/breaker-machine.ts';
 import { openJsonLog } from '../../ui/json-log.ts';
 import { pruneLogs } from '../../ui/log-retention.ts';
 import { createProgress, type LiveFigures, type Progress, progressMode } from '../../ui/progress.ts';
@@ -44,6 +45,8 @@ export interface OpenRun {
   skipped: number;
   /** Ends the deadline's timers once the run is over (delivery is not cut short by them). */
   endSignals: () => void;
+  /** The provider key's circuit breaker as the shared state holds it now (for the metrics file). */
+  breakerState: () => Promise<BreakerState>;
 }
 
 /** How often the whole batch's counts are read for the progress line (other runs may share it). */
@@ -104,6 +107,8 @@ export async function openRun(
   o: ProcessOptions,
   plan: RunPlan,
   stack: DisposerStack,
+  /** More sinks of the run's events (the metrics file's), beside the log and the progress line. */
+  sinks: readonly EventSink[] = [],
 ): Promise<OpenRun> {
   const { settings, pipeline } = plan;
   const paths = dataPaths(ctx.home);
@@ -202,7 +207,7 @@ export async function openRun(
     cost: (prompt, completion) => costOf(settings, prompt, completion),
   });
   stack.defer(() => progress.stop());
-  const events = fanOut(log, progress);
+  const events = fanOut(log, progress, ...sinks);
   state.health.onChange((change) => {
     const since = state.health.awaySince;
     events.emit({
@@ -277,5 +282,7 @@ export async function openRun(
     live,
     skipped: before.total - before.pending,
     endSignals: () => signals.dispose(),
+    breakerState: async () =>
+      (await state.breaker.store.read(job.providerKey, settings.breaker.samplingWindowMs)).circuit.state,
   };
 }
