@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { emptyItemsWarning, exportBatch } from '../batch/export.ts';
+import { formatFailureGroup, readFailures } from '../batch/failure-groups.ts';
 import { isOwnerAlive, newOwnerId, ownerPid } from '../batch/owner.ts';
 import { type BatchOverview, type BatchRecord, type BatchStores, joinRun } from '../batch/store.ts';
 import {
@@ -25,6 +26,10 @@ function withStores<T>(ctx: CommandContext, fn: (stores: BatchStores | undefined
 
 /** How many failed items `batches show` lists; --json has them all (up to the store's page). */
 const FAILURES_SHOWN = 20;
+/** How many failed items --json lists (its failureGroups count up to GROUPED_FAILURES). */
+const FAILURES_LISTED = 1000;
+/** How many causes of failure `batches show` lists, the most frequent first; --json has them all. */
+const GROUPS_SHOWN = 10;
 /** How many candidates an ambiguous id prefix names. */
 const AMBIGUOUS_SHOWN = 5;
 
@@ -142,9 +147,10 @@ export async function batchesShow(ctx: CommandContext, opts: { id: string; json:
   return withBatch(ctx, opts.id, async ({ catalog, results }, batch) => {
     const stages = await catalog.stageStats(batch.id);
     const timing = await catalog.requestTimes(batch.id);
-    const failures = (await results.failures(batch.id, 1000)).map((f) => ({ ...f, item: f.item + 1 }));
+    const read = await readFailures(results, batch.id);
+    const failures = read.failures.slice(0, FAILURES_LISTED);
     const counts = await results.counts(batch.id);
-    const result = { ...batch, counts, stages, timingMs: timing, failures };
+    const result = { ...batch, counts, stages, timingMs: timing, failures, failureGroups: read.groups };
     if (opts.json) {
       ctx.io.out(`${JSON.stringify(result)}\n`);
       return ExitCode.ok;
@@ -170,6 +176,14 @@ export async function batchesShow(ctx: CommandContext, opts: { id: string; json:
     ctx.io.out(
       `request time: p50 ${fmt(timing.p50)} · p90 ${fmt(timing.p90)} · p99 ${fmt(timing.p99)} · max ${fmt(timing.max)}\n`,
     );
+    if (read.groups.length > 0) {
+      ctx.io.out(
+        `failures by cause${read.failures.length < counts.failed ? ` (of the first ${read.failures.length})` : ''}:\n`,
+      );
+      for (const g of read.groups.slice(0, GROUPS_SHOWN)) ctx.io.out(`  ${formatFailureGroup(g)}\n`);
+      if (read.groups.length > GROUPS_SHOWN)
+        ctx.io.out(`  ... and ${read.groups.length - GROUPS_SHOWN} more causes (see --json)\n`);
+    }
     for (const f of failures.slice(0, FAILURES_SHOWN))
       ctx.io.out(`failed item ${f.item} "${f.term}": ${f.errorKind}: ${f.message}\n`);
     if (counts.failed > FAILURES_SHOWN) {
