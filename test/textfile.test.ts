@@ -70,7 +70,7 @@ describe('Prometheus textfile: the formatter', () => {
       flashcards_last_run_cost_dollars: '0.0042',
       flashcards_last_run_cache_hit_ratio: '0.25',
       flashcards_last_run_rate_limited_responses: '2',
-      flashcards_breaker_state: '2',
+      flashcards_last_run_breaker_state: '2',
     });
     assert.ok(text.endsWith('\n'));
   });

@@ -108,7 +108,7 @@ export const TEXTFILE_METRICS = {
     help: 'HTTP 429 answers the last run received from the provider.',
   },
   breakerState: {
-    name: 'flashcards_breaker_state',
+    name: 'flashcards_last_run_breaker_state',
     help: "The provider key's circuit breaker when the last run ended: 0 closed, 1 half-open, 2 open, 3 isolated.",
   },
 } as const satisfies Record<string, MetricSpec>;
