@@ -15,7 +15,9 @@ import { type MockServer, startMockServer } from './support/mock-server.ts';
 const API_KEY = 'sk-test-batch-0123456789abcdef';
 
 function inputOf(dir: string, n: number): { path: string; terms: string[] } {
-  const lines = readFileSync(join(repoRoot, 'fixtures', 'korean-200.csv'), 'utf8').trim().split(/\r?\n/);
+  const lines = readFileSync(join(repoRoot, 'fixtures', 'korean-200.csv'), 'utf8')
+    .trim()
+    .split(/\r?\n/);
   const rows = lines.slice(1, n + 1);
   const path = join(dir, `words-${n}.csv`);
   writeFileSync(path, `${[lines[0], ...rows].join('\n')}\n`);
@@ -68,7 +70,10 @@ describe('process --batch-api', () => {
       }
     }
     assert.equal(exits.at(-1), 0, `exits ${exits.join(',')}`);
-    assert.ok(exits.slice(0, -1).every((c) => c === 75), `exits ${exits.join(',')}`);
+    assert.ok(
+      exits.slice(0, -1).every((c) => c === 75),
+      `exits ${exits.join(',')}`,
+    );
     assert.deepEqual([...deckTerms(join(home, 'deck.tsv'))].sort(), [...new Set(terms)].sort());
     assert.equal(chatRequests(server), 0, 'no synchronous request');
     const log = server.batch;

@@ -171,4 +171,24 @@ describe('batches show', () => {
     assert.match(text, /│ analyze │ 3 +│ 1 +│/);
     assert.deepEqual(io.stderr, []);
   });
+  test('groups failed items by cause, most frequent first, with a count and the first item as example', async () => {
+    const { ctx, io, home, clock } = setup();
+    await seed(home, clock, 'b1', 6, { failed: [1, 2, 4] });
+    await batchesShow(ctx, { id: 'b1', json: true });
+    const shown = JSON.parse(io.stdout.join('')) as { failureGroups: unknown[] };
+    assert.deepEqual(shown.failureGroups, [
+      {
+        errorKind: 'server',
+        message: 'provider returned HTTP 500',
+        count: 3,
+        example: { item: 2, term: 'w1', message: 'provider returned HTTP 500' },
+      },
+    ]);
+    io.stdout.length = 0;
+    await batchesShow(ctx, { id: 'b1', json: false });
+    assert.match(
+      io.stdout.join(''),
+      /^failures by cause:\n {2}3× server: provider returned HTTP 500 \(e\.g\. item 2 "w1"\)$/m,
+    );
+  });
 });

@@ -79,6 +79,7 @@ const defaults: Settings = {
   logs: { keepMs: 14 * 86_400_000, keepFiles: 500 },
   batchApi: { available: false, discount: 0.5, maxRequests: 50_000, maxBytes: 200 * 1024 * 1024 },
   store: undefined,
+  metricsFile: undefined,
   prices: {
     'gpt-4o-mini': { input: 0.15, output: 0.6 },
     'openai/gpt-4o-mini': { input: 0.15, output: 0.6 },
@@ -503,7 +504,7 @@ describe('schema documentation', () => {
 
   test('describeKeys lists each key with a description and its file-form default', () => {
     const keys = describeKeys();
-    assert.equal(keys.length, 47);
+    assert.equal(keys.length, 48);
     assert.deepEqual(
       keys.find((k) => k.path === 'timeout'),
       { path: 'timeout', description: 'Timeout for one API request', default: '60s' },
@@ -537,7 +538,7 @@ describe('schema documentation', () => {
     const flags = SETTING_ENTRIES.flatMap(([path]) => flagName(path) ?? []);
     assert.equal(new Set(envs).size, envs.length);
     assert.equal(new Set(flags).size, flags.length);
-    assert.equal(Object.keys(ENV_VARS).length, 38);
+    assert.equal(Object.keys(ENV_VARS).length, 39);
     assert.equal(ENV_VARS['FLASHCARDS_CACHE_TTL'], 'cache.ttl');
     for (const [path, spec] of SETTING_ENTRIES) {
       if (spec.default !== undefined) assert.doesNotThrow(() => parseSetting(path, spec.default, path), path);

@@ -117,7 +117,9 @@ async function onePass(o: BatchApiRunOptions): Promise<Pass> {
       await advance(o, s, claimed, failures);
     }
     const out = new Set(
-      (await o.submissions.list(batch.id)).filter(isOpen).flatMap((s) => s.jobs.map((j) => jobKey(j.idx, j.stage))),
+      (await o.submissions.list(batch.id))
+        .filter(isOpen)
+        .flatMap((s) => s.jobs.map((j) => jobKey(j.idx, j.stage))),
     );
     const ready = new Map<string, { stage: Stage; lines: RequestLine[] }>();
     for (const item of [...claimed.values()].sort((a, b) => a.idx - b.idx)) {
@@ -164,7 +166,14 @@ async function advance(
     await o.submissions.save(s);
   };
   const tell = (action: 'found' | 'abandoned' | 'refused' | 'polled' | 'collected', extra: object = {}) =>
-    o.job.events.emit({ type: 'batch_api', batchId: s.batchId, action, stage: s.stage, tag: s.tag, ...extra });
+    o.job.events.emit({
+      type: 'batch_api',
+      batchId: s.batchId,
+      action,
+      stage: s.stage,
+      tag: s.tag,
+      ...extra,
+    });
   if (s.state === 'uploading') {
     // Killed while uploading: the file may or may not have arrived.
     const fileId = await o.adapter.findUpload(s.fileName, signal);
@@ -385,7 +394,10 @@ async function nextRequest(
       o.job.counters.cacheMisses++;
     }
     const attempt = (f?.count ?? 0) + 1;
-    return { stage, line: { customId: `${item.idx}:${stage.name}:${attempt}`, body: chatRequestBody(request) } };
+    return {
+      stage,
+      line: { customId: `${item.idx}:${stage.name}:${attempt}`, body: chatRequestBody(request) },
+    };
   }
   return undefined;
 }
@@ -405,7 +417,9 @@ function requestOf(
     maxTokens: o.job.maxTokens,
   };
   // A rejected answer comes back with the reason, as the synchronous repair retry does.
-  return failures?.rejected ? repairRequest(request, failures.rejected.content, failures.rejected.detail) : request;
+  return failures?.rejected
+    ? repairRequest(request, failures.rejected.content, failures.rejected.detail)
+    : request;
 }
 
 async function cachedAnswer(o: BatchApiRunOptions, stage: Stage, messages: ChatRequest['messages']) {
@@ -428,7 +442,12 @@ export function chunks(lines: readonly RequestLine[], limits: SubmissionLimits):
     // The line as the adapter writes it, and its newline.
     const size =
       Buffer.byteLength(
-        JSON.stringify({ custom_id: line.customId, method: 'POST', url: '/v1/chat/completions', body: line.body }),
+        JSON.stringify({
+          custom_id: line.customId,
+          method: 'POST',
+          url: '/v1/chat/completions',
+          body: line.body,
+        }),
       ) + 1;
     if (current.length > 0 && (current.length >= limits.maxRequests || bytes + size > limits.maxBytes)) {
       out.push(current);

@@ -1,7 +1,10 @@
 import { resolve } from 'node:path';
 import { emptyItemsWarning, exportBatch } from '../batch/export.ts';
+import { formatFailureGroup, readFailures } from '../batch/failure-groups.ts';
 import { isOwnerAlive, newOwnerId, ownerPid } from '../batch/owner.ts';
 import { type BatchOverview, type BatchRecord, type BatchStores, joinRun } from '../batch/store.ts';
+import { isOpen, type Submission } from '../batchapi/submissions.ts';
+import { nodeTransport } from '../client/transport.ts';
 import {
   costOf,
   DEFAULT_PRICES,
@@ -10,8 +13,6 @@ import {
   parseSetting,
   settingDefault,
 } from '../config/index.ts';
-import { isOpen, type Submission } from '../batchapi/submissions.ts';
-import { nodeTransport } from '../client/transport.ts';
 import { formatDuration } from '../core/duration.ts';
 import { ExitCode, errorMessage, FlashcardsError } from '../core/errors.ts';
 import { deckMeta } from '../output/deck-meta.ts';
@@ -28,6 +29,10 @@ function withStores<T>(ctx: CommandContext, fn: (stores: BatchStores | undefined
 
 /** How many failed items `batches show` lists; --json has them all (up to the store's page). */
 const FAILURES_SHOWN = 20;
+/** How many failed items --json lists (its failureGroups count up to GROUPED_FAILURES). */
+const FAILURES_LISTED = 1000;
+/** How many causes of failure `batches show` lists, the most frequent first; --json has them all. */
+const GROUPS_SHOWN = 10;
 /** How many candidates an ambiguous id prefix names. */
 const AMBIGUOUS_SHOWN = 5;
 
@@ -146,11 +151,20 @@ export async function batchesShow(ctx: CommandContext, opts: { id: string; json:
   return withBatch(ctx, opts.id, async ({ catalog, results }, batch, state) => {
     const stages = await catalog.stageStats(batch.id);
     const timing = await catalog.requestTimes(batch.id);
-    const failures = (await results.failures(batch.id, 1000)).map((f) => ({ ...f, item: f.item + 1 }));
+    const read = await readFailures(results, batch.id);
+    const failures = read.failures.slice(0, FAILURES_LISTED);
     const counts = await results.counts(batch.id);
     // What the batch sent to a provider's batch API (process --batch-api), newest last.
     const remote = (await state.batchApi.list(batch.id)).map(remoteJson);
-    const result = { ...batch, counts, stages, timingMs: timing, failures, remoteBatches: remote };
+    const result = {
+      ...batch,
+      counts,
+      stages,
+      timingMs: timing,
+      failures,
+      failureGroups: read.groups,
+      remoteBatches: remote,
+    };
     if (opts.json) {
       ctx.io.out(`${JSON.stringify(result)}\n`);
       return ExitCode.ok;
@@ -177,7 +191,15 @@ export async function batchesShow(ctx: CommandContext, opts: { id: string; json:
       `request time: p50 ${fmt(timing.p50)} · p90 ${fmt(timing.p90)} · p99 ${fmt(timing.p99)} · max ${fmt(timing.max)}\n`,
     );
     if (remote.length > 0) {
-      const r = await table(['remote batch', 'stage', 'state', 'requests', 'answered', 'failed', 'submitted']);
+      const r = await table([
+        'remote batch',
+        'stage',
+        'state',
+        'requests',
+        'answered',
+        'failed',
+        'submitted',
+      ]);
       for (const b of remote) {
         r.push([
           b.remoteId ?? `(${b.state})`,
@@ -190,6 +212,14 @@ export async function batchesShow(ctx: CommandContext, opts: { id: string; json:
         ]);
       }
       ctx.io.out(`${r.toString()}\n`);
+    }
+    if (read.groups.length > 0) {
+      ctx.io.out(
+        `failures by cause${read.failures.length < counts.failed ? ` (of the first ${read.failures.length})` : ''}:\n`,
+      );
+      for (const g of read.groups.slice(0, GROUPS_SHOWN)) ctx.io.out(`  ${formatFailureGroup(g)}\n`);
+      if (read.groups.length > GROUPS_SHOWN)
+        ctx.io.out(`  ... and ${read.groups.length - GROUPS_SHOWN} more causes (see --json)\n`);
     }
     for (const f of failures.slice(0, FAILURES_SHOWN))
       ctx.io.out(`failed item ${f.item} "${f.term}": ${f.errorKind}: ${f.message}\n`);

@@ -2,10 +2,10 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { namedBatch, noBatch } from '../batch/identify.ts';
 import type { BatchRecord, BatchResults, ItemData } from '../batch/store.ts';
+import { checkBatchApiProvider } from '../batchapi/provider-check.ts';
 import { ResponseCache } from '../cache/index.ts';
 import { estimateTokens } from '../client/chat-client.ts';
 import { costOf, loadSettings, type Settings } from '../config/index.ts';
-import { checkBatchApiProvider } from '../batchapi/provider-check.ts';
 import type { ValueSource } from '../config/sources.ts';
 import { formatDuration } from '../core/duration.ts';
 import { ExitCode } from '../core/errors.ts';
@@ -141,7 +141,9 @@ export async function dryRun(ctx: CommandContext, o: DryRunOptions): Promise<num
         total: work.promptTokens + work.completionTokens,
       },
       estimatedCostUsd: cost,
-      ...(o.batchApi ? { batchApi: { estimatedCostUsd: batchCost, discount: settings.batchApi.discount } } : {}),
+      ...(o.batchApi
+        ? { batchApi: { estimatedCostUsd: batchCost, discount: settings.batchApi.discount } }
+        : {}),
       estimatedDurationMs: Math.round(pace.durationMs),
       model: settings.model,
       baseUrl: publicUrl(settings.baseUrl),

@@ -103,7 +103,10 @@ Examples:
         throw usageError('--anki-url only matters with --to anki-connect', 'add --to anki-connect');
       }
       if ((opts.wait || opts.fallback === 'sync') && !opts.batchApi) {
-        throw usageError(`--${opts.wait ? 'wait' : 'fallback'} only matters with --batch-api`, 'add --batch-api');
+        throw usageError(
+          `--${opts.wait ? 'wait' : 'fallback'} only matters with --batch-api`,
+          'add --batch-api',
+        );
       }
       const flags = settingFlags(cmd);
       if (opts.dryRun) {
@@ -134,7 +137,9 @@ Examples:
           retryFailed: Boolean(opts.retryFailed),
           lock: Boolean(opts.lock),
           refresh: Boolean(opts.refresh),
-          batchApi: opts.batchApi ? { wait: Boolean(opts.wait), fallback: opts.fallback ?? 'none' } : undefined,
+          batchApi: opts.batchApi
+            ? { wait: Boolean(opts.wait), fallback: opts.fallback ?? 'none' }
+            : undefined,
           stopSignal: signals.stop,
           signal: signals.hard,
           onHardExit: signals.onHardExit,

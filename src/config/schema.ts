@@ -264,6 +264,7 @@ export const configSchema = z.strictObject({
     maxBytes: setting('batchApi.maxBytes', integer(1024, 2 ** 40)),
   }),
   store: setting('store', storeUrl()),
+  metricsFile: setting('metricsFile', text()),
   prices: setting('prices', priceTable()),
 });
 
@@ -346,6 +347,8 @@ export interface Settings {
   batchApi: { available: boolean; discount: number; maxRequests: number; maxBytes: number };
   /** A Redis URL for state shared by several machines; undefined: state.db and cache.db. */
   store: string | undefined;
+  /** Prometheus textfile written at the end of each process run (--metrics-file); undefined: none. */
+  metricsFile: string | undefined;
   prices: Record<string, Price>;
 }
 

@@ -359,6 +359,15 @@ export const SETTINGS = {
       global: true,
     },
   },
+  metricsFile: {
+    description:
+      "Where each process run writes its metrics for Prometheus node_exporter's textfile collector (replaced atomically); unset: no file",
+    env: 'FLASHCARDS_METRICS_FILE',
+    flag: {
+      flags: '--metrics-file <path>',
+      help: "write the run's metrics for node_exporter's textfile collector, e.g. /var/lib/node_exporter/textfile/flashcards.prom",
+    },
+  },
   prices: {
     description: 'Extra model prices (USD per 1M tokens), merged over the built-in ones, for cost estimates',
     default: {},

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { openSqliteBatchStores } from '../batch/sqlite-stores.ts';
-import { type SubmissionStore, sqliteSubmissionStore } from '../batchapi/submissions.ts';
 import type { BatchStores } from '../batch/store.ts';
+import { type SubmissionStore, sqliteSubmissionStore } from '../batchapi/submissions.ts';
 import { sqliteCacheAdmin } from '../cache/sqlite-admin.ts';
 import { SqliteResponseCache as ResponseCache } from '../cache/sqlite-store.ts';
 import type { Clock } from '../core/clock.ts';

@@ -52,8 +52,11 @@ export async function runViaBatchApi(
 export function statusLines(out: readonly Submission[], nowMs: number): string {
   return out
     .map((s) => {
-      const counts = s.counts ? `, ${s.counts.completed}/${s.counts.total} answered, ${s.counts.failed} failed` : '';
-      const where = s.remoteId ?? (s.state === 'uploaded' ? `file ${s.fileId ?? '?'} (not accepted yet)` : 'upload');
+      const counts = s.counts
+        ? `, ${s.counts.completed}/${s.counts.total} answered, ${s.counts.failed} failed`
+        : '';
+      const where =
+        s.remoteId ?? (s.state === 'uploaded' ? `file ${s.fileId ?? '?'} (not accepted yet)` : 'upload');
       const note = s.error && s.state === 'uploaded' ? ` (${s.error})` : '';
       return `  ${s.stage}: ${where} ${s.remoteState ?? s.state}${counts}, out for ${formatDuration(Math.max(0, nowMs - s.createdAt))}${note}\n`;
     })

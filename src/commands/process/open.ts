@@ -17,11 +17,12 @@ import { dataPaths } from '../../core/home.ts';
 import { publicUrl } from '../../core/provider-key.ts';
 import { systemRandom } from '../../core/random.ts';
 import type { JobContext } from '../../job/execute.ts';
+import type { BreakerState } from '../../resilience/breaker-machine.ts';
+import type { SharedState } from '../../store/state.ts';
 import { openJsonLog } from '../../ui/json-log.ts';
 import { pruneLogs } from '../../ui/log-retention.ts';
 import { createProgress, type LiveFigures, type Progress, progressMode } from '../../ui/progress.ts';
 import type { CommandContext } from '../context.ts';
-import type { SharedState } from '../../store/state.ts';
 import { openCommandState } from '../state.ts';
 import type { ProcessOptions } from './options.ts';
 import type { RunPlan } from './plan.ts';
@@ -49,6 +50,8 @@ export interface OpenRun {
   state: SharedState;
   /** How requests reach the provider when not the default node:http(s) (the mock, tests). */
   transport: Transport | undefined;
+  /** The provider key's circuit breaker as the shared state holds it now (for the metrics file). */
+  breakerState: () => Promise<BreakerState>;
 }
 
 /** How often the whole batch's counts are read for the progress line (other runs may share it). */
@@ -109,6 +112,8 @@ export async function openRun(
   o: ProcessOptions,
   plan: RunPlan,
   stack: DisposerStack,
+  /** More sinks of the run's events (the metrics file's), beside the log and the progress line. */
+  sinks: readonly EventSink[] = [],
 ): Promise<OpenRun> {
   const { settings, pipeline } = plan;
   const paths = dataPaths(ctx.home);
@@ -207,7 +212,7 @@ export async function openRun(
     cost: (prompt, completion) => costOf(settings, prompt, completion),
   });
   stack.defer(() => progress.stop());
-  const events = fanOut(log, progress);
+  const events = fanOut(log, progress, ...sinks);
   state.health.onChange((change) => {
     const since = state.health.awaySince;
     events.emit({
@@ -284,5 +289,7 @@ export async function openRun(
     endSignals: () => signals.dispose(),
     state,
     transport,
+    breakerState: async () =>
+      (await state.breaker.store.read(job.providerKey, settings.breaker.samplingWindowMs)).circuit.state,
   };
 }

@@ -1,4 +1,5 @@
 import { emptyItemsWarning } from '../../batch/export.ts';
+import { formatFailureGroup, readFailures } from '../../batch/failure-groups.ts';
 import type { RunOutcome } from '../../batch/runner.ts';
 import { costOf } from '../../config/index.ts';
 import { ExitCode, type ExitCode as ExitCodeType, FlashcardsError } from '../../core/errors.ts';
@@ -9,6 +10,9 @@ import type { Delivery } from './deliver.ts';
 import type { OpenRun } from './open.ts';
 import type { ProcessOptions } from './options.ts';
 import type { RunPlan } from './plan.ts';
+
+/** How many causes of failure the summary names, the most frequent first. */
+const GROUPS_SHOWN = 3;
 
 /** True when this run finished no item (done or failed). */
 function finishedNothing(s: RunSummary): boolean {
@@ -64,6 +68,7 @@ export async function summarise(
 
   const counts = outcome.counts;
   const { written, pushed, tally } = delivery;
+  const failed = await readFailures(stores.results, batch.id);
   const summary: RunSummary = {
     batchId: batch.id,
     status,
@@ -109,13 +114,25 @@ export async function summarise(
     log: run.log,
     peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
     // Items as people count their rows: the first is 1.
-    failures: (await stores.results.failures(batch.id, 50)).map((f) => ({ ...f, item: f.item + 1 })),
+    failures: failed.failures.slice(0, 50),
   };
+  const groups = failed.groups.slice(0, GROUPS_SHOWN);
   // A run that stopped before it finished a single item (a provider that is not there, a
   // rejected key) has nothing to sum up: the error says it all, in a few lines.
   const stoppedEmpty = outcome.status === 'stopped' && finishedNothing(summary);
-  if (o.json) ctx.io.out(`${JSON.stringify(summary)}\n`);
-  else if (!o.quiet && !stoppedEmpty) await printSummary(ctx.io, summary);
+  if (o.json) ctx.io.out(`${JSON.stringify({ ...summary, failureGroups: groups })}\n`);
+  else if (!o.quiet && !stoppedEmpty) {
+    await printSummary(ctx.io, summary);
+    // One failed item is its own cause; with more, the causes say what to fix first.
+    if (counts.failed > 1 && groups.length > 0) {
+      ctx.io.err('most frequent causes:\n');
+      for (const g of groups) ctx.io.err(`  ${formatFailureGroup(g)}\n`);
+      if (failed.groups.length > GROUPS_SHOWN)
+        ctx.io.err(
+          `  ... and ${failed.groups.length - GROUPS_SHOWN} more (flashcards batches show ${batch.id})\n`,
+        );
+    }
+  }
 
   if (outcome.status === 'waiting' && !o.json && !o.quiet) {
     ctx.io.err(

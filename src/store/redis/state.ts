@@ -1,6 +1,6 @@
 import { OutboxResults } from '../../batch/outbox.ts';
-import { redisSubmissionStore } from '../../batchapi/submissions.ts';
 import { openRedisBatchStores } from '../../batch/redis-stores.ts';
+import { redisSubmissionStore } from '../../batchapi/submissions.ts';
 import { redisCacheAdmin } from '../../cache/redis-admin.ts';
 import { redisResponseCache } from '../../cache/redis-store.ts';
 import type { Clock } from '../../core/clock.ts';
