@@ -251,7 +251,8 @@ export function openaiBatchApi(o: OpenAiBatchApiOptions): BatchApiAdapter {
     collection: boolean,
   ): ProviderError {
     const e = classifyHttpError(response.status, body, response.headers, clock.now(), o.apiKey);
-    if (response.status === 404 && collection) {
+    // "No such File object" on create is about the id sent, not about the endpoint.
+    if (response.status === 404 && collection && !/\bno such\b/i.test(e.message)) {
       return new ProviderError(
         'bad_request',
         `${describe}: ${what} answered 404: the provider has no batch API`,
