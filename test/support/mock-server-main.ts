@@ -27,6 +27,12 @@ const { values } = parseArgs({
     'require-auth': { type: 'boolean', default: false },
     'no-record': { type: 'boolean', default: false },
     seed: { type: 'string', default: '1' },
+    'no-batch-api': { type: 'boolean', default: false },
+    'batch-complete-after': { type: 'string' },
+    'batch-expire-after': { type: 'string' },
+    'batch-error-rate': { type: 'string' },
+    'batch-shuffle': { type: 'boolean', default: false },
+    'batch-enqueued-token-limit': { type: 'string' },
   },
   strict: true,
 });
@@ -37,6 +43,8 @@ if (values.help) {
       '  [--burst-seconds s] [--error500 p] [--error503 p] [--reset p] [--truncated p] [--hang p] [--invalid-schema p]\n' +
       '  [--parallel n (work on n requests at once, the rest wait in line)]\n' +
       '  [--no-rate-headers] [--require-auth] [--no-record] [--seed n]\n' +
+      '  [--no-batch-api] [--batch-complete-after ms] [--batch-expire-after ms] [--batch-error-rate p]\n' +
+      '  [--batch-shuffle] [--batch-enqueued-token-limit tokens]\n' +
       'p = probability per request (0-1). Prints {"url": ...} once listening; stats on SIGTERM.\n',
   );
   process.exit(0);
@@ -69,6 +77,12 @@ const options: MockOptions = {
   requireAuth: values['require-auth'],
   // A long benchmark would otherwise keep every request body in memory.
   record: !values['no-record'],
+  batchApi: !values['no-batch-api'],
+  batchCompleteAfterMs: num('batch-complete-after', values['batch-complete-after']) ?? 0,
+  batchExpireAfterMs: num('batch-expire-after', values['batch-expire-after']) ?? 0,
+  batchErrorRate: num('batch-error-rate', values['batch-error-rate']) ?? 0,
+  batchShuffle: values['batch-shuffle'],
+  batchEnqueuedTokenLimit: num('batch-enqueued-token-limit', values['batch-enqueued-token-limit']) ?? 0,
 };
 
 const server = await startMockServer(options);

@@ -12,9 +12,13 @@ import {
 import type { JsonSchema } from '../../src/client/schema-sample.ts';
 import { type Clock, systemClock } from '../../src/core/clock.ts';
 import { type Random, seededRandom } from '../../src/core/random.ts';
+import { createMockBatch, type MockBatchLog, type MockBatchSettings } from './mock-batch.ts';
 
-/** Behaviour knobs; all but `port` and `clock` can be changed while running with `server.set()`. */
-export interface MockOptions {
+/**
+ * Behaviour knobs; all but `port` and `clock` can be changed while running with `server.set()`.
+ * The batch API's (`batch*`) are described in mock-batch.ts.
+ */
+export interface MockOptions extends MockBatchSettings {
   /** Port to listen on (default 0: any free port). Start only. */
   port?: number;
   /** Drives rate-limit refill, `at` timestamps and latency sleeps (default: the system clock). Start only. */
@@ -107,6 +111,8 @@ export interface MockServer {
   set(options: Partial<MockSettings>): void;
   /** The settings in force. */
   readonly settings: Readonly<MockSettings>;
+  /** What the batch API endpoints saw: uploads, batches created, polls, cancels, lines submitted. */
+  batch: Readonly<MockBatchLog>;
   /** Forgets recorded requests and zeroes the counters (in-flight requests still count). */
   clear(): void;
   /**
@@ -437,6 +443,21 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
     );
   }
 
+  /** Answers 401 when the key is refused (`status401`, or `requireAuth` without a bearer token). */
+  function unauthorized(req: IncomingMessage, res: ServerResponse, record: RecordedRequest): boolean {
+    const auth = req.headers.authorization;
+    if (!settings.status401 && !(settings.requireAuth && !/^Bearer\s+\S+/i.test(auth ?? ''))) return false;
+    send(res, record, 401, {
+      error: {
+        message: 'Incorrect API key provided. You can find your API key at your provider.',
+        type: 'invalid_request_error',
+        param: null,
+        code: 'invalid_api_key',
+      },
+    });
+    return true;
+  }
+
   async function handleChat(
     req: IncomingMessage,
     res: ServerResponse,
@@ -453,18 +474,7 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
     }
     record.body = body;
 
-    const auth = req.headers.authorization;
-    if (settings.status401 || (settings.requireAuth && !/^Bearer\s+\S+/i.test(auth ?? ''))) {
-      send(res, record, 401, {
-        error: {
-          message: 'Incorrect API key provided. You can find your API key at your provider.',
-          type: 'invalid_request_error',
-          param: null,
-          code: 'invalid_api_key',
-        },
-      });
-      return;
-    }
+    if (unauthorized(req, res, record)) return;
     if (settings.outage) {
       send(
         res,
@@ -628,6 +638,32 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
     send(res, record, 200, completion, headers);
   }
 
+  /** How /chat/completions answers `body` when nothing goes wrong: what a batch's request line gets. */
+  function plainAnswer(body: unknown): { status: number; body: unknown } {
+    const parsed = parseChatRequest(body);
+    if (!parsed.ok)
+      return { status: 400, body: { error: { message: parsed.message, type: 'invalid_request_error' } } };
+    try {
+      const completion = chatCompletion(
+        parsed.request,
+        contentFor(parsed.request),
+        nextId(),
+        createdSeconds(),
+      );
+      stats.tokensServed += completion.usage.total_tokens;
+      return { status: 200, body: completion };
+    } catch (e) {
+      return {
+        status: 400,
+        body: {
+          error: { message: e instanceof Error ? e.message : String(e), type: 'invalid_request_error' },
+        },
+      };
+    }
+  }
+
+  const batch = createMockBatch({ clock, settings, answer: plainAnswer, changed: () => changed() });
+
   function nextId(): string {
     counter++;
     return `chatcmpl-mock-${counter}`;
@@ -656,6 +692,31 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
       changed();
     });
     changed();
+    const batchRoute = batch.route(record.method, record.path);
+    if (batchRoute !== undefined) {
+      if (unauthorized(req, res, record)) return;
+      const reply = {
+        json: (status: number, body: unknown) => send(res, record, status, body),
+        text: (status: number, body: string) => {
+          count(record, status);
+          res.writeHead(status, {
+            'content-type': 'application/octet-stream',
+            'content-length': Buffer.byteLength(body),
+          });
+          res.end(body);
+        },
+      };
+      batch
+        .handle(batchRoute, req, res, reply)
+        .then((body) => {
+          record.body = body;
+        })
+        .catch((e: unknown) => {
+          if (!res.headersSent && !res.destroyed)
+            reply.json(500, { error: { message: `mock server bug: ${String(e)}`, type: 'server_error' } });
+        });
+      return;
+    }
     const route = mockRoute(record.method, record.path);
     if (route === 'models') {
       const listed = settings.models?.map((id) => ({ id, object: 'model', created: 0, owned_by: 'mock' }));
@@ -694,6 +755,7 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
     port,
     requests,
     stats,
+    batch: batch.log,
     get settings(): Readonly<MockSettings> {
       return settings;
     },
@@ -701,6 +763,7 @@ export async function startMockServer(opts: MockOptions = {}): Promise<MockServe
       Object.assign(settings, options);
       if ('seed' in options) rnd = seededRandom(settings.seed ?? 1);
       if ('rpm' in options || 'tpm' in options || 'burstSeconds' in options) limits = makeLimits();
+      batch.settingsChanged();
       if (!settings.hold && holds.size > 0) {
         for (const release of holds) release();
         holds.clear();
