@@ -16,6 +16,7 @@ const suites: Record<string, () => Promise<{ bench: Bench }>> = {
   'store-batches': () => import('./store-batches.ts'),
   'store-cache': () => import('./store-cache.ts'),
   'store-hosts': () => import('./store-hosts.ts'),
+  'batch-api': () => import('./batch-api.ts'),
 };
 
 const only = process.argv.slice(2);

@@ -59,6 +59,11 @@ describe('process --batch-api', () => {
     const { path, terms } = inputOf(home, 100);
     server.clear();
     server.set({ batchCompleteAfterMs: 0, batchErrorRate: 0.05, batchShuffle: true });
+    const seen = {
+      batches: server.batch.batches.length,
+      uploads: server.batch.uploads.length,
+      lines: server.batch.linesSubmitted,
+    };
     const args = ['process', path, '-o', join(home, 'deck.tsv'), '--batch-api'];
     const exits: number[] = [];
     for (let run = 0; run < 12; run++) {
@@ -76,11 +81,12 @@ describe('process --batch-api', () => {
     );
     assert.deepEqual([...deckTerms(join(home, 'deck.tsv'))].sort(), [...new Set(terms)].sort());
     assert.equal(chatRequests(server), 0, 'no synchronous request');
-    const log = server.batch;
-    assert.ok(log.batches.length >= 2, `${log.batches.length} batches`);
-    assert.ok(log.linesSubmitted >= 200 && log.linesSubmitted <= 240, `${log.linesSubmitted} lines`);
+    const batches = server.batch.batches.length - seen.batches;
+    const lines = server.batch.linesSubmitted - seen.lines;
+    assert.ok(batches >= 2, `${batches} batches`);
+    assert.ok(lines >= 200 && lines <= 240, `${lines} lines`);
     // Each line went once, or again only after it failed: no custom id is in two batches with the same attempt.
-    const ids = log.uploads.flatMap((u) => u.customIds);
+    const ids = server.batch.uploads.slice(seen.uploads).flatMap((u) => u.customIds);
     assert.equal(new Set(ids).size, ids.length);
     // The raw output files were kept before they were parsed.
     assert.ok(readdirSync(join(home, 'batch-api')).some((f) => f.endsWith('-output.jsonl')));
@@ -89,7 +95,7 @@ describe('process --batch-api', () => {
     const id = (JSON.parse(shown.stdout) as { batches: { id: string }[] }).batches[0]?.id ?? '';
     const detail = await runCli(['batches', 'show', id, '--json'], { env: env(home) });
     const remote = (JSON.parse(detail.stdout) as { remoteBatches: { state: string }[] }).remoteBatches;
-    assert.equal(remote.length, log.batches.length);
+    assert.equal(remote.length, batches);
     assert.ok(remote.every((b) => b.state === 'collected'));
     // A later synchronous run of the same words pays nothing: the answers are in the cache.
     const sync = await runCli(['process', path, '-o', join(home, 'again.tsv'), '--new'], { env: env(home) });
@@ -103,13 +109,19 @@ describe('process --batch-api', () => {
     server.clear();
     server.set({ batchCompleteAfterMs: 0, batchErrorRate: 0, batchShuffle: false, batchHoldCreate: true });
     const args = ['process', path, '-o', join(home, 'deck.tsv'), '--batch-api'];
+    // The mock's batch log spans the file's tests: count from here.
+    const seen = {
+      batches: server.batch.batches.length,
+      uploads: server.batch.uploads.length,
+      lines: server.batch.linesSubmitted,
+    };
     const killed = startCli(args, { env: env(home) });
     await server.until(() => server.batch.heldCreates >= 1);
     killed.child.kill('SIGKILL');
     await killed.done;
     // The server carries out the create it was holding; the client never saw the reply.
     server.set({ batchHoldCreate: false });
-    await server.until(() => server.batch.batches.length >= 1);
+    await server.until(() => server.batch.batches.length >= seen.batches + 1);
     const exits: number[] = [];
     for (let run = 0; run < 6; run++) {
       const r = await runCli(args, { env: env(home) });
@@ -118,10 +130,11 @@ describe('process --batch-api', () => {
     }
     assert.equal(exits.at(-1), 0, `exits ${exits.join(',')}`);
     assert.deepEqual([...deckTerms(join(home, 'deck.tsv'))].sort(), [...new Set(terms)].sort());
-    const firstStage = server.batch.batches.filter((b) => b.metadata['flashcards_stage'] === 'analyze');
+    const made = server.batch.batches.slice(seen.batches);
+    const firstStage = made.filter((b) => b.metadata['flashcards_stage'] === 'analyze');
     assert.equal(firstStage.length, 1, 'one batch for the first stage');
-    assert.equal(server.batch.uploads.length, 2, 'one upload per stage');
-    assert.equal(server.batch.linesSubmitted, 20);
+    assert.equal(server.batch.uploads.length - seen.uploads, 2, 'one upload per stage');
+    assert.equal(server.batch.linesSubmitted - seen.lines, 20);
   });
 
   test('--wait polls until the deck is complete, then exits 0', async () => {

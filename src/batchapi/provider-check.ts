@@ -6,7 +6,8 @@ const WITH_BATCH_API = new Set(['openai', 'groq']);
 
 /** Refuses --batch-api for a provider without a batch API, before anything is opened (exit 2). */
 export function checkBatchApiProvider(settings: Pick<Settings, 'provider' | 'batchApi'>): void {
-  if (WITH_BATCH_API.has(settings.provider) || settings.batchApi.available) return;
+  if (WITH_BATCH_API.has(settings.provider)) return;
+  if (settings.provider === 'custom' && settings.batchApi.available) return;
   throw usageError(
     `--batch-api needs a provider with a batch API; ${settings.provider} has none`,
     settings.provider === 'custom'

@@ -19,6 +19,7 @@ import {
   type ResultLine,
   type SubmissionLimits,
 } from './adapter.ts';
+import { ENQUEUED_LIMIT_PATTERN } from './openai.ts';
 import { isOpen, type JobFailures, jobKey, type Submission, type SubmissionStore } from './submissions.ts';
 
 /**
@@ -307,8 +308,10 @@ async function collect(
       await noteFailure(o, item, stage, failures, outcome(), problem.detail, problem.rejected);
       continue;
     }
-    // An expired or cancelled batch keeps what it finished; the rest goes again without counting.
-    if (!line && (remote.state === 'expired' || remote.state === 'cancelled')) continue;
+    // An expired or cancelled batch keeps what it finished; the rest goes again without counting,
+    // as does a batch the provider failed for its queue being full (OpenAI: token_limit_exceeded).
+    if (!line && (remote.state === 'expired' || remote.state === 'cancelled' || queueWasFull(remote)))
+      continue;
     failed++;
     if (line) o.job.counters.requests++;
     const detail = line
@@ -319,6 +322,13 @@ async function collect(
     await noteFailure(o, item, stage, failures, outcome(), detail, undefined);
   }
   return { answered, failed };
+}
+
+/** A batch failed as a whole because the provider's queue of enqueued tokens was full: not the lines' fault. */
+function queueWasFull(remote: RemoteBatch): boolean {
+  return (
+    remote.state === 'failed' && remote.errors !== undefined && ENQUEUED_LIMIT_PATTERN.test(remote.errors)
+  );
 }
 
 /** One more failed attempt at the provider; the job fails when it has had --max-attempts (unless --fallback sync). */

@@ -2,10 +2,9 @@ import { join } from 'node:path';
 import type { RunOutcome } from '../../batch/runner.ts';
 import { OPENAI_LIMITS } from '../../batchapi/adapter.ts';
 import { runBatchApi } from '../../batchapi/run.ts';
-import type { Submission } from '../../batchapi/submissions.ts';
 import { nodeTransport } from '../../client/transport.ts';
-import { formatDuration } from '../../core/duration.ts';
 import type { CommandContext } from '../context.ts';
+import { statusLines } from './batch-api-status.ts';
 import type { OpenRun } from './open.ts';
 import type { ProcessOptions } from './options.ts';
 import type { RunPlan } from './plan.ts';
@@ -46,19 +45,4 @@ export async function runViaBatchApi(
     wait: o.batchApi.wait,
     onStatus: show ? (out) => ctx.io.err(statusLines(out, ctx.clock.now())) : undefined,
   });
-}
-
-/** What is out with the provider: one line a submission, with its age and the provider's counts. */
-export function statusLines(out: readonly Submission[], nowMs: number): string {
-  return out
-    .map((s) => {
-      const counts = s.counts
-        ? `, ${s.counts.completed}/${s.counts.total} answered, ${s.counts.failed} failed`
-        : '';
-      const where =
-        s.remoteId ?? (s.state === 'uploaded' ? `file ${s.fileId ?? '?'} (not accepted yet)` : 'upload');
-      const note = s.error && s.state === 'uploaded' ? ` (${s.error})` : '';
-      return `  ${s.stage}: ${where} ${s.remoteState ?? s.state}${counts}, out for ${formatDuration(Math.max(0, nowMs - s.createdAt))}${note}\n`;
-    })
-    .join('');
 }
