@@ -8,6 +8,7 @@ import { type OpenRun, openRun } from './process/open.ts';
 import type { ProcessOptions } from './process/options.ts';
 import { planRun, type RunPlan } from './process/plan.ts';
 import { summarise } from './process/summarise.ts';
+import { openTelemetry } from './process/telemetry.ts';
 
 export type { ProcessOptions } from './process/options.ts';
 
@@ -15,14 +16,22 @@ export type { ProcessOptions } from './process/options.ts';
  * `flashcards process`: a word list to a deck, in five steps. Plan (settings, checks, output:
  * nothing opened yet), open what the run needs (each part's cleanup on one disposer stack), run
  * the batch, deliver the cards (file, AnkiConnect), summarise (status, summary, exit code).
+ * With the OTEL_* variables set, the whole run is one trace (telemetry.ts), flushed at the end.
  */
 export async function processCommand(ctx: CommandContext, o: ProcessOptions): Promise<ExitCode> {
   const plan = await planRun(ctx, o);
   return withDisposer(async (stack) => {
-    const run = await openRun(ctx, o, plan, stack);
-    const outcome = await runItems(ctx, o, plan, run);
-    const delivery = await deliver(ctx, o, plan, run, outcome);
-    return summarise(ctx, o, plan, run, outcome, delivery);
+    const telemetry = await openTelemetry(ctx, plan, stack);
+    try {
+      const run = await openRun(ctx, o, plan, stack, telemetry);
+      const outcome = await runItems(ctx, o, plan, run);
+      const delivery = await deliver(ctx, o, plan, run, outcome);
+      return await summarise(ctx, o, plan, run, outcome, delivery);
+    } catch (e) {
+      // The root span ends with the error (a no-op when summarise already ended it).
+      telemetry?.fail(e);
+      throw e;
+    }
   });
 }
 
