@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { DEFAULT_EXPORT_TIMEOUT_MS, otelConfig, parseKeyValues } from '../src/telemetry/otel-config.ts';
+import { chatTarget } from '../src/telemetry/target.ts';
 
 describe('otelConfig', () => {
   test('without any OTEL_* variable telemetry is off', () => {
@@ -139,5 +140,38 @@ describe('parseKeyValues', () => {
       c: '%E0%A4%A',
     });
     assert.deepEqual(parseKeyValues(undefined), {});
+  });
+});
+
+describe('chatTarget', () => {
+  test('a preset on its own host is named as the GenAI conventions name it', () => {
+    assert.deepEqual(
+      chatTarget({
+        provider: 'openai',
+        baseUrl: 'https://api.openai.com/v1',
+        model: 'gpt-4o-mini',
+        presetBaseUrl: 'https://api.openai.com/v1',
+      }),
+      { provider: 'openai', model: 'gpt-4o-mini', serverAddress: 'api.openai.com', serverPort: 443 },
+    );
+  });
+
+  test('a base URL elsewhere (a gateway, a test server) is named by its host', () => {
+    assert.deepEqual(
+      chatTarget({
+        provider: 'openrouter',
+        baseUrl: 'http://127.0.0.1:40123/v1',
+        model: 'm',
+        presetBaseUrl: 'https://openrouter.ai/api/v1',
+      }),
+      { provider: '127.0.0.1', model: 'm', serverAddress: '127.0.0.1', serverPort: 40123 },
+    );
+  });
+
+  test('the offline mock has no port', () => {
+    assert.deepEqual(
+      chatTarget({ provider: 'mock', baseUrl: 'mock://local', model: 'mock', presetBaseUrl: 'mock://local' }),
+      { provider: 'mock', model: 'mock', serverAddress: 'local' },
+    );
   });
 });
