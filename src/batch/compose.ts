@@ -8,6 +8,7 @@ import { providerKey, publicUrl } from '../core/provider-key.ts';
 import type { Random } from '../core/random.ts';
 import { CircuitWaits } from '../job/circuit-waits.ts';
 import { cacheKeys, type JobContext } from '../job/execute.ts';
+import type { JobTelemetry } from '../job/ports.ts';
 import { tolerantBreaker, tolerantLimiter } from '../job/tolerant-ports.ts';
 import { createLimiter, type Limiter } from '../limiter/index.ts';
 import { CircuitBreaker, RetryPolicy } from '../resilience/index.ts';
@@ -28,6 +29,8 @@ export interface ComposeOptions {
   deadlineMs: number | undefined;
   clock: Clock;
   random: Random;
+  /** Spans and metrics of the job's calls, when the run exports telemetry. */
+  telemetry?: JobTelemetry | undefined;
 }
 
 export interface ComposedRun {
@@ -120,6 +123,7 @@ export function composeRun(o: ComposeOptions): ComposedRun {
     counters: { requests: 0, retries: 0, cacheHits: 0, cacheMisses: 0 },
     observer: concurrency,
     storeHealth: o.state.health,
+    telemetry: o.telemetry,
   };
   return {
     job,

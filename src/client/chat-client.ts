@@ -40,6 +40,8 @@ export interface ChatResult {
   status: number;
   /** The response's rate-limit headers, read once: the limiter paces by them. */
   rateLimit: RateLimitInfo;
+  /** The model that answered, as the provider names it (a router may pick another than asked). */
+  model?: string | undefined;
 }
 
 export interface ChatClientOptions {
@@ -144,6 +146,7 @@ export class RequestEncoder {
 const COMMA = Buffer.from(',');
 
 interface CompletionBody {
+  model?: unknown;
   choices?: { message?: { content?: unknown; refusal?: unknown }; finish_reason?: unknown }[];
   usage?: { prompt_tokens?: unknown; completion_tokens?: unknown; total_tokens?: unknown };
   error?: { message?: unknown };
@@ -212,6 +215,7 @@ export function parseCompletion(
     content: unfence(content),
     usage: { promptTokens, completionTokens, totalTokens: total ?? promptTokens + completionTokens },
     usageEstimated,
+    ...(typeof body.model === 'string' ? { model: body.model } : {}),
   };
 }
 

@@ -15,6 +15,7 @@ import { type OpenRun, openRun } from './process/open.ts';
 import type { ProcessOptions } from './process/options.ts';
 import { planRun, type RunPlan } from './process/plan.ts';
 import { summarise } from './process/summarise.ts';
+import { openTelemetry } from './process/telemetry.ts';
 
 export type { ProcessOptions } from './process/options.ts';
 
@@ -22,6 +23,7 @@ export type { ProcessOptions } from './process/options.ts';
  * `flashcards process`: a word list to a deck, in five steps. Plan (settings, checks, output:
  * nothing opened yet), open what the run needs (each part's cleanup on one disposer stack), run
  * the batch, deliver the cards (file, AnkiConnect), summarise (status, summary, exit code).
+ * With the OTEL_* variables set, the whole run is one trace (telemetry.ts), flushed at the end.
  */
 export async function processCommand(ctx: CommandContext, given: ProcessOptions): Promise<ExitCode> {
   const plan = await planRun(ctx, given);
@@ -30,10 +32,11 @@ export async function processCommand(ctx: CommandContext, given: ProcessOptions)
   const o = given.batchApi ? { ...given, lock: true } : given;
   const metrics = metricsFile(ctx, plan);
   return withDisposer(async (stack) => {
+    const telemetry = await openTelemetry(ctx, plan, stack);
     let run: OpenRun | undefined;
     let before: JobTotals | undefined;
     try {
-      run = await openRun(ctx, o, plan, stack, metrics ? [metrics] : []);
+      run = await openRun(ctx, o, plan, stack, metrics ? [metrics] : [], telemetry);
       if (metrics) before = await run.stores.results.totals(run.batch.id);
       const outcome = await runItems(ctx, o, plan, run);
       const delivery = await deliver(ctx, o, plan, run, outcome);
@@ -41,6 +44,8 @@ export async function processCommand(ctx: CommandContext, given: ProcessOptions)
       await metrics?.write(exitCode, await runWork(plan, run, before));
       return exitCode;
     } catch (e) {
+      // The root span ends with the error (a no-op when summarise already ended it).
+      telemetry?.fail(e);
       // Stopped, interrupted or failed: the file still tells when and how the run ended.
       await metrics?.write(exitCodeOfError(e), run && (await runWork(plan, run, before)));
       throw e;

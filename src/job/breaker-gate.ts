@@ -40,6 +40,7 @@ export function breakerGate(o: BreakerGateOptions): Policy {
         if (waitedMs !== undefined) {
           o.events.emit({ type: 'breaker_wait', batchId: o.batchId, phase: 'ended', waitedMs });
         }
+        attempt.tally.breakerState = decision.probe ? 'half_open' : 'closed';
         let answer: Answer;
         try {
           answer = await next(attempt);

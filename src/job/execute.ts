@@ -17,7 +17,7 @@ import { breakerGate } from './breaker-gate.ts';
 import type { CircuitWaits } from './circuit-waits.ts';
 import { limiterGate } from './limiter-gate.ts';
 import { type Answer, type Attempt, wrap } from './policy.ts';
-import type { BreakerPort, CallObserver, LimiterPort } from './ports.ts';
+import type { BreakerPort, CallObserver, JobTelemetry, LimiterPort } from './ports.ts';
 import { providerCall } from './provider-call.ts';
 import { retrying } from './retrying.ts';
 import type { RunStop } from './stop.ts';
@@ -53,6 +53,8 @@ export interface JobContext {
   observer?: CallObserver | undefined;
   /** Whether the shared store answers; a job waits for it before sending (store-waits.ts). */
   storeHealth: StoreHealth;
+  /** Spans and metrics of the job's calls, when the run exports telemetry (OTEL_* variables). */
+  telemetry?: JobTelemetry | undefined;
 }
 
 /** `requestMs`: the requests' time on the wire (what the job waited for otherwise is not in it). */
@@ -178,6 +180,7 @@ export async function executeJob(
   });
   if (outcome.hit) ctx.counters.cacheHits++;
   else if (ctx.cache && ctx.cacheMode !== 'off') ctx.counters.cacheMisses++;
+  if (ctx.cache && ctx.cacheMode === 'normal' && !shared) ctx.telemetry?.cacheLookup(outcome.hit);
   const result = outcome.result;
   if (!shared || outcome.hit) return result;
   // Another job of this run sent the same request and paid for it: this one was answered for free.
@@ -202,7 +205,13 @@ async function requestAnswer(
     ctx.counters.cacheHits++;
     return { content: stale.content, usage: zeroUsage, cached: true };
   };
+  const jobId = `${ctx.batchId}:${item}:${stage.name}`;
+  // Telemetry, when on, is outermost (one span per logical call, retries included) and innermost
+  // (each request sent); it observes and never changes what passes through.
+  const telemetry = ctx.telemetry;
   const job = wrap(
+    // Items as people count them (the first row is 1), as the run's log names them.
+    ...(telemetry ? [telemetry.call({ jobId, item: item + 1, stage: stage.name })] : []),
     retrying({ ...common, policy: ctx.retry, item, stage: stage.name, counters: ctx.counters }),
     validatingWithRepair(stage),
     storeWaits({ ...common, health: ctx.storeHealth, maxWaitMs: ctx.maxWaitMs }),
@@ -215,6 +224,7 @@ async function requestAnswer(
       fallback: staleAnswer,
     }),
     limiterGate({ ...common, limiter: ctx.limiter, maxTokens: ctx.maxTokens, observer: ctx.observer }),
+    ...(telemetry ? [telemetry.request] : []),
   )(
     providerCall({
       client: ctx.client,
@@ -228,7 +238,7 @@ async function requestAnswer(
   const attempt: Attempt = {
     request,
     number: 1,
-    jobId: `${ctx.batchId}:${item}:${stage.name}`,
+    jobId,
     promptTokens: messageTokens(request.messages),
     tally: { requests: 0, requestMs: 0 },
   };

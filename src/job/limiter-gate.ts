@@ -32,6 +32,7 @@ const waitEventEveryMs = 5000;
 export function limiterGate(o: LimiterGateOptions): Policy {
   return (next) => async (attempt) => {
     const tokens = attempt.promptTokens + o.maxTokens;
+    const enteredAt = o.stop.clock.now();
     let lastWaitEvent = Number.NEGATIVE_INFINITY;
     const report = (waitMs: number, reason: string, kind: 'pacing' | 'paused'): void => {
       const now = o.stop.clock.now();
@@ -70,6 +71,7 @@ export function limiterGate(o: LimiterGateOptions): Policy {
           throw e;
         }
       }
+      attempt.tally.limiterWaitMs = (attempt.tally.limiterWaitMs ?? 0) + (o.stop.clock.now() - enteredAt);
       let answer: Answer;
       try {
         answer = await next(attempt);

@@ -14,7 +14,15 @@ export interface Attempt {
    * Requests this job has sent so far (its attempts), their time on the wire, and when its first
    * attempt failed.
    */
-  tally: { requests: number; requestMs: number; firstFailureAt?: number | undefined };
+  tally: {
+    requests: number;
+    requestMs: number;
+    firstFailureAt?: number | undefined;
+    /** Time spent waiting for the rate limiter, all attempts (for telemetry). */
+    limiterWaitMs?: number | undefined;
+    /** The breaker's state when the last attempt went through (for telemetry). */
+    breakerState?: 'closed' | 'half_open' | undefined;
+  };
 }
 
 /** An answer coming back up the chain: the content is not validated yet. */
@@ -25,6 +33,8 @@ export interface Answer {
   cached: boolean;
   /** The response's rate-limit headers; absent for an answer that was not a request. */
   rateLimit?: RateLimitInfo | undefined;
+  /** The model that answered, when the provider said. */
+  model?: string | undefined;
   /** The answer parsed and checked against the stage's schema (set by the validation policy). */
   value?: unknown;
 }

@@ -1,5 +1,6 @@
 import type { RateLimitInfo } from '../core/headers.ts';
 import type { BreakerDecision, CallOutcome } from '../resilience/index.ts';
+import type { Policy } from './policy.ts';
 
 /**
  * What the job's gates need of the shared policies: the circuit breaker and the rate limiter, on
@@ -54,4 +55,20 @@ export interface CallObserver {
    * provider struggles (5xx, timeouts, resets), `cancelled` when the run stopped it.
    */
   sent(): (end: CallEnd) => void;
+}
+
+/**
+ * What telemetry (telemetry/) adds to a job, when the run exports any: absent otherwise, and then
+ * nothing of OpenTelemetry is loaded. Its policies only observe: they never change an answer.
+ */
+export interface JobTelemetry {
+  /**
+   * Wraps one logical model call, retries included (its CLIENT span and GenAI metrics); placed
+   * inside the cache check, so an answer from the cache makes no span.
+   */
+  call(job: { jobId: string; item: number; stage: string }): Policy;
+  /** Wraps each request sent: its status counted, a failed one an event on the call's span. */
+  request: Policy;
+  /** A response cache lookup of the job (hit or miss). */
+  cacheLookup(hit: boolean): void;
 }

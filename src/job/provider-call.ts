@@ -35,7 +35,13 @@ export function providerCall(o: {
       const result = await o.client.complete(attempt.request, o.signal);
       onWire();
       ended?.('ok');
-      return { content: result.content, usage: result.usage, cached: false, rateLimit: result.rateLimit };
+      return {
+        content: result.content,
+        usage: result.usage,
+        cached: false,
+        rateLimit: result.rateLimit,
+        ...(result.model === undefined ? {} : { model: result.model }),
+      };
     } catch (e) {
       const error = isProviderError(e)
         ? e

@@ -18,6 +18,11 @@ export function openJsonLog(
   runId: string,
   /** Told once when a write fails (a full disk): the run goes on without its log. */
   onWriteError: (e: unknown) => void = () => {},
+  /**
+   * The trace a record belongs to, when the run exports telemetry: `traceId` and `spanId` join
+   * the log to the run's spans (absent without telemetry).
+   */
+  correlate?: () => { traceId: string; spanId?: string | undefined },
 ): JsonLog {
   mkdirSync(logsDir, { recursive: true });
   const stamp = new Date(now()).toISOString().replace(/[:.]/g, '-');
@@ -50,7 +55,8 @@ export function openJsonLog(
       // A job is one item in one stage: `<batch>/<item>/<stage>` names it across runs and processes.
       const jobId =
         'item' in event && 'stage' in event ? `${event.batchId}/${event.item}/${event.stage}` : undefined;
-      const line = `${JSON.stringify({ ts: new Date(now()).toISOString(), level: levelOf(event), event: type, runId, jobId, ...fields })}\n`;
+      const ids = correlate?.();
+      const line = `${JSON.stringify({ ts: new Date(now()).toISOString(), level: levelOf(event), event: type, runId, jobId, ...ids, ...fields })}\n`;
       buffer.push(line);
       size += line.length;
       if (size > 64 * 1024 || event.type === 'run_finished') flush();

@@ -9,7 +9,7 @@ import { DEADLINE_GRACE_MS, runSignals } from '../../batch/run-signals.ts';
 import { LEASE_MS } from '../../batch/runner.ts';
 import { type BatchRecord, type BatchStores, joinRun } from '../../batch/store.ts';
 import { fetchTransport, type Transport } from '../../client/transport.ts';
-import { costOf } from '../../config/index.ts';
+import { costOf, PRESETS } from '../../config/index.ts';
 import type { DisposerStack } from '../../core/disposer-stack.ts';
 import { errorMessage, FlashcardsError } from '../../core/errors.ts';
 import { type EventSink, fanOut } from '../../core/events.ts';
@@ -19,6 +19,8 @@ import { systemRandom } from '../../core/random.ts';
 import type { JobContext } from '../../job/execute.ts';
 import type { BreakerState } from '../../resilience/breaker-machine.ts';
 import type { SharedState } from '../../store/state.ts';
+import type { RunTelemetry } from '../../telemetry/otel.ts';
+import { chatTarget } from '../../telemetry/target.ts';
 import { openJsonLog } from '../../ui/json-log.ts';
 import { pruneLogs } from '../../ui/log-retention.ts';
 import { createProgress, type LiveFigures, type Progress, progressMode } from '../../ui/progress.ts';
@@ -52,6 +54,8 @@ export interface OpenRun {
   transport: Transport | undefined;
   /** The provider key's circuit breaker as the shared state holds it now (for the metrics file). */
   breakerState: () => Promise<BreakerState>;
+  /** The run's trace and metrics, when it exports telemetry. */
+  telemetry: RunTelemetry | undefined;
 }
 
 /** How often the whole batch's counts are read for the progress line (other runs may share it). */
@@ -114,6 +118,7 @@ export async function openRun(
   stack: DisposerStack,
   /** More sinks of the run's events (the metrics file's), beside the log and the progress line. */
   sinks: readonly EventSink[] = [],
+  telemetry?: RunTelemetry | undefined,
 ): Promise<OpenRun> {
   const { settings, pipeline } = plan;
   const paths = dataPaths(ctx.home);
@@ -190,15 +195,29 @@ export async function openRun(
 
   // Old run logs go before this run writes its own (a cron run every 30 minutes writes 48 a day).
   pruneLogs(paths.logs, { ...settings.logs, nowMs: ctx.clock.now() });
+  const runId = owner.split(':').slice(1).join('-');
   const log = stack.use(
     openJsonLog(
       paths.logs,
       () => ctx.clock.now(),
-      owner.split(':').slice(1).join('-'),
+      runId,
       (e) =>
         ctx.io.err(`warning: cannot write the run's log (${errorMessage(e)}); the run goes on without it\n`),
+      telemetry ? () => telemetry.correlate() : undefined,
     ),
   );
+  const traced = telemetry?.describe({
+    batchId: batch.id,
+    runId,
+    pipeline: pipeline.name,
+    lastStage: pipeline.stages[pipeline.stages.length - 1]?.name ?? '',
+    target: chatTarget({
+      provider: settings.provider,
+      baseUrl: publicUrl(settings.baseUrl),
+      model: settings.model,
+      presetBaseUrl: PRESETS[settings.provider].baseUrl,
+    }),
+  });
   // The live figures come from the policies, composed below (the progress line starts first).
   let figures: (() => Promise<LiveFigures>) | undefined;
   const progress = await createProgress({
@@ -212,7 +231,7 @@ export async function openRun(
     cost: (prompt, completion) => costOf(settings, prompt, completion),
   });
   stack.defer(() => progress.stop());
-  const events = fanOut(log, progress, ...sinks);
+  const events = fanOut(log, progress, ...sinks, ...(traced?.events ? [traced.events] : []));
   state.health.onChange((change) => {
     const since = state.health.awaySince;
     events.emit({
@@ -253,6 +272,7 @@ export async function openRun(
     deadlineMs,
     clock: ctx.clock,
     random: systemRandom,
+    telemetry: traced?.job,
   });
   const { job } = composed;
   figures = liveFigures(composed, stores, batch.id, ctx.clock);
@@ -291,5 +311,6 @@ export async function openRun(
     transport,
     breakerState: async () =>
       (await state.breaker.store.read(job.providerKey, settings.breaker.samplingWindowMs)).circuit.state,
+    telemetry,
   };
 }

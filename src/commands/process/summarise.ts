@@ -67,6 +67,11 @@ export async function summarise(
   events.emit({ type: 'run_finished', batchId: batch.id, status, exitCode, durationMs });
 
   const counts = outcome.counts;
+  run.telemetry?.finish({
+    status,
+    exitCode,
+    counts: { total: counts.total, done: counts.done, failed: counts.failed, pending: counts.pending },
+  });
   const { written, pushed, tally } = delivery;
   const failed = await readFailures(stores.results, batch.id);
   const summary: RunSummary = {
