@@ -49,7 +49,7 @@ describe('process with --store redis:// (several hosts on one Redis)', { skip: r
 
   before(async () => {
     redis = await startRedisServer();
-    server = await startMockServer({ seed: 11, requireAuth: true, latencyMs: [150, 450] });
+    server = await startMockServer({ seed: 11, requireAuth: true, latencyMs: [50, 150] });
   });
   after(async () => {
     await server.close();
