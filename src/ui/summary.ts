@@ -77,11 +77,16 @@ export async function printSummary(io: Io, s: RunSummary): Promise<void> {
     },
     { cards: String(s.cards) },
     { requests: `${s.requests} (${s.retries} retries, ${s.cacheHits} cache hits)` },
-    {
-      'in flight': s.concurrency.pinned
-        ? `${s.concurrency.final} (--concurrency)`
-        : `up to ${s.concurrency.peak} (steered to the rate limit)`,
-    },
+    // Through the batch API nothing is in flight: the provider holds the requests.
+    ...(s.batchApi
+      ? []
+      : [
+          {
+            'in flight': s.concurrency.pinned
+              ? `${s.concurrency.final} (--concurrency)`
+              : `up to ${s.concurrency.peak} (steered to the rate limit)`,
+          },
+        ]),
     { 'tokens (batch)': `${s.tokens.total} (${s.tokens.prompt} in, ${s.tokens.completion} out)` },
     {
       'cost (batch)':
