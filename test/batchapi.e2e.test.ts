@@ -150,6 +150,110 @@ describe('process --batch-api', () => {
     assert.equal(chatRequests(server), 0);
   });
 
+  /** Runs the command until it stops exiting 75 (at most `max` times); the exit codes in order. */
+  async function untilDone(
+    args: string[],
+    home: string,
+    max = 8,
+  ): Promise<{ exits: number[]; stderr: string }> {
+    const exits: number[] = [];
+    let stderr = '';
+    for (let run = 0; run < max; run++) {
+      const r = await runCli(args, { env: env(home) });
+      exits.push(r.code ?? -1);
+      stderr = r.stderr;
+      if (r.code !== 75) break;
+    }
+    return { exits, stderr };
+  }
+
+  test('an expired batch keeps what it answered; the rest goes again without counting an attempt', async () => {
+    const home = tempDir();
+    const { path, terms } = inputOf(home, 6);
+    server.clear();
+    server.set({
+      batchCompleteAfterMs: 60_000,
+      batchExpireAfterMs: 1,
+      batchErrorRate: 0,
+      batchShuffle: false,
+    });
+    try {
+      // One attempt allowed: were the unanswered lines of an expired batch counted, items would fail.
+      const args = ['process', path, '-o', join(home, 'deck.tsv'), '--batch-api', '--max-attempts', '1'];
+      const first = await untilDone(args, home, 3);
+      assert.deepEqual(first.exits, [75, 75, 75], first.stderr);
+      server.set({ batchExpireAfterMs: 0, batchCompleteAfterMs: 0 });
+      const { exits, stderr } = await untilDone(args, home);
+      assert.equal(exits.at(-1), 0, `${exits.join(',')}: ${stderr}`);
+      assert.deepEqual([...deckTerms(join(home, 'deck.tsv'))].sort(), [...new Set(terms)].sort());
+    } finally {
+      server.set({ batchExpireAfterMs: 0, batchCompleteAfterMs: 0 });
+    }
+  });
+
+  test('items failed at their last attempt fail the run (exit 1); --retry-failed gives them new attempts', async () => {
+    const home = tempDir();
+    const { path, terms } = inputOf(home, 4);
+    server.clear();
+    server.set({ batchCompleteAfterMs: 0, batchErrorRate: 1, batchShuffle: false });
+    const args = ['process', path, '-o', join(home, 'deck.tsv'), '--batch-api', '--max-attempts', '1'];
+    const failed = await untilDone(args, home);
+    assert.deepEqual(failed.exits, [75, 1], failed.stderr);
+    server.set({ batchErrorRate: 0 });
+    const again = await untilDone([...args, '--retry-failed'], home);
+    assert.equal(again.exits.at(-1), 0, `${again.exits.join(',')}: ${again.stderr}`);
+    assert.deepEqual([...deckTerms(join(home, 'deck.tsv'))].sort(), [...new Set(terms)].sort());
+  });
+
+  test('--fallback sync: jobs the batch API keeps failing go as ordinary requests, both stages', async () => {
+    const home = tempDir();
+    const { path, terms } = inputOf(home, 3);
+    server.clear();
+    server.set({ batchCompleteAfterMs: 0, batchErrorRate: 1 });
+    try {
+      const args = [
+        'process',
+        path,
+        '-o',
+        join(home, 'deck.tsv'),
+        '--batch-api',
+        '--max-attempts',
+        '1',
+        '--fallback',
+        'sync',
+      ];
+      const { exits, stderr } = await untilDone(args, home);
+      assert.equal(exits.at(-1), 0, `${exits.join(',')}: ${stderr}`);
+      assert.deepEqual([...deckTerms(join(home, 'deck.tsv'))].sort(), [...new Set(terms)].sort());
+      assert.equal(chatRequests(server), 6, 'each of the 6 jobs once as an ordinary request');
+    } finally {
+      server.set({ batchErrorRate: 0 });
+    }
+  });
+
+  test('a file the queue never has room for is split until it fits, then the batch completes', async () => {
+    const home = tempDir();
+    const { path, terms } = inputOf(home, 4);
+    // How many tokens the first stage's file of 4 requests holds, from a run with no limit.
+    const probe = tempDir();
+    server.clear();
+    server.set({ batchCompleteAfterMs: 0, batchErrorRate: 0, batchEnqueuedTokenLimit: 0 });
+    const seen = server.batch.batches.length;
+    await runCli(['process', path, '-o', join(probe, 'deck.tsv'), '--batch-api'], { env: env(probe) });
+    const whole = server.batch.batches.slice(seen).find((b) => b.lines === 4);
+    assert.ok(whole, 'the probe run submitted one file of 4 requests');
+    server.set({ batchEnqueuedTokenLimit: Math.ceil(whole.promptTokens * 0.75) });
+    try {
+      const args = ['process', path, '-o', join(home, 'deck.tsv'), '--batch-api', '--no-cache'];
+      const { exits, stderr } = await untilDone(args, home, 20);
+      assert.equal(exits.at(-1), 0, `${exits.join(',')}: ${stderr}`);
+      assert.ok(server.batch.enqueuedRefusals >= 2);
+      assert.deepEqual([...deckTerms(join(home, 'deck.tsv'))].sort(), [...new Set(terms)].sort());
+    } finally {
+      server.set({ batchEnqueuedTokenLimit: 0 });
+    }
+  });
+
   test('a provider without a batch API is refused before anything is sent (exit 2)', async () => {
     const home = tempDir();
     const { path } = inputOf(home, 3);

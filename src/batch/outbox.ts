@@ -47,8 +47,8 @@ export class OutboxResults implements BatchResults {
   readonly #inner: BatchResults;
   readonly #o: OutboxOptions;
   #db: Db | undefined;
-  #pending = 0;
-  /** One write-through at a time, so an entry is never sent twice by two callers. */
+  /** One write-through at a time in this process (another process on the same outbox.db may send
+   * the same entry too: the outcome scripts count a repeated outcome once). */
   #draining: Promise<void> | undefined;
 
   constructor(inner: BatchResults, o: OutboxOptions) {
@@ -58,16 +58,18 @@ export class OutboxResults implements BatchResults {
       const db = this.#open();
       // Entries of this store from before it lost its state have nowhere to go.
       db.prepare('DELETE FROM outbox WHERE store = ? AND epoch <> ?').run(o.storeId, o.epoch);
-      this.#pending = this.#count();
     }
     o.health.onChange((change) => {
       if (change === 'back') this.#drain().catch(() => {});
     });
   }
 
-  /** Outcomes kept here, waiting for the store. */
+  /**
+   * Outcomes kept here for this store, waiting for it: counted in the file, since other processes
+   * of this data directory keep and send entries in it too.
+   */
   get pending(): number {
-    return this.#pending;
+    return this.#db ? this.#count() : 0;
   }
 
   async completeJob(outcome: JobOutcome, result: unknown, lastStage: boolean): Promise<void> {
@@ -130,8 +132,8 @@ export class OutboxResults implements BatchResults {
   }
 
   async #deliver(entry: Entry): Promise<void> {
-    if (this.#pending > 0 && !this.#o.health.away) await this.#drain().catch(() => {});
-    if (this.#pending === 0 && !this.#o.health.away) {
+    if (this.pending > 0 && !this.#o.health.away) await this.#drain().catch(() => {});
+    if (this.pending === 0 && !this.#o.health.away) {
       try {
         await this.#send(entry);
         return;
@@ -144,7 +146,7 @@ export class OutboxResults implements BatchResults {
 
   /** Sends every kept entry, oldest first; throws the store's error when it still does not answer. */
   async #writeThrough(): Promise<void> {
-    if (this.#pending === 0) return;
+    if (this.pending === 0) return;
     await this.#drain();
   }
 
@@ -166,8 +168,8 @@ export class OutboxResults implements BatchResults {
       // The outcome scripts are fenced and idempotent for their lease token: an entry whose first
       // try reached the store after all (a reply that timed out) is not counted twice.
       await this.#send(JSON.parse(row.entry) as Entry);
+      // Deleted after it is sent: a crash in between sends it again, which counts once.
       remove.run(row.id);
-      this.#pending--;
     }
   }
 
@@ -180,7 +182,6 @@ export class OutboxResults implements BatchResults {
     this.#open()
       .prepare('INSERT INTO outbox (store, epoch, entry) VALUES (?, ?, ?)')
       .run(this.#o.storeId, this.#o.epoch, JSON.stringify(entry));
-    this.#pending++;
   }
 
   #count(): number {

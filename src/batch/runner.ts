@@ -287,7 +287,9 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
     const owners = await queue.leaseOwners(batch.id);
     if (owners.includes(owner)) {
       // Nothing in flight here, yet the store says this run holds leases: a claim it ran after
-      // its reply timed out (the store was frozen). Hand them back for anyone to take.
+      // its reply timed out (the store was frozen), or items whose outcomes wait in the outbox.
+      // Those are written through first (their fence is this run's token), then the rest goes back.
+      await store.flush();
       await queue.releaseLeases(batch.id, owner);
       return false;
     }
@@ -336,6 +338,8 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
     stopNoting();
     await noteLatency().catch(() => {});
     try {
+      // Outcomes kept while the store was away go before the leases that fence them.
+      await store.flush();
       // Also commits the last results: a failure here is reported as the reason the run stopped.
       await queue.releaseLeases(batch.id, owner);
     } catch (e) {

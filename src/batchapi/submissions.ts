@@ -40,6 +40,10 @@ export interface Submission {
   updatedAt: number;
   /** When the provider refused it or failed it as a whole. */
   error?: string | undefined;
+  /** Times the provider refused to create it for a full queue (429, enqueued tokens). */
+  refusals?: number | undefined;
+  /** Dropped after too many refusals: the files that replace it hold at most this many lines. */
+  splitTo?: number | undefined;
 }
 
 export interface JobFailures {

@@ -48,6 +48,8 @@ export interface MockBatchCreated {
   metadata: Record<string, string>;
   /** Request lines in its input file. */
   lines: number;
+  /** Their prompt tokens, as the enqueued token limit counts them. */
+  promptTokens: number;
   /** When it was created, on the mock's clock (ms). */
   at: number;
 }
@@ -440,6 +442,7 @@ export function createMockBatch(host: MockBatchHost) {
       inputFileId: input.id,
       metadata,
       lines: lines.length,
+      promptTokens: tokens,
       at: batch.createdAt,
     });
     log.linesSubmitted += lines.length;
