@@ -56,7 +56,7 @@ describe('process --batch-api', () => {
 
   test('run again and again: exit 75 until done, then 0; one batch per stage, failed lines resubmitted, no chat request', async () => {
     const home = tempDir();
-    const { path, terms } = inputOf(home, 100);
+    const { path, terms } = inputOf(home, 40);
     server.clear();
     server.set({ batchCompleteAfterMs: 0, batchErrorRate: 0.05, batchShuffle: true });
     const seen = {
@@ -84,7 +84,8 @@ describe('process --batch-api', () => {
     const batches = server.batch.batches.length - seen.batches;
     const lines = server.batch.linesSubmitted - seen.lines;
     assert.ok(batches >= 2, `${batches} batches`);
-    assert.ok(lines >= 200 && lines <= 240, `${lines} lines`);
+    // 80 jobs; failed lines (5%) go again, nothing else does.
+    assert.ok(lines >= 80 && lines <= 96, `${lines} lines`);
     // Each line went once, or again only after it failed: no custom id is in two batches with the same attempt.
     const ids = server.batch.uploads.slice(seen.uploads).flatMap((u) => u.customIds);
     assert.equal(new Set(ids).size, ids.length);
