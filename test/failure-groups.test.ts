@@ -9,6 +9,18 @@ import {
 import type { ItemFailure } from '../src/batch/store.ts';
 
 describe('failure groups: normalising a message', () => {
+  test('waits with units are one cause; a short term that is a word of the message is masked only where quoted', () => {
+    const waits = ['240ms', '1.2s', '1.414s', '2s'].map(
+      (w) => `rate limit reached for gpt-4o-mini: Please try again in ${w}. Visit https://x.example/limits`,
+    );
+    assert.equal(new Set(waits.map((m) => normaliseFailure(m, 'apple'))).size, 1);
+    assert.equal(
+      normaliseFailure('no answer in time (timeout 60s) for "time"', 'time'),
+      'no answer in time (timeout <n>) for "<term>"',
+    );
+    assert.equal(normaliseFailure('HTTP 500 from the provider', '500'), 'HTTP 500 from the provider');
+  });
+
   test('numbers become <n>; the HTTP status and the URL stay', () => {
     assert.equal(
       normaliseFailure(

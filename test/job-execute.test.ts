@@ -140,6 +140,17 @@ describe('executeJob: the cache first, then the request through the policies', (
     assert.equal(retried.length, 4);
     assert.equal(retried[2]!.role, 'assistant');
     assert.match(retried[3]!.content, /rejected: the cards answer does not match its schema \(cards:/);
+    // The rejected answer was billed too: the job reports both answers' tokens.
+    assert.deepEqual(result.usage, { promptTokens: 20, completionTokens: 10, totalTokens: 30 });
+  });
+
+  test('a job whose answers never validate reports the tokens it was billed for', async () => {
+    const client = scriptedClient(['{"cards":[]}']);
+    const ctx = context(client);
+    const result = await drive(ctx.clock, executeJob(ctx, cardsStage, input, 0), 1);
+    assert.equal(result.ok, false);
+    assert.equal(result.usage.promptTokens, 10 * result.requests);
+    assert.ok(result.requests >= 2);
   });
 
   test('a permanent error fails the item after one request, without retry', async () => {

@@ -84,6 +84,18 @@ describe('process --metrics-file: a Prometheus textfile after every run', () => 
     } finally {
       server.set({ status401: false });
     }
+
+    // Refused before it opened anything (an output directory that does not exist): the file says
+    // so too, and still keeps the last success.
+    const refused = await runCli(
+      ['process', fixture, '-o', join(home, 'missing', 'deck.tsv'), '--metrics-file', metrics, '--quiet'],
+      { env },
+    );
+    assert.equal(refused.code, 2, refused.stderr);
+    const third = readFileSync(metrics, 'utf8');
+    assert.equal(checkMetrics(third).status, 0, third);
+    assert.equal(value(third, m.exitCode.name), 2);
+    assert.equal(lastSuccessIn(third), lastSuccessIn(first));
   });
 
   test("a metrics file that cannot be written is a warning: the run's own exit code stands", async () => {

@@ -29,8 +29,11 @@ const UUID = /\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b/g
 const HEX_ID = /\b(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,}\b/gi;
 const PREFIXED_ID = /\b[a-z]+[_-](?=[a-z0-9]*\d)[a-z0-9]{6,}\b/gi;
 const LONG_TOKEN = /\b(?=[\w-]*\d)(?=[\w-]*[a-z])[\w-]{20,}\b/gi;
-/** A number standing alone (not part of a word such as gpt-4o). */
-const NUMBER = /(?<![\w.])\d+(?:\.\d+)?(?![\w])/g;
+/**
+ * A number standing alone (not part of a word such as gpt-4o), with a unit glued to it if any:
+ * "try again in 1.414s" and "in 240ms" are one cause.
+ */
+const NUMBER = /(?<![\w.])\d+(?:\.\d+)?(?:ms|s|m|h|k|kb|mb|%)?(?![\w])/gi;
 
 function escapeRegExp(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -58,14 +61,17 @@ function maskText(text: string): string {
  */
 export function normaliseFailure(message: string, term: string): string {
   const own = term.trim();
-  // The term as a whole word only: a term "x" must not turn "expected" into "e<term>pected".
+  // The term as a whole word only: a term "x" must not turn "expected" into "e<term>pected". A
+  // short term that is also a word of the messages ("in", "time") is masked only where quoted.
   const text =
     own === ''
       ? message
-      : message.replace(
-          new RegExp(`(?<![\\p{L}\\p{N}_])${escapeRegExp(own)}(?![\\p{L}\\p{N}_])`, 'gu'),
-          '<term>',
-        );
+      : own.length < 5 && /^[a-z0-9]+$/i.test(own)
+        ? message.replace(new RegExp(`(["'“«\`])${escapeRegExp(own)}(["'”»\`])`, 'gu'), '$1<term>$2')
+        : message.replace(
+            new RegExp(`(?<![\\p{L}\\p{N}_])${escapeRegExp(own)}(?![\\p{L}\\p{N}_])`, 'gu'),
+            '<term>',
+          );
   let out = '';
   let at = 0;
   for (const m of text.matchAll(URL_PATTERN)) {

@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { runBatch } from '../batch/runner.ts';
 import type { JobTotals } from '../batch/store.ts';
 import { checkBatchApiProvider } from '../batchapi/provider-check.ts';
-import { costOf } from '../config/index.ts';
+import { costOf, loadSettings, type Settings } from '../config/index.ts';
 import { withDisposer } from '../core/disposer-stack.ts';
 import type { ExitCode } from '../core/errors.ts';
 import { publicUrl } from '../core/provider-key.ts';
@@ -16,6 +16,7 @@ import type { ProcessOptions } from './process/options.ts';
 import { planRun, type RunPlan } from './process/plan.ts';
 import { summarise } from './process/summarise.ts';
 import { openTelemetry } from './process/telemetry.ts';
+import { settingsInput } from './state.ts';
 
 export type { ProcessOptions } from './process/options.ts';
 
@@ -26,8 +27,17 @@ export type { ProcessOptions } from './process/options.ts';
  * With the OTEL_* variables set, the whole run is one trace (telemetry.ts), flushed at the end.
  */
 export async function processCommand(ctx: CommandContext, given: ProcessOptions): Promise<ExitCode> {
-  const plan = await planRun(ctx, given);
-  if (given.batchApi) checkBatchApiProvider(plan.settings);
+  const started = ctx.clock.now();
+  let plan: RunPlan;
+  try {
+    plan = await planRun(ctx, given);
+    if (given.batchApi) checkBatchApiProvider(plan.settings);
+  } catch (e) {
+    // Refused before it opened anything (no key, an output it cannot write): a cron job watched
+    // through --metrics-file must not go on reporting its last success.
+    await planFailed(ctx, given, started, e);
+    throw e;
+  }
   // A batch on the batch API is worked on by one run at a time: its submissions are its leases.
   const o = given.batchApi ? { ...given, lock: true } : given;
   const metrics = metricsFile(ctx, plan);
@@ -51,6 +61,30 @@ export async function processCommand(ctx: CommandContext, given: ProcessOptions)
       throw e;
     }
   });
+}
+
+/** Writes --metrics-file for a run refused while planning, when the settings name one. */
+async function planFailed(
+  ctx: CommandContext,
+  o: ProcessOptions,
+  started: number,
+  e: unknown,
+): Promise<void> {
+  let settings: Settings;
+  try {
+    ({ settings } = await loadSettings(settingsInput(ctx, o.flags)));
+  } catch {
+    return; // The configuration itself is what failed: there is no file to write to.
+  }
+  if (settings.metricsFile === undefined) return;
+  await new RunTextfile({
+    path: resolve(ctx.cwd, settings.metricsFile),
+    clock: ctx.clock,
+    startedAt: started,
+    model: settings.model,
+    pipeline: settings.pipeline,
+    warn: (message) => ctx.io.err(message),
+  }).write(exitCodeOfError(e), undefined);
 }
 
 /** The run's Prometheus text file (--metrics-file), or undefined when none is asked for. */

@@ -68,7 +68,15 @@ export type JobResult =
       requests: number;
       requestMs: number;
     }
-  | { ok: false; error: ProviderError; attempts: number; requests: number; requestMs: number };
+  | {
+      ok: false;
+      error: ProviderError;
+      /** Tokens of the answers it was served and could not use: billed all the same. */
+      usage: TokenUsage;
+      attempts: number;
+      requests: number;
+      requestMs: number;
+    };
 
 /** Errors that end the whole run rather than one item: nothing else can succeed until a person acts. */
 export function isRunFatal(error: FlashcardsError): boolean {
@@ -186,7 +194,7 @@ export async function executeJob(
   // Another job of this run sent the same request and paid for it: this one was answered for free.
   return result.ok
     ? { ...result, cached: true, usage: zeroUsage, attempts: 0, requests: 0, requestMs: 0 }
-    : { ...result, attempts: 0, requests: 0, requestMs: 0 };
+    : { ...result, usage: zeroUsage, attempts: 0, requests: 0, requestMs: 0 };
 }
 
 /** One job's request through the policies, in the order they apply (outermost first). */
@@ -258,14 +266,22 @@ async function requestAnswer(
       ok: true,
       value: answer.value,
       cached: answer.cached,
-      usage: answer.usage,
+      // Every answer served, rejected ones included (a stale answer from the cache costs nothing).
+      usage: attempt.tally.usage ?? answer.usage,
       attempts: sent(),
       requests: sent(),
       requestMs: onWire(),
     };
   } catch (e) {
     if (isProviderError(e) && !isRunFatal(e)) {
-      return { ok: false, error: e, attempts: sent(), requests: sent(), requestMs: onWire() };
+      return {
+        ok: false,
+        error: e,
+        usage: attempt.tally.usage ?? zeroUsage,
+        attempts: sent(),
+        requests: sent(),
+        requestMs: onWire(),
+      };
     }
     throw e;
   }

@@ -17,6 +17,11 @@ export interface Attempt {
   tally: {
     requests: number;
     requestMs: number;
+    /**
+     * Tokens of every answer the provider served this job, rejected ones included: what it bills
+     * (a repair retry pays for the rejected answer too).
+     */
+    usage?: TokenUsage | undefined;
     firstFailureAt?: number | undefined;
     /** Time spent waiting for the rate limiter, all attempts (for telemetry). */
     limiterWaitMs?: number | undefined;

@@ -34,6 +34,12 @@ export function providerCall(o: {
     try {
       const result = await o.client.complete(attempt.request, o.signal);
       onWire();
+      const served = attempt.tally.usage ?? { promptTokens: 0, completionTokens: 0, totalTokens: 0 };
+      attempt.tally.usage = {
+        promptTokens: served.promptTokens + result.usage.promptTokens,
+        completionTokens: served.completionTokens + result.usage.completionTokens,
+        totalTokens: served.totalTokens + result.usage.totalTokens,
+      };
       ended?.('ok');
       return {
         content: result.content,

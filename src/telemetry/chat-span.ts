@@ -7,6 +7,7 @@ import {
   SpanStatusCode,
   type Tracer,
 } from '@opentelemetry/api';
+import type { TokenUsage } from '../client/chat-client.ts';
 import type { Clock } from '../core/clock.ts';
 import { isFlashcardsError, isProviderError } from '../core/errors.ts';
 import type { Policy } from '../job/policy.ts';
@@ -89,12 +90,31 @@ export function chatTelemetry(o: ChatTelemetryOptions): JobTelemetry {
         ins.operationDuration.record((o.clock.now() - started) / 1000, attributes);
         if (tally.requests > 0) ins.limiterWait.record((tally.limiterWaitMs ?? 0) / 1000);
       };
+      const recordTokens = (usage: TokenUsage, attributes: Attributes): void => {
+        o.instruments?.tokenUsage.record(usage.promptTokens, { ...attributes, 'gen_ai.token.type': 'input' });
+        o.instruments?.tokenUsage.record(usage.completionTokens, {
+          ...attributes,
+          'gen_ai.token.type': 'output',
+        });
+      };
       let answer: Awaited<ReturnType<typeof next>>;
       try {
         answer = await o.current.run(span, () => next(attempt));
       } catch (e) {
         const type = errorType(e);
-        span.setAttributes({ ...ended(), 'error.type': type });
+        // Answers served and rejected (schema, cut off) were billed: their tokens count too.
+        const served = attempt.tally.usage;
+        span.setAttributes({
+          ...ended(),
+          'error.type': type,
+          ...(served
+            ? {
+                'gen_ai.usage.input_tokens': served.promptTokens,
+                'gen_ai.usage.output_tokens': served.completionTokens,
+              }
+            : {}),
+        });
+        if (served) recordTokens(served, { ...common, 'error.type': type });
         // The message names the failure (status, timeout); it is ours, never the provider's text.
         span.setStatus({ code: SpanStatusCode.ERROR, message: isFlashcardsError(e) ? e.kind : type });
         span.end(o.clock.now());
@@ -105,23 +125,18 @@ export function chatTelemetry(o: ChatTelemetryOptions): JobTelemetry {
       // span that is never ended is never exported.
       if (answer.cached) return answer;
       const responseModel = answer.model ?? target.model;
+      // Every answer served in this call, the rejected ones before this one included.
+      const usage = attempt.tally.usage ?? answer.usage;
       span.setAttributes({
         ...ended(),
         'gen_ai.response.model': responseModel,
-        'gen_ai.usage.input_tokens': answer.usage.promptTokens,
-        'gen_ai.usage.output_tokens': answer.usage.completionTokens,
+        'gen_ai.usage.input_tokens': usage.promptTokens,
+        'gen_ai.usage.output_tokens': usage.completionTokens,
       });
       span.end(o.clock.now());
       const attributes = { ...common, 'gen_ai.response.model': responseModel };
       measure(attributes);
-      o.instruments?.tokenUsage.record(answer.usage.promptTokens, {
-        ...attributes,
-        'gen_ai.token.type': 'input',
-      });
-      o.instruments?.tokenUsage.record(answer.usage.completionTokens, {
-        ...attributes,
-        'gen_ai.token.type': 'output',
-      });
+      recordTokens(usage, attributes);
       return answer;
     };
   };

@@ -87,9 +87,15 @@ function watched<T extends SpanExporter | PushMetricExporter>(
   return exporter;
 }
 
+/**
+ * A request of the exporters may not outlive the exit's flush budget: the flush stops waiting
+ * then, and an open request would hold the process up for the rest of OTEL_EXPORTER_OTLP_TIMEOUT.
+ */
+const MAX_EXPORT_MS = 2500;
+
 async function spanExporter(t: SignalTarget, write: (text: string) => void): Promise<SpanExporter> {
   if (t.exporter === 'console') return consoleSpanExporter(write);
-  const options = { url: t.url, headers: t.headers, timeoutMillis: t.timeoutMs };
+  const options = { url: t.url, headers: t.headers, timeoutMillis: Math.min(t.timeoutMs, MAX_EXPORT_MS) };
   const { OTLPTraceExporter } =
     t.protocol === 'http/json'
       ? await import('@opentelemetry/exporter-trace-otlp-http')
@@ -99,7 +105,7 @@ async function spanExporter(t: SignalTarget, write: (text: string) => void): Pro
 
 async function metricExporter(t: SignalTarget, write: (text: string) => void): Promise<PushMetricExporter> {
   if (t.exporter === 'console') return consoleMetricExporter(write);
-  const options = { url: t.url, headers: t.headers, timeoutMillis: t.timeoutMs };
+  const options = { url: t.url, headers: t.headers, timeoutMillis: Math.min(t.timeoutMs, MAX_EXPORT_MS) };
   const { OTLPMetricExporter } =
     t.protocol === 'http/json'
       ? await import('@opentelemetry/exporter-metrics-otlp-http')
@@ -137,7 +143,8 @@ export async function startRunTelemetry(o: RunTelemetryOptions): Promise<RunTele
   let meterProvider: MeterProvider | undefined;
   if (config.metrics) {
     const exporter = watched(await metricExporter(config.metrics, o.write), config.metrics, failed);
-    const timeout = config.metrics.exporter === 'otlp' ? config.metrics.timeoutMs : 1000;
+    const timeout =
+      config.metrics.exporter === 'otlp' ? Math.min(config.metrics.timeoutMs, MAX_EXPORT_MS) : 1000;
     meterProvider = new MeterProvider({
       resource,
       readers: [
