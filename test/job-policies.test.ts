@@ -193,6 +193,39 @@ describe('breakerGate', () => {
     assert.equal(step.calls.length, 0);
   });
 
+  test("the break's end is in the shared store's time: a host clock 90 s behind it does not give up early", async () => {
+    const { clock, stop, sink } = setup(0);
+    // The store says the next probe may go at its 100 s; its time is this host's + 90 s.
+    const open: BreakerDecision = {
+      allowed: false,
+      state: 'open',
+      retryAtMs: 100_000,
+      reason: 'circuit open: x',
+    };
+    const gate = (breaker: ReturnType<typeof fakeBreaker>, stateNow?: () => number) =>
+      breakerGate({
+        breaker,
+        providerKey: 'k',
+        maxWaitMs: 60_000,
+        waits: new CircuitWaits(),
+        stop,
+        events: sink,
+        batchId: 'b',
+        stateNow,
+      });
+    // Read with the host's clock the break looks 100 s long, past --max-wait: the run would stop.
+    await assert.rejects(
+      gate(fakeBreaker([open]))(scripted([goodCards]))(attempt()),
+      (e) => isFlashcardsError(e) && e.kind === 'circuit_open',
+    );
+    // In the store's time it ends in 10 s: the gate waits, and calls once the breaker allows it.
+    const step = scripted([goodCards], undefined, clock);
+    const waited = gate(fakeBreaker([open, open, open, allowed]), () => clock.now() + 90_000);
+    const answer = await drive(clock, waited(step)(attempt()));
+    assert.equal(answer.content, goodCards);
+    assert.equal(step.calls.length, 1);
+  });
+
   test('serves the fallback (a stale cache entry) while the circuit is open', async () => {
     const { stop, sink } = setup(0);
     const breaker = fakeBreaker([{ allowed: false, state: 'isolated', retryAtMs: null, reason: 'isolated' }]);

@@ -123,6 +123,7 @@ export function composeRun(o: ComposeOptions): ComposedRun {
     counters: { requests: 0, retries: 0, cacheHits: 0, cacheMisses: 0 },
     observer: concurrency,
     storeHealth: o.state.health,
+    stateNow: () => stateClock.now(),
     telemetry: o.telemetry,
   };
   return {

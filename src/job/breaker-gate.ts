@@ -19,6 +19,11 @@ export interface BreakerGateOptions {
   batchId: string;
   /** An answer to give instead of waiting while the circuit is open (--stale-if-error). */
   fallback?: (() => Promise<Answer | undefined>) | undefined;
+  /**
+   * The time the breaker's own times (when the next probe may go) are in: the shared store's
+   * (Redis TIME, as estimated from here); this host's clock by default.
+   */
+  stateNow?: (() => number) | undefined;
 }
 
 /** An open circuit is asked again at least this often: another process may close or isolate it. */
@@ -55,9 +60,10 @@ export function breakerGate(o: BreakerGateOptions): Policy {
       const stale = await o.fallback?.();
       if (stale) return stale;
       const now = o.stop.clock.now();
-      const waitMs = decision.retryAtMs === null ? Number.POSITIVE_INFINITY : decision.retryAtMs - now;
+      const stateNow = o.stateNow?.() ?? now;
+      const waitMs = decision.retryAtMs === null ? Number.POSITIVE_INFINITY : decision.retryAtMs - stateNow;
       if (o.waits.totalMs(now) + Math.max(0, waitMs) > o.maxWaitMs || pastDeadline(o.stop, waitMs)) {
-        throw circuitOpenError(o.providerKey, decision, now, o.waits.totalMs(now));
+        throw circuitOpenError(o.providerKey, decision, stateNow, o.waits.totalMs(now));
       }
       if (o.waits.waiting(now)) {
         o.events.emit({

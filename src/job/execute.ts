@@ -53,6 +53,8 @@ export interface JobContext {
   observer?: CallObserver | undefined;
   /** Whether the shared store answers; a job waits for it before sending (store-waits.ts). */
   storeHealth: StoreHealth;
+  /** The time the breaker's and limiter's state is kept in (the shared store's); the host's when absent. */
+  stateNow?: (() => number) | undefined;
   /** Spans and metrics of the job's calls, when the run exports telemetry (OTEL_* variables). */
   telemetry?: JobTelemetry | undefined;
 }
@@ -230,6 +232,7 @@ async function requestAnswer(
       maxWaitMs: ctx.maxWaitMs,
       waits: ctx.circuitWaits,
       fallback: staleAnswer,
+      stateNow: ctx.stateNow,
     }),
     limiterGate({ ...common, limiter: ctx.limiter, maxTokens: ctx.maxTokens, observer: ctx.observer }),
     ...(telemetry ? [telemetry.request] : []),
