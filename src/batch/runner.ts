@@ -82,12 +82,22 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   let fatal: FlashcardsError | undefined;
   const stages = pipeline.stages;
 
+  // Back from an outage, renew this run's leases before anything else: leases lapse after
+  // LEASE_MS, and another host's claims would take items whose answers this run holds.
+  job.storeHealth.onChange((change) => {
+    if (change === 'back') queue.heartbeat(batch.id, owner, LEASE_MS).catch(() => {});
+  });
   const stopHeartbeat = clock.timer(
     HEARTBEAT_MS,
     () => {
       queue.heartbeat(batch.id, owner, LEASE_MS).catch((e: unknown) => {
         // A shared store that is away misses a beat: leases last three, and the next beat renews them.
         if (isStoreUnavailable(e)) return;
+        // The store found lost (exit 5) or any other error of ours says what it is.
+        if (isFlashcardsError(e)) {
+          fatal ??= e;
+          return;
+        }
         // A timer must not crash the process: stop the run cleanly instead.
         fatal ??=
           storageError(e, 'state.db') ??

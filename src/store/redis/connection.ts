@@ -114,6 +114,9 @@ export async function connectRedis(o: RedisConnectOptions): Promise<RedisConnect
     enableOfflineQueue: false,
     lazyConnect: true,
     retryStrategy: reconnectDelay,
+    // After a failover the old primary answers writes with READONLY over a connection that stays
+    // up: reconnect (a DNS or proxy endpoint then leads to the new primary) and send the command again.
+    reconnectOnError: (e: Error) => (e.message.startsWith('READONLY') ? 2 : false),
     ...(parsed.username ? { username: parsed.username } : {}),
     ...(password ? { password } : {}),
     ...(parsed.tls ? { tls: {} } : {}),

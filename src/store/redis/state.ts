@@ -4,12 +4,12 @@ import { redisSubmissionStore } from '../../batchapi/submissions.ts';
 import { redisCacheAdmin } from '../../cache/redis-admin.ts';
 import { redisResponseCache } from '../../cache/redis-store.ts';
 import type { Clock } from '../../core/clock.ts';
-import { FlashcardsError } from '../../core/errors.ts';
+import { errorMessage, FlashcardsError } from '../../core/errors.ts';
 import { dataPaths } from '../../core/home.ts';
 import { redisLimiterAdmin } from '../../limiter/redis-admin.ts';
 import { redisLimiterStore } from '../../limiter/redis-store.ts';
 import { redisBreakerStore } from '../../resilience/breaker-store-redis.ts';
-import { ProbedHealth } from '../health.ts';
+import { ProbedHealth, storeUnavailable } from '../health.ts';
 import type { SharedState } from '../state.ts';
 import { connectRedis, parseRedisUrl, type RedisConnection, redactRedisUrl } from './connection.ts';
 import { checkEpoch, forgetEpoch, rememberEpoch, storeEpoch } from './epoch.ts';
@@ -31,6 +31,9 @@ export interface OpenRedisStateOptions {
  * with an expiry: cached answers) are safe.
  */
 const UNSAFE_EVICTION = /^allkeys-/;
+
+/** How often a run checks the store's epoch while the store answers. */
+const EPOCH_CHECK_MS = 10_000;
 
 /** The masters of a cluster, or the one server. */
 function servers(conn: RedisConnection): RedisConnection[] {
@@ -109,8 +112,14 @@ export async function openRedisState(o: OpenRedisStateOptions): Promise<SharedSt
       where,
       clock: o.clock,
       probe: async () => {
-        await conn.ping();
-        if (epoch === undefined) return;
+        // A write, not a PING: a replica (the old primary after a failover) answers reads, and
+        // calling it back would only bring the next write's READONLY.
+        // (A command that only looks writes nothing: it pings.)
+        if (epoch === undefined) {
+          await conn.ping();
+          return;
+        }
+        await conn.set(`${prefix}probe`, String(o.clock.now()), 'PX', 60_000);
         try {
           await checkEpoch(conn, prefix, epoch, where);
         } catch (e) {
@@ -124,6 +133,25 @@ export async function openRedisState(o: OpenRedisStateOptions): Promise<SharedSt
     conn.on('close', () => {
       if (!closing) health.markAway();
     });
+    // A store emptied under a connection that stayed up (FLUSHALL, a restart behind a proxy) is
+    // noticed within EPOCH_CHECK_MS, not only after an outage: a run must not go on paying.
+    const stopEpochChecks =
+      epoch === undefined
+        ? () => {}
+        : o.clock.timer(
+            EPOCH_CHECK_MS,
+            () => {
+              if (health.away || health.lost) return;
+              checkEpoch(conn, prefix, epoch, where).catch((e: unknown) => {
+                if (e instanceof FlashcardsError && e.kind === 'store_lost') {
+                  forgetEpoch(o.home, storeId);
+                  health.markLost(e);
+                }
+                // Anything else (a timeout) is for the calls themselves to find.
+              });
+            },
+            { repeat: true },
+          );
     const guard = <T extends object>(store: T): T => guarded(store, { health });
     const batches = openRedisBatchStores(conn, { prefix });
     // A run keeps the outcomes the store cannot take in the outbox; one that only looks has none.
@@ -163,6 +191,7 @@ export async function openRedisState(o: OpenRedisStateOptions): Promise<SharedSt
       epoch,
       close: async () => {
         closing = true;
+        stopEpochChecks();
         health.close();
         try {
           if (!health.away && !health.lost) await (outbox ?? batches.results).flush();
@@ -175,6 +204,9 @@ export async function openRedisState(o: OpenRedisStateOptions): Promise<SharedSt
   } catch (e) {
     closing = true;
     conn.disconnect();
-    throw e;
+    // The checks while opening use the bare connection: a timeout or a replica there is the
+    // store not answering as a run needs it (exit 3), not a bug.
+    if (e instanceof FlashcardsError) throw e;
+    throw storeUnavailable(where, errorMessage(e), e);
   }
 }
