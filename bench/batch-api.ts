@@ -5,11 +5,11 @@
  * every 1.5 s, as cron would (faster), until it exits 0. Reports runs, batches created, polls, lines
  * submitted, synchronous requests (none expected) and the time to completion.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { cliEnv, repoRoot, runCli, tempDir } from '../test/support/cli.ts';
+import { cliEnv, runCli, tempDir } from '../test/support/cli.ts';
 import { startMockServer } from '../test/support/mock-server.ts';
+import { koreanWords } from '../test/support/word-lists.ts';
 import type { BenchRow } from './types.ts';
 
 const ITEMS = 100;
@@ -23,11 +23,7 @@ export async function bench(): Promise<BenchRow[]> {
   });
   try {
     const dir = tempDir('fc-bench-batchapi-');
-    const lines = readFileSync(join(repoRoot, 'fixtures', 'korean-200.csv'), 'utf8')
-      .trim()
-      .split('\n');
-    const input = join(dir, 'words.csv');
-    writeFileSync(input, `${lines.slice(0, ITEMS + 1).join('\n')}\n`);
+    const input = koreanWords(dir, ITEMS).path;
     const env = cliEnv({
       FLASHCARDS_HOME: join(dir, 'home'),
       FLASHCARDS_API_KEY: 'sk-bench-0123456789',

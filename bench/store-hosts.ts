@@ -6,11 +6,11 @@
  * over the time from the first request to the last exit, against 1,200/min), 429s, and requests
  * paid beyond one per job. Starts its own redis-server; needs `npm run build` and redis-server.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cliEnv, repoRoot, startCli, tempDir } from '../test/support/cli.ts';
+import { cliEnv, startCli, tempDir } from '../test/support/cli.ts';
 import { startMockServer } from '../test/support/mock-server.ts';
 import { hasRedis, startRedisServer } from '../test/support/redis-server.ts';
+import { koreanWords } from '../test/support/word-lists.ts';
 import type { BenchRow } from './types.ts';
 
 const RPM = 1200;
@@ -21,11 +21,7 @@ async function twoHosts(redisUrl: string, latencyMs: [number, number], extra: st
   const server = await startMockServer({ seed: 3, rpm: RPM, latencyMs });
   try {
     const dir = tempDir('fc-bench-hosts-');
-    const lines = readFileSync(join(repoRoot, 'fixtures', 'korean-200.csv'), 'utf8')
-      .trim()
-      .split('\n');
-    const input = join(dir, 'words.csv');
-    writeFileSync(input, `${lines.slice(0, ITEMS + 1).join('\n')}\n`);
+    const input = koreanWords(dir, ITEMS).path;
     const store = `${redisUrl}?prefix=${label}:`;
     const runs = ['a', 'b'].map((h) => {
       const home = join(dir, h);

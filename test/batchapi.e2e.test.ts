@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { cliEnv, repoRoot, runCli, startCli, tempDir } from './support/cli.ts';
+import { cliEnv, runCli, startCli, tempDir } from './support/cli.ts';
 import { type MockServer, startMockServer } from './support/mock-server.ts';
+import { deckTerms, koreanWords } from './support/word-lists.ts';
 
 /**
  * `process --batch-api` as cron runs it: the built CLI against the mock provider's batch
@@ -13,25 +14,6 @@ import { type MockServer, startMockServer } from './support/mock-server.ts';
  */
 
 const API_KEY = 'sk-test-batch-0123456789abcdef';
-
-function inputOf(dir: string, n: number): { path: string; terms: string[] } {
-  const lines = readFileSync(join(repoRoot, 'fixtures', 'korean-200.csv'), 'utf8')
-    .trim()
-    .split(/\r?\n/);
-  const rows = lines.slice(1, n + 1);
-  const path = join(dir, `words-${n}.csv`);
-  writeFileSync(path, `${[lines[0], ...rows].join('\n')}\n`);
-  return { path, terms: rows.map((r) => r.split(',')[1] ?? '') };
-}
-
-function deckTerms(path: string): Set<string> {
-  return new Set(
-    readFileSync(path, 'utf8')
-      .split('\n')
-      .filter((l) => l !== '' && !l.startsWith('#'))
-      .map((r) => r.split('\t')[0] ?? ''),
-  );
-}
 
 const chatRequests = (server: MockServer): number =>
   server.requests.filter((r) => r.path.endsWith('/chat/completions')).length;
@@ -56,7 +38,7 @@ describe('process --batch-api', () => {
 
   test('run again and again: exit 75 until done, then 0; one batch per stage, failed lines resubmitted, no chat request', async () => {
     const home = tempDir();
-    const { path, terms } = inputOf(home, 40);
+    const { path, terms } = koreanWords(home, 40);
     server.clear();
     server.set({ batchCompleteAfterMs: 0, batchErrorRate: 0.05, batchShuffle: true });
     const seen = {
@@ -79,7 +61,7 @@ describe('process --batch-api', () => {
       exits.slice(0, -1).every((c) => c === 75),
       `exits ${exits.join(',')}`,
     );
-    assert.deepEqual([...deckTerms(join(home, 'deck.tsv'))].sort(), [...new Set(terms)].sort());
+    assert.deepEqual([...deckTerms(join(home, 'deck.tsv')).terms].sort(), [...new Set(terms)].sort());
     assert.equal(chatRequests(server), 0, 'no synchronous request');
     const batches = server.batch.batches.length - seen.batches;
     const lines = server.batch.linesSubmitted - seen.lines;
@@ -106,7 +88,7 @@ describe('process --batch-api', () => {
 
   test('killed between upload and batch creation: the next run finds the batch by its tag, no duplicate', async () => {
     const home = tempDir();
-    const { path, terms } = inputOf(home, 10);
+    const { path, terms } = koreanWords(home, 10);
     server.clear();
     server.set({ batchCompleteAfterMs: 0, batchErrorRate: 0, batchShuffle: false, batchHoldCreate: true });
     const args = ['process', path, '-o', join(home, 'deck.tsv'), '--batch-api'];
@@ -130,7 +112,7 @@ describe('process --batch-api', () => {
       if (r.code !== 75) break;
     }
     assert.equal(exits.at(-1), 0, `exits ${exits.join(',')}`);
-    assert.deepEqual([...deckTerms(join(home, 'deck.tsv'))].sort(), [...new Set(terms)].sort());
+    assert.deepEqual([...deckTerms(join(home, 'deck.tsv')).terms].sort(), [...new Set(terms)].sort());
     const made = server.batch.batches.slice(seen.batches);
     const firstStage = made.filter((b) => b.metadata['flashcards_stage'] === 'analyze');
     assert.equal(firstStage.length, 1, 'one batch for the first stage');
@@ -140,14 +122,14 @@ describe('process --batch-api', () => {
 
   test('--wait polls until the deck is complete, then exits 0', async () => {
     const home = tempDir();
-    const { path, terms } = inputOf(home, 5);
+    const { path, terms } = koreanWords(home, 5);
     server.clear();
     server.set({ batchCompleteAfterMs: 0, batchErrorRate: 0, batchHoldCreate: false });
     const r = await runCli(['process', path, '-o', join(home, 'deck.tsv'), '--batch-api', '--wait'], {
       env: env(home),
     });
     assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual([...deckTerms(join(home, 'deck.tsv'))].sort(), [...new Set(terms)].sort());
+    assert.deepEqual([...deckTerms(join(home, 'deck.tsv')).terms].sort(), [...new Set(terms)].sort());
     assert.equal(chatRequests(server), 0);
   });
 
@@ -170,7 +152,7 @@ describe('process --batch-api', () => {
 
   test('an expired batch keeps what it answered; the rest goes again without counting an attempt', async () => {
     const home = tempDir();
-    const { path, terms } = inputOf(home, 6);
+    const { path, terms } = koreanWords(home, 6);
     server.clear();
     server.set({
       batchCompleteAfterMs: 60_000,
@@ -186,7 +168,7 @@ describe('process --batch-api', () => {
       server.set({ batchExpireAfterMs: 0, batchCompleteAfterMs: 0 });
       const { exits, stderr } = await untilDone(args, home);
       assert.equal(exits.at(-1), 0, `${exits.join(',')}: ${stderr}`);
-      assert.deepEqual([...deckTerms(join(home, 'deck.tsv'))].sort(), [...new Set(terms)].sort());
+      assert.deepEqual([...deckTerms(join(home, 'deck.tsv')).terms].sort(), [...new Set(terms)].sort());
     } finally {
       server.set({ batchExpireAfterMs: 0, batchCompleteAfterMs: 0 });
     }
@@ -194,7 +176,7 @@ describe('process --batch-api', () => {
 
   test('items failed at their last attempt fail the run (exit 1); --retry-failed gives them new attempts', async () => {
     const home = tempDir();
-    const { path, terms } = inputOf(home, 4);
+    const { path, terms } = koreanWords(home, 4);
     server.clear();
     server.set({ batchCompleteAfterMs: 0, batchErrorRate: 1, batchShuffle: false });
     const args = ['process', path, '-o', join(home, 'deck.tsv'), '--batch-api', '--max-attempts', '1'];
@@ -203,12 +185,12 @@ describe('process --batch-api', () => {
     server.set({ batchErrorRate: 0 });
     const again = await untilDone([...args, '--retry-failed'], home);
     assert.equal(again.exits.at(-1), 0, `${again.exits.join(',')}: ${again.stderr}`);
-    assert.deepEqual([...deckTerms(join(home, 'deck.tsv'))].sort(), [...new Set(terms)].sort());
+    assert.deepEqual([...deckTerms(join(home, 'deck.tsv')).terms].sort(), [...new Set(terms)].sort());
   });
 
   test('--fallback sync: jobs the batch API keeps failing go as ordinary requests, both stages', async () => {
     const home = tempDir();
-    const { path, terms } = inputOf(home, 3);
+    const { path, terms } = koreanWords(home, 3);
     server.clear();
     server.set({ batchCompleteAfterMs: 0, batchErrorRate: 1 });
     try {
@@ -225,7 +207,7 @@ describe('process --batch-api', () => {
       ];
       const { exits, stderr } = await untilDone(args, home);
       assert.equal(exits.at(-1), 0, `${exits.join(',')}: ${stderr}`);
-      assert.deepEqual([...deckTerms(join(home, 'deck.tsv'))].sort(), [...new Set(terms)].sort());
+      assert.deepEqual([...deckTerms(join(home, 'deck.tsv')).terms].sort(), [...new Set(terms)].sort());
       assert.equal(chatRequests(server), 6, 'each of the 6 jobs once as an ordinary request');
     } finally {
       server.set({ batchErrorRate: 0 });
@@ -234,7 +216,7 @@ describe('process --batch-api', () => {
 
   test('a file the queue never has room for is split until it fits, then the batch completes', async () => {
     const home = tempDir();
-    const { path, terms } = inputOf(home, 4);
+    const { path, terms } = koreanWords(home, 4);
     // How many tokens the first stage's file of 4 requests holds, from a run with no limit.
     const probe = tempDir();
     server.clear();
@@ -249,7 +231,7 @@ describe('process --batch-api', () => {
       const { exits, stderr } = await untilDone(args, home, 20);
       assert.equal(exits.at(-1), 0, `${exits.join(',')}: ${stderr}`);
       assert.ok(server.batch.enqueuedRefusals >= 2);
-      assert.deepEqual([...deckTerms(join(home, 'deck.tsv'))].sort(), [...new Set(terms)].sort());
+      assert.deepEqual([...deckTerms(join(home, 'deck.tsv')).terms].sort(), [...new Set(terms)].sort());
     } finally {
       server.set({ batchEnqueuedTokenLimit: 0 });
     }
@@ -257,7 +239,7 @@ describe('process --batch-api', () => {
 
   test('a provider without a batch API is refused before anything is sent (exit 2)', async () => {
     const home = tempDir();
-    const { path } = inputOf(home, 3);
+    const { path } = koreanWords(home, 3);
     server.clear();
     const r = await runCli(['process', path, '--batch-api', '--provider', 'ollama'], { env: env(home) });
     assert.equal(r.code, 2, r.stderr);

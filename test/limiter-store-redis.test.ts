@@ -8,6 +8,7 @@ import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { FakeClock } from '../src/core/clock.ts';
+import { seededRandom } from '../src/core/random.ts';
 import { openDatabase } from '../src/db/open.ts';
 import type { BookRequest, Charge } from '../src/limiter/gcra.ts';
 import { sqliteLimiterAdmin, sqliteLimiterStore } from '../src/limiter/index.ts';
@@ -15,7 +16,7 @@ import { redisLimiterAdmin } from '../src/limiter/redis-admin.ts';
 import { limiterKeys, redisLimiterStore } from '../src/limiter/redis-store.ts';
 import { connectRedis, type RedisConnection } from '../src/store/redis/connection.ts';
 import { limiterStoreConformance } from './conformance/limiter-store.ts';
-import { randomOps, runOp, seeded } from './support/limiter-random-ops.ts';
+import { randomOps, runOp } from './support/limiter-random-ops.ts';
 import { type RedisServer, redisSkip, startRedisServer } from './support/redis-server.ts';
 
 let server: RedisServer | undefined;
@@ -150,7 +151,7 @@ describe('Redis limiter store', { skip: redisSkip }, () => {
       const prefix = namespace();
       const stores = [sqliteLimiterStore(db, { clock }), redisLimiterStore(conn, { prefix, clock })] as const;
       const booked: [(Charge[] | null)[], (Charge[] | null)[]] = [[], []];
-      const ops = randomOps(seeded(seed), 200);
+      const ops = randomOps(seededRandom(seed), 200);
       for (const [i, op] of ops.entries()) {
         if (op.op === 'advance') {
           await clock.advance(op.ms);

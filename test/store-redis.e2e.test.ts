@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { cliEnv, repoRoot, runCli, startCli, tempDir } from './support/cli.ts';
+import { cliEnv, runCli, startCli, tempDir } from './support/cli.ts';
 import { type MockServer, startMockServer } from './support/mock-server.ts';
 import { type RedisServer, redisSkip, startRedisServer } from './support/redis-server.ts';
+import { eventually } from './support/wait.ts';
+import { deckTerms, koreanWords } from './support/word-lists.ts';
 
 /**
  * `flashcards process --store redis://...` as users run it: the built CLI, separate data
@@ -16,26 +18,13 @@ import { type RedisServer, redisSkip, startRedisServer } from './support/redis-s
 const API_KEY = 'sk-test-store-0123456789abcdef';
 const STAGES = 2; // the default pipeline: analysis, then cards
 
-function inputOf(dir: string, n: number): { path: string; terms: string[] } {
-  const lines = readFileSync(join(repoRoot, 'fixtures', 'korean-200.csv'), 'utf8')
-    .trim()
-    .split(/\r?\n/);
-  const rows = lines.slice(1, n + 1);
-  const path = join(dir, `words-${n}.csv`);
-  writeFileSync(path, `${[lines[0], ...rows].join('\n')}\n`);
-  return { path, terms: rows.map((r) => r.split(',')[1] ?? '') };
-}
-
-/** The distinct terms of a TSV deck (first column), and whether any card came twice. */
-function deckTerms(path: string): { terms: Set<string>; duplicateCards: number } {
-  const rows = readFileSync(path, 'utf8')
-    .split('\n')
-    .filter((l) => l !== '' && !l.startsWith('#'));
-  const guids = new Set(rows.map((r) => r.split('\t')[3]));
-  return {
-    terms: new Set(rows.map((r) => r.split('\t')[0] ?? '')),
-    duplicateCards: rows.length - guids.size,
-  };
+/** The run's JSON-lines log so far ('' before it exists). */
+function runLog(home: string): string {
+  const dir = join(home, 'logs');
+  if (!existsSync(dir)) return '';
+  return readdirSync(dir)
+    .map((f) => readFileSync(join(dir, f), 'utf8'))
+    .join('');
 }
 
 function paid(server: MockServer): number {
@@ -66,7 +55,7 @@ describe('process with --store redis:// (several hosts on one Redis)', { skip: r
 
   test('nothing listening at the store URL: exit 3 in at most four lines, no request sent', async () => {
     const home = tempDir();
-    const { path } = inputOf(home, 3);
+    const { path } = koreanWords(home, 3);
     server.clear();
     const r = await runCli(
       ['process', path, '-o', join(home, 'deck.tsv'), '--store', 'redis://:pw@127.0.0.1:1/0'],
@@ -85,7 +74,7 @@ describe('process with --store redis:// (several hosts on one Redis)', { skip: r
   test('two hosts share one batch: each request paid once, each deck whole, breaker status from a third home', async () => {
     const a = tempDir();
     const b = tempDir();
-    const { path, terms } = inputOf(work, 60);
+    const { path, terms } = koreanWords(work, 60);
     const store = `${redis.url}?prefix=two-hosts:`;
     server.clear();
     const args = (home: string) => [
@@ -119,16 +108,18 @@ describe('process with --store redis:// (several hosts on one Redis)', { skip: r
     assert.match(shown.stdout, /"done":60|"status":"done"/);
   });
 
-  test('Redis frozen (SIGSTOP) for 4 s mid-run: the run finishes, every term in the deck, few repeats', async () => {
+  test('Redis frozen (SIGSTOP) mid-run until the run notices: the run finishes, every term in the deck, few repeats', async () => {
     const home = tempDir();
-    const { path, terms } = inputOf(home, 150);
+    const { path, terms } = koreanWords(home, 150);
     server.clear();
     const run = startCli(['process', path, '-o', join(home, 'deck.tsv'), '--concurrency', '16'], {
       env: env(home),
     });
     await server.until(() => paid(server) >= 40);
     redis.pause();
-    await new Promise((resolve) => setTimeout(resolve, 4000));
+    // Frozen until the run has seen it stop answering (its commands time out after 2 s; the log
+    // says so), however long that takes on a busy machine: an outage of a few seconds.
+    await eventually(() => runLog(home).includes('"change":"away"'), 50);
     redis.resume();
     let r = await run.done;
     if (r.code === 3) {
@@ -150,7 +141,7 @@ describe('process with --store redis:// (several hosts on one Redis)', { skip: r
   test('a host killed with -9: another host takes its items; repeats at most its requests in flight', async () => {
     const a = tempDir();
     const b = tempDir();
-    const { path, terms } = inputOf(work, 80);
+    const { path, terms } = koreanWords(work, 80);
     const store = `${redis.url}?prefix=killed:`;
     server.clear();
     const killed = startCli(['process', path, '-o', join(a, 'deck.tsv'), '--concurrency', '8'], {
@@ -170,7 +161,7 @@ describe('process with --store redis:// (several hosts on one Redis)', { skip: r
 
   test('Redis restarted empty mid-run: exit 5 naming the loss; the next run starts over and finishes', async () => {
     const home = tempDir();
-    const { path, terms } = inputOf(home, 60);
+    const { path, terms } = koreanWords(home, 60);
     server.clear();
     const run = startCli(['process', path, '-o', join(home, 'deck.tsv'), '--concurrency', '8'], {
       env: env(home),

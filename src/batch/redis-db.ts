@@ -1,5 +1,6 @@
 import type { Clock } from '../core/clock.ts';
 import type { RedisConnection } from '../store/redis/connection.ts';
+import { nowMsLua } from '../store/redis/lua-time.ts';
 
 /**
  * What the three Redis batch stores share: the connection, the key namespace, where time comes
@@ -53,14 +54,7 @@ const prelude = `
 local META, DATA, FREE, LEASED, OWNER, TOKEN, DONE, FAILED, ERRORS, JOBS, RESULTS, STATS, TIMES, RUNS =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10], KEYS[11],
   KEYS[12], KEYS[13], KEYS[14]
--- Redis before 5 replicates a script by its text unless told to replicate its effects, which a
--- script reading TIME must (a no-op since Redis 5).
-if redis.replicate_commands then redis.replicate_commands() end
-local function now_ms()
-  if ARGV[1] ~= '' then return tonumber(ARGV[1]) end
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+${nowMsLua}
 -- rules.ts fenceAdmits: the item exists, is pending (neither done nor failed), and its claims so
 -- far equal the token.
 local function fence_admits(idx, token)

@@ -10,7 +10,7 @@ import { isStoreUnavailable } from '../store/health.ts';
 import type { ConcurrencyController } from './concurrency.ts';
 import type { FinishedFeed } from './export.ts';
 import { isOwnerAlive } from './owner.ts';
-import type { BatchCounts, BatchRecord, BatchResults, ClaimedItem, WorkQueue } from './store.ts';
+import type { BatchCounts, BatchRecord, BatchResults, ClaimedItem, JobOutcome, WorkQueue } from './store.ts';
 
 /** A lease outlives a crash by this much at most when the owner's liveness cannot be checked (other host). */
 export const LEASE_MS = 30_000;
@@ -48,6 +48,29 @@ export type RunOutcome =
   | { status: 'stopped'; reason: FlashcardsError; counts: BatchCounts }
   /** process --batch-api: `out` submissions are with the provider; run again later (exit 75). */
   | { status: 'waiting'; counts: BatchCounts; out: number; submittedLines: number };
+
+/** What the store keeps of a job's result (JobOutcome), under the claim it ran with. */
+export function jobOutcome(
+  batchId: string,
+  item: ClaimedItem,
+  stage: string,
+  result: JobResult,
+  durationMs: number,
+): JobOutcome {
+  return {
+    batchId,
+    idx: item.idx,
+    stage,
+    token: item.token,
+    attempts: result.attempts,
+    requests: result.requests,
+    promptTokens: result.usage.promptTokens,
+    completionTokens: result.usage.completionTokens,
+    cached: result.ok && result.cached,
+    durationMs,
+    requestMs: result.requestMs,
+  };
+}
 
 /** A failure nothing below handled: a full or failing disk says so; anything else is a bug. */
 function unexpected(e: unknown): FlashcardsError {
@@ -175,19 +198,7 @@ export async function runBatch(options: RunnerOptions): Promise<RunOutcome> {
   };
 
   const record = async (item: ClaimedItem, stage: string, result: JobResult, started: number) => {
-    const outcome = {
-      batchId: batch.id,
-      idx: item.idx,
-      stage,
-      token: item.token,
-      attempts: result.attempts,
-      requests: result.requests,
-      promptTokens: result.usage.promptTokens,
-      completionTokens: result.usage.completionTokens,
-      cached: result.ok && result.cached,
-      durationMs: clock.now() - started,
-      requestMs: result.requestMs,
-    };
+    const outcome = jobOutcome(batch.id, item, stage, result, clock.now() - started);
     // The log names items as people see them in their input: the first row is item 1.
     const timing = {
       item: item.idx + 1,

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LEASE_MS, type RunOutcome } from '../batch/runner.ts';
+import { jobOutcome, LEASE_MS, type RunOutcome } from '../batch/runner.ts';
 import type { BatchRecord, BatchResults, ClaimedItem, JobOutcome, WorkQueue } from '../batch/store.ts';
 import { type ChatRequest, chatRequestBody, parseCompletion } from '../client/chat-client.ts';
 import type { Clock } from '../core/clock.ts';
@@ -690,19 +690,7 @@ async function requestSync(
   const stages = o.pipeline.stages;
   const started = o.clock.now();
   const result = await executeJob(o.job, stage, { item, previous }, item.idx);
-  const outcome: JobOutcome = {
-    batchId: o.batch.id,
-    idx: item.idx,
-    stage: stage.name,
-    token: item.token,
-    attempts: result.attempts,
-    requests: result.requests,
-    promptTokens: result.usage.promptTokens,
-    completionTokens: result.usage.completionTokens,
-    cached: result.ok && result.cached,
-    durationMs: o.clock.now() - started,
-    requestMs: result.requestMs,
-  };
+  const outcome = jobOutcome(o.batch.id, item, stage.name, result, o.clock.now() - started);
   if (!result.ok) {
     await o.results.failJob(outcome, result.error.kind, result.error.message);
     return undefined;

@@ -3,6 +3,7 @@ import { FlashcardsError, usageError } from '../core/errors.ts';
 import { storeUnavailable } from '../store/health.ts';
 import type { RedisConnection } from '../store/redis/connection.ts';
 import { classifyRedisError } from '../store/redis/guard.ts';
+import { nowMsLua } from '../store/redis/lua-time.ts';
 
 /**
  * Key names and Lua scripts of the Redis cache (redis-store.ts, redis-admin.ts).
@@ -67,11 +68,7 @@ export const SUMMARY_FIELDS = [
 // Integers go back to Redis through %d: Redis writes other Lua numbers in a form that can lose digits
 // or read as 1.7e+12.
 const prelude = `
-local function now_ms()
-  if ARGV[1] ~= '' then return tonumber(ARGV[1]) end
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+${nowMsLua}
 local function int(n) return string.format('%d', n) end
 `;
 

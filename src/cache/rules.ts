@@ -1,6 +1,12 @@
 import { FlashcardsError } from '../core/errors.ts';
 import type { Random } from '../core/random.ts';
-import type { CacheStats, CacheTotals, ClearFilter, EntrySummary } from './admin.ts';
+import {
+  type CacheStats,
+  type CacheTotals,
+  type ClearFilter,
+  type EntrySummary,
+  emptyStats,
+} from './admin.ts';
 import { type Codec, type CodecName, decodeBody } from './codec.ts';
 import type { CacheHit, CacheSettings } from './store.ts';
 
@@ -124,21 +130,7 @@ export function summarise(entries: Iterable<EntrySummary>, now: number): CacheSt
     }
     perCodec.set(e.codec, (perCodec.get(e.codec) ?? 0) + 1);
   }
-  const stats: CacheStats = {
-    entries: 0,
-    live: 0,
-    expired: 0,
-    originalBytes: 0,
-    storedBytes: 0,
-    compressionRatio: 0,
-    hits: 0,
-    misses: 0,
-    oldest: null,
-    newest: null,
-    perModel: {},
-    perCodec: {},
-    recentRuns: [],
-  };
+  const stats: CacheStats = emptyStats();
   for (const model of [...perModel.keys()].sort(byteOrder)) {
     const { oldest, newest, ...totals } = perModel.get(model)!;
     stats.perModel[model] = totals;

@@ -1,4 +1,5 @@
 import type { RedisConnection } from '../store/redis/connection.ts';
+import { nowMsLua } from '../store/redis/lua-time.ts';
 
 /**
  * The Redis breaker store's operations, one Lua script each: data operations only (the rules stay in
@@ -13,13 +14,7 @@ import type { RedisConnection } from '../store/redis/connection.ts';
  * exponent form.
  */
 const prelude = `
--- Redis before 5 refuses writes after TIME unless the script replicates its effects (the only mode since 7).
-if redis.replicate_commands then redis.replicate_commands() end
-local function now_ms()
-  if ARGV[1] ~= '' then return tonumber(ARGV[1]) end
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
+${nowMsLua}
 local function str(n) return string.format('%.0f', n) end
 local function create(now, key)
   redis.call('HSET', KEYS[1], 'key', key, 'state', 'closed', 'consecutive_opens', '0',

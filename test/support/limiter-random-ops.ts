@@ -10,18 +10,6 @@ import { parseRateLimitHeaders } from '../../src/limiter/headers.ts';
 import type { LimiterSettings } from '../../src/limiter/settings.ts';
 import type { LimiterStore } from '../../src/limiter/store.ts';
 
-/** mulberry32: a small seeded generator, so a failing sequence can be replayed. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export type Op =
   | { op: 'advance'; ms: number }
   | { op: 'readKey'; key: string }

@@ -36,6 +36,7 @@ export async function startRedisCluster(): Promise<RedisCluster> {
       for (;;) {
         const { stdout } = await run('redis-cli', ['-p', String(node.port), 'cluster', 'info']);
         if (stdout.includes('cluster_state:ok')) break;
+        // Paces the asking only: no deadline (the test runner's timeout ends a cluster that never forms).
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
     }
